@@ -1,0 +1,100 @@
+/**
+ * The gate's one error type. `code` decides what the client is told (see challenge.ts, the only
+ * place that maps a code to a status, header and body); `reason` and `detail` go to the log only.
+ */
+export type GateErrorCode =
+  /** No bearer token at all: 401 with a bare challenge (RFC 6750 §3.1, no `error`). */
+  | "no_token"
+  /** Malformed request: two Authorization headers, token in header and query (RFC 6750 §3.1). */
+  | "invalid_request"
+  /** The token failed a check of contract §4 (RFC 6750 §3.1). */
+  | "invalid_token"
+  /** The token is valid but lacks a required scope or claim (RFC 6750 §3.1, MCP 2025-11-25). */
+  | "insufficient_scope"
+  /** A present `Origin` that is not allowed (MCP transport, DNS rebinding). */
+  | "forbidden"
+  /** No key set loaded yet. */
+  | "not_ready"
+  /** Token bucket empty. */
+  | "rate_limited"
+  /** Request body over MAX_REQUEST_BODY. */
+  | "payload_too_large"
+  /** Upstream unreachable or broke before sending headers. */
+  | "upstream_error"
+  /** No upstream response headers within UPSTREAM_TIMEOUT. */
+  | "upstream_timeout";
+
+/**
+ * Why a request was rejected, for the log and metrics only. Never sent to the client beyond the
+ * RFC error code.
+ */
+export type RejectReason =
+  | "expired"
+  | "not_yet_valid"
+  | "iat_in_future"
+  | "missing_exp"
+  | "signature"
+  | "issuer"
+  | "audience"
+  | "alg"
+  | "unknown_kid"
+  | "malformed"
+  | "typ"
+  | "crit"
+  | "sub"
+  | "scope"
+  | "claim"
+  | "multiple_authorization"
+  | "token_in_query"
+  | "origin"
+  | "body_too_large"
+  | "keys_not_loaded"
+  | "rate_limit"
+  | "upstream_unreachable"
+  | "upstream_timeout";
+
+/** Options for {@linkcode GateError}. */
+export interface GateErrorOptions {
+  /** Machine-readable reason for the log. */
+  reason?: RejectReason;
+  /** Free text for the log (never for the client, never token bytes). */
+  detail?: string;
+  /** Seconds for a `Retry-After` header (503, 429). */
+  retryAfterSeconds?: number;
+  cause?: unknown;
+}
+
+/** An error the gate turns into an HTTP response; see challenge.ts. */
+export class GateError extends Error {
+  readonly code: GateErrorCode;
+  readonly reason?: RejectReason;
+  readonly detail?: string;
+  readonly retryAfterSeconds?: number;
+
+  constructor(code: GateErrorCode, options: GateErrorOptions = {}) {
+    super(options.detail ?? options.reason ?? code, { cause: options.cause });
+    this.name = "GateError";
+    this.code = code;
+    this.reason = options.reason;
+    this.detail = options.detail;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/** One bad environment variable. */
+export interface ConfigProblem {
+  variable: string;
+  message: string;
+}
+
+/** Every configuration problem found, reported together (exit code 2). */
+export class ConfigError extends Error {
+  readonly code = "config" as const;
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[]) {
+    super(problems.map((p) => p.message).join("; "));
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
