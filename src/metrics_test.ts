@@ -1,0 +1,330 @@
+import assert from "node:assert/strict";
+import {
+  createMetrics,
+  DEFAULT_DURATION_BUCKETS,
+  escapeHelp,
+  escapeLabelValue,
+  formatNumber,
+  METRICS_CONTENT_TYPE,
+} from "./metrics.ts";
+
+/** Parsed exposition: families with HELP/TYPE and samples in order. */
+interface Family {
+  help?: string;
+  type?: string;
+  samples: { name: string; labels: Record<string, string>; value: string }[];
+}
+
+/**
+ * A strict reader of text format 0.0.4, enough to check what render() promises: every sample
+ * belongs to a family announced by HELP and TYPE before it, label values unescape, lines end
+ * with "\n".
+ */
+function parseExposition(text: string): Map<string, Family> {
+  assert.ok(text.endsWith("\n"), "exposition ends with a line feed");
+  const families = new Map<string, Family>();
+  let current: string | undefined;
+  for (const line of text.slice(0, -1).split("\n")) {
+    const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (meta) {
+      const [, kind, name, rest] = meta;
+      const f = families.get(name) ?? { samples: [] };
+      if (kind === "HELP") {
+        assert.equal(f.help, undefined, `one HELP for ${name}`);
+        f.help = rest;
+      } else {
+        assert.equal(f.type, undefined, `one TYPE for ${name}`);
+        assert.equal(f.samples.length, 0, `TYPE before samples for ${name}`);
+        f.type = rest;
+      }
+      families.set(name, f);
+      current = name;
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `sample line is well formed: ${JSON.stringify(line)}`);
+    const [, name, , labelText, value] = m;
+    assert.ok(current !== undefined, `sample ${name} after a TYPE line`);
+    const base = families.get(current)!;
+    const suffixOk = name === current ||
+      (base.type === "histogram" &&
+        [`${current}_bucket`, `${current}_sum`, `${current}_count`].includes(name));
+    assert.ok(suffixOk, `sample ${name} belongs to family ${current}`);
+    assert.ok(/^([+-]Inf|NaN|-?\d+(\.\d+)?(e[+-]?\d+)?)$/.test(value), `value ${value}`);
+    base.samples.push({ name, labels: parseLabels(labelText ?? ""), value });
+  }
+  return families;
+}
+
+function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/gy;
+  let m: RegExpExecArray | null;
+  let end = 0;
+  while ((m = re.exec(text)) !== null) {
+    labels[m[1]] = m[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    end = re.lastIndex;
+    if (m[3] === "") break;
+  }
+  assert.equal(end, text.length, `labels parse fully: ${text}`);
+  return labels;
+}
+
+function family(text: string, name: string): Family {
+  const f = parseExposition(text).get(name);
+  assert.ok(f, `family ${name} present`);
+  return f;
+}
+
+function sample(f: Family, name: string, labels: Record<string, string>): string | undefined {
+  return f.samples.find((s) =>
+    s.name === name && Object.keys(labels).length === Object.keys(s.labels).length &&
+    Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+  )?.value;
+}
+
+Deno.test("render() announces every family with HELP and TYPE before its samples", () => {
+  const m = createMetrics({
+    version: "1.2.3",
+    keyStats: () => ({ keys: 2, lastRefreshMs: 1_700_000_000_500, refreshErrors: 1, fetches: 3 }),
+  });
+  m.requestStarted();
+  m.requestFinished({ route: "proxy", method: "POST", status: 200, durationMs: 12 });
+  m.authOutcome("ok");
+  const families = parseExposition(m.render());
+  const types = Object.fromEntries([...families].map(([n, f]) => [n, f.type]));
+  assert.deepEqual(types, {
+    mcpgate_build_info: "gauge",
+    mcpgate_in_flight_requests: "gauge",
+    mcpgate_http_requests_total: "counter",
+    mcpgate_http_request_duration_seconds: "histogram",
+    mcpgate_auth_total: "counter",
+    mcpgate_upstream_errors_total: "counter",
+    mcpgate_jwks_keys_loaded: "gauge",
+    mcpgate_jwks_last_refresh_timestamp_seconds: "gauge",
+    mcpgate_jwks_refresh_errors_total: "counter",
+    mcpgate_jwks_fetches_total: "counter",
+  });
+  for (const [name, f] of families) assert.ok(f.help && f.help.length > 0, `HELP for ${name}`);
+});
+
+Deno.test("render() exposes build info, in-flight requests and key set state", () => {
+  const m = createMetrics({
+    version: "0.1.0",
+    keyStats: () => ({ keys: 2, lastRefreshMs: 1_700_000_000_500, refreshErrors: 1, fetches: 3 }),
+  });
+  m.requestStarted();
+  m.requestStarted();
+  m.requestFinished({ route: "health", method: "GET", status: 200, durationMs: 1 });
+  const text = m.render();
+  assert.match(text, /^mcpgate_build_info\{version="0\.1\.0"\} 1$/m);
+  assert.match(text, /^mcpgate_in_flight_requests 1$/m);
+  assert.match(text, /^mcpgate_jwks_keys_loaded 2$/m);
+  assert.match(text, /^mcpgate_jwks_last_refresh_timestamp_seconds 1700000000\.5$/m);
+  assert.match(text, /^mcpgate_jwks_refresh_errors_total 1$/m);
+  assert.match(text, /^mcpgate_jwks_fetches_total 3$/m);
+});
+
+Deno.test("render() omits the last refresh timestamp until a key set was fetched", () => {
+  const m = createMetrics({
+    version: "0.1.0",
+    keyStats: () => ({ keys: 0, refreshErrors: 4, fetches: 4 }),
+  });
+  const families = parseExposition(m.render());
+  assert.equal(families.has("mcpgate_jwks_last_refresh_timestamp_seconds"), false);
+  assert.equal(families.get("mcpgate_jwks_keys_loaded")?.samples[0].value, "0");
+});
+
+Deno.test("render() reads key set state at scrape time, not at construction", () => {
+  let keys = 0;
+  const m = createMetrics({
+    version: "0.1.0",
+    keyStats: () => ({ keys, refreshErrors: 0, fetches: 1 }),
+  });
+  assert.match(m.render(), /^mcpgate_jwks_keys_loaded 0$/m);
+  keys = 3;
+  assert.match(m.render(), /^mcpgate_jwks_keys_loaded 3$/m);
+});
+
+Deno.test("requestFinished() counts requests by route, method and status", () => {
+  const m = createMetrics({ version: "0.1.0" });
+  for (let i = 0; i < 3; i++) {
+    m.requestStarted();
+    m.requestFinished({ route: "proxy", method: "POST", status: 200, durationMs: 5 });
+  }
+  m.requestStarted();
+  m.requestFinished({ route: "rejected", method: "POST", status: 401, durationMs: 1 });
+  m.requestStarted();
+  m.requestFinished({ route: "metadata", method: "GET", status: 200, durationMs: 1 });
+  const f = family(m.render(), "mcpgate_http_requests_total");
+  const labels = (route: string, method: string, status: string) => ({ route, method, status });
+  assert.equal(sample(f, f.samples[0].name, labels("proxy", "POST", "200")), "3");
+  assert.equal(sample(f, f.samples[0].name, labels("rejected", "POST", "401")), "1");
+  assert.equal(sample(f, f.samples[0].name, labels("metadata", "GET", "200")), "1");
+  assert.equal(f.samples.length, 3);
+});
+
+Deno.test('requestFinished() folds unknown methods into method="other"', async (t) => {
+  const cases: [string, string][] = [
+    ["GET", "GET"],
+    ["HEAD", "HEAD"],
+    ["POST", "POST"],
+    ["PUT", "PUT"],
+    ["DELETE", "DELETE"],
+    ["OPTIONS", "OPTIONS"],
+    ["PATCH", "PATCH"],
+    ["PROPFIND", "other"],
+    ["get", "other"],
+    ['X"\n', "other"],
+  ];
+  for (const [method, label] of cases) {
+    await t.step(`${JSON.stringify(method)} -> ${label}`, () => {
+      const m = createMetrics({ version: "0.1.0" });
+      m.requestStarted();
+      m.requestFinished({ route: "proxy", method, status: 200, durationMs: 1 });
+      const f = family(m.render(), "mcpgate_http_requests_total");
+      assert.deepEqual(f.samples.map((s) => s.labels.method), [label]);
+    });
+  }
+});
+
+Deno.test("requestFinished() keeps one series per method label however many methods arrive", () => {
+  const m = createMetrics({ version: "0.1.0" });
+  for (let i = 0; i < 100; i++) {
+    m.requestStarted();
+    m.requestFinished({ route: "proxy", method: `M${i}`, status: 200, durationMs: 1 });
+  }
+  const f = family(m.render(), "mcpgate_http_requests_total");
+  assert.equal(f.samples.length, 1);
+  assert.equal(f.samples[0].value, "100");
+});
+
+Deno.test("the duration histogram has cumulative buckets, +Inf, _sum and _count", () => {
+  const m = createMetrics({ version: "0.1.0", durationBucketsSeconds: [0.01, 0.1, 1] });
+  // 5 ms, 10 ms (on the bound: le is inclusive), 50 ms, 2 s (overflow).
+  for (const durationMs of [5, 10, 50, 2000]) {
+    m.requestStarted();
+    m.requestFinished({ route: "proxy", method: "GET", status: 200, durationMs });
+  }
+  const h = "mcpgate_http_request_duration_seconds";
+  const f = family(m.render(), h);
+  const base = { route: "proxy", method: "GET", status: "200" };
+  assert.deepEqual(
+    f.samples.filter((s) => s.name === `${h}_bucket`).map((s) => [s.labels.le, s.value]),
+    [["0.01", "2"], ["0.1", "3"], ["1", "3"], ["+Inf", "4"]],
+  );
+  assert.equal(sample(f, `${h}_sum`, base), "2.065");
+  assert.equal(sample(f, `${h}_count`, base), "4");
+});
+
+Deno.test("the duration histogram counts a negative or NaN duration as zero", () => {
+  const m = createMetrics({ version: "0.1.0", durationBucketsSeconds: [0.01] });
+  for (const durationMs of [-5, NaN]) {
+    m.requestStarted();
+    m.requestFinished({ route: "proxy", method: "GET", status: 200, durationMs });
+  }
+  const text = m.render();
+  assert.match(text, /_bucket\{route="proxy",method="GET",status="200",le="0\.01"\} 2$/m);
+  assert.match(text, /_sum\{route="proxy",method="GET",status="200"\} 0$/m);
+});
+
+Deno.test("the default duration buckets ascend and reach past Claude.ai's 300 s tool timeout", () => {
+  for (let i = 1; i < DEFAULT_DURATION_BUCKETS.length; i++) {
+    assert.ok(DEFAULT_DURATION_BUCKETS[i] > DEFAULT_DURATION_BUCKETS[i - 1]);
+  }
+  assert.equal(DEFAULT_DURATION_BUCKETS.at(-1), 300);
+});
+
+Deno.test("createMetrics() refuses buckets that do not ascend", () => {
+  assert.throws(
+    () => createMetrics({ version: "x", durationBucketsSeconds: [1, 0.5] }),
+    /Invalid "durationBucketsSeconds": expected finite ascending bounds, got "1,0.5"/,
+  );
+  assert.throws(() => createMetrics({ version: "x", durationBucketsSeconds: [1, Infinity] }));
+});
+
+Deno.test("authOutcome() counts outcomes by reason, reason label only when given", () => {
+  const m = createMetrics({ version: "0.1.0" });
+  m.authOutcome("ok");
+  m.authOutcome("ok");
+  m.authOutcome("invalid_token", "expired");
+  m.authOutcome("invalid_token", "audience");
+  m.authOutcome("invalid_token", "expired");
+  const f = family(m.render(), "mcpgate_auth_total");
+  assert.deepEqual(
+    f.samples.map((s) => [s.labels, s.value]),
+    [
+      [{ outcome: "ok" }, "2"],
+      [{ outcome: "invalid_token", reason: "expired" }, "2"],
+      [{ outcome: "invalid_token", reason: "audience" }, "1"],
+    ],
+  );
+});
+
+Deno.test("upstreamError() counts by kind and every kind is exposed from the start", () => {
+  const m = createMetrics({ version: "0.1.0" });
+  assert.match(m.render(), /^mcpgate_upstream_errors_total\{kind="timeout"\} 0$/m);
+  m.upstreamError("timeout");
+  m.upstreamError("timeout");
+  m.upstreamError("reset");
+  const f = family(m.render(), "mcpgate_upstream_errors_total");
+  assert.deepEqual(
+    f.samples.map((s) => [s.labels.kind, s.value]),
+    [["unreachable", "0"], ["timeout", "2"], ["reset", "1"]],
+  );
+});
+
+Deno.test("label values are escaped: backslash, double quote and line feed", () => {
+  const m = createMetrics({ version: 'v1 "beta"\\build\nx' });
+  m.authOutcome("odd", 'a"b\\c\nd');
+  const text = m.render();
+  assert.ok(text.includes('mcpgate_build_info{version="v1 \\"beta\\"\\\\build\\nx"} 1\n'));
+  const f = family(text, "mcpgate_auth_total");
+  assert.deepEqual(f.samples[0].labels, { outcome: "odd", reason: 'a"b\\c\nd' });
+  assert.equal(
+    parseExposition(text).get("mcpgate_build_info")?.samples[0].labels.version,
+    'v1 "beta"\\build\nx',
+  );
+});
+
+Deno.test("escape helpers follow text format 0.0.4", async (t) => {
+  const cases: [string, (s: string) => string, string, string][] = [
+    ["label: quote", escapeLabelValue, 'a"b', 'a\\"b'],
+    ["label: backslash", escapeLabelValue, "a\\b", "a\\\\b"],
+    ["label: line feed", escapeLabelValue, "a\nb", "a\\nb"],
+    ["label: plain", escapeLabelValue, "plain", "plain"],
+    ["help: quote kept", escapeHelp, 'say "hi"', 'say "hi"'],
+    ["help: backslash", escapeHelp, "a\\b", "a\\\\b"],
+    ["help: line feed", escapeHelp, "a\nb", "a\\nb"],
+  ];
+  for (const [name, fn, input, want] of cases) {
+    await t.step(name, () => assert.equal(fn(input), want));
+  }
+});
+
+Deno.test("formatNumber() writes special floats as Prometheus reads them", () => {
+  assert.equal(formatNumber(Infinity), "+Inf");
+  assert.equal(formatNumber(-Infinity), "-Inf");
+  assert.equal(formatNumber(NaN), "NaN");
+  assert.equal(formatNumber(0.25), "0.25");
+  assert.equal(formatNumber(42), "42");
+});
+
+Deno.test("METRICS_CONTENT_TYPE names text format 0.0.4", () => {
+  assert.equal(METRICS_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+});
+
+Deno.test("requestFinished() costs well under a microsecond on a known series", () => {
+  const m = createMetrics({ version: "0.1.0" });
+  const f = { route: "proxy" as const, method: "POST", status: 200, durationMs: 3 };
+  const n = 200_000;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    m.requestStarted();
+    m.requestFinished(f);
+  }
+  const nsPerOp = ((performance.now() - t0) * 1e6) / n;
+  // Generous bound so a loaded CI machine does not flake; typical is ~20-50 ns.
+  assert.ok(nsPerOp < 1000, `${nsPerOp.toFixed(0)} ns per request`);
+  assert.match(m.render(), /^mcpgate_http_requests_total\{[^}]*\} 200000$/m);
+});
