@@ -1,0 +1,87 @@
+/**
+ * Token-bucket rate limiting per key (client IP before auth, subject after it), in memory, with
+ * a hard bound on the number of buckets kept.
+ */
+
+/** Options for {@linkcode createRateLimiter}. */
+export interface RateLimiterOptions {
+  /** Refill rate in tokens per second; must be positive. */
+  rps: number;
+  /** Bucket capacity; values below 1 mean `max(1, ceil(rps))` (RATE_LIMIT_BURST left at 0). */
+  burst: number;
+  /** Most buckets kept at once (default 10000). */
+  maxKeys?: number;
+  /** Monotonic clock in milliseconds (default `performance.now`); injectable for tests. */
+  now?: () => number;
+}
+
+export interface RateLimiter {
+  /**
+   * Takes one token from `key`'s bucket. Returns 0 when the request may proceed, else the whole
+   * number of seconds (≥ 1) until a token is available, for `Retry-After`.
+   */
+  take(key: string): number;
+  /** Buckets currently held (≤ maxKeys). */
+  readonly size: number;
+}
+
+interface Bucket {
+  tokens: number;
+  /** Clock reading when `tokens` was last brought up to date. */
+  at: number;
+}
+
+/**
+ * Creates a token-bucket limiter. Buckets live in a Map kept in least-recently-used order. At
+ * `maxKeys` a new key first drops the least recently used bucket: a bucket idle for `burst/rps`
+ * seconds is full again, so dropping it loses nothing; under a flood of more than `maxKeys`
+ * active keys the oldest key starts over with a full bucket, and memory still never grows.
+ *
+ * @throws {RangeError} for a non-positive or non-finite `rps` or `maxKeys`.
+ */
+export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
+  const { rps } = options;
+  if (!(Number.isFinite(rps) && rps > 0)) {
+    throw new RangeError(`Invalid rate limit "rps": expected a positive number, got "${rps}"`);
+  }
+  const maxKeys = options.maxKeys ?? 10_000;
+  if (!(Number.isInteger(maxKeys) && maxKeys > 0)) {
+    throw new RangeError(
+      `Invalid rate limit "maxKeys": expected a positive integer, got "${maxKeys}"`,
+    );
+  }
+  const burst = options.burst >= 1 && Number.isFinite(options.burst)
+    ? options.burst
+    : Math.max(1, Math.ceil(rps));
+  const now = options.now ?? (() => performance.now());
+  const buckets = new Map<string, Bucket>();
+
+  return {
+    take(key) {
+      const t = now();
+      let bucket = buckets.get(key);
+      if (bucket === undefined) {
+        if (buckets.size >= maxKeys) {
+          // Map iteration order is insertion order, and every take re-inserts: first = LRU.
+          buckets.delete(buckets.keys().next().value!);
+        }
+        bucket = { tokens: burst, at: t };
+      } else {
+        buckets.delete(key);
+        // max(0, ...): a clock that steps back must not drain the bucket.
+        const elapsed = Math.max(0, t - bucket.at);
+        bucket.tokens = Math.min(burst, bucket.tokens + (elapsed * rps) / 1000);
+        bucket.at += elapsed;
+      }
+      buckets.set(key, bucket);
+      if (bucket.tokens >= 1) {
+        bucket.tokens -= 1;
+        return 0;
+      }
+      return Math.max(1, Math.ceil((1 - bucket.tokens) / rps));
+    },
+    get size() {
+      return buckets.size;
+    },
+  };
+}
