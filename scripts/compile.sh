@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the single mcp-gate executable with `deno compile`.
+#
+# Usage: scripts/compile.sh [--target <triple>] [--output <path>]
+#   --target   a `deno compile --target` triple (default: this machine)
+#   --output   default dist/mcp-gate
+#
+# Permissions baked into the binary, and why no narrower:
+#   --allow-net   listen, proxy to UPSTREAM_URL, fetch the key set; hosts come from the environment
+#   --allow-env   the whole configuration is environment variables (read with Deno.env.toObject)
+#   --allow-read  TLS_CERT_FILE / TLS_KEY_FILE; their paths come from the environment, so no list
+# Not granted: run, write, ffi, sys, import. --no-prompt makes a missing permission an error,
+# never an interactive prompt.
+# --no-code-cache: otherwise the binary writes a V8 code cache to $TMPDIR/deno-compile-mcp-gate.cache
+# at run time, a predictable shared path that another local user could pre-create, and a write
+# that fails on a read-only root file system anyway. Measured start-up gain for the gate: none
+# worth that (see docs/deploy.md).
+#
+# Offline machines: when the plain compile fails because Deno's runtime base (denort) cannot be
+# downloaded, the offline toolchain from ../shared/tools/offline-compile-env.sh (deno 2.7.11 with
+# a locally rebuilt denort) is used instead, for the host target only. Override its location with
+# OFFLINE_COMPILE_ENV=/path/to/offline-compile-env.sh.
+set -euo pipefail
+
+repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+target=""
+output="dist/mcp-gate"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) target=${2:?--target needs a value}; shift 2 ;;
+    --output | -o) output=${2:?--output needs a value}; shift 2 ;;
+    *) echo "compile.sh: unknown argument \"$1\"" >&2; exit 2 ;;
+  esac
+done
+
+mkdir -p dist "$(dirname -- "$output")"
+
+# Embed only the npm packages main.ts reaches (see scripts/compile_config.ts).
+deno info --json main.ts > dist/graph.json
+deno run --allow-read=. --allow-write=dist scripts/compile_config.ts dist/graph.json
+
+flags=(
+  --config dist/compile.json --allow-net --allow-env --allow-read --no-prompt --no-code-cache
+  --output "$output"
+)
+[ -n "$target" ] && flags+=(--target "$target")
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+if deno compile "${flags[@]}" main.ts 2> "$log"; then
+  cat "$log" >&2
+elif grep -q "Setting up base binary" "$log" && [ -z "$target" ]; then
+  cat "$log" >&2
+  echo "compile.sh: Deno's runtime base could not be downloaded; using the offline toolchain" >&2
+  offline=${OFFLINE_COMPILE_ENV:-"$repo/../shared/tools/offline-compile-env.sh"}
+  if [ ! -x "$offline" ]; then
+    echo "compile.sh: offline toolchain script not found at \"$offline\"" >&2
+    exit 1
+  fi
+  eval "$("$offline")"
+  deno compile "${flags[@]}" main.ts
+else
+  cat "$log" >&2
+  exit 1
+fi
+
+echo "compile.sh: built $output ($(deno --version | head -n 1))" >&2
