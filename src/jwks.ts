@@ -1,0 +1,686 @@
+/**
+ * The authorization server's signing keys: discovery (RFC 8414 §3, OIDC Discovery §4), the cached
+ * key set (refreshed on a jittered timer, stale on error), and the single-flight, rate-limited
+ * refetch on an unknown `kid` (RFC 8725 §3.10: keys come from the key set only).
+ *
+ * Every key is imported once per key set, into a `node:crypto` KeyObject that verifies every
+ * algorithm the key allows (see bench/verify_bench.ts for why node:crypto). A key whose JWK is
+ * unchanged across refreshes keeps its object, so verified-token cache entries survive refreshes.
+ */
+import { constants, createPublicKey, type KeyObject, verify as nodeVerify } from "node:crypto";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+
+/** Counters for metrics and `/readyz`. */
+export interface KeyStoreStats {
+  keys: number;
+  lastRefreshMs?: number;
+  refreshErrors: number;
+  fetches: number;
+}
+
+/** One usable public key of the key set. */
+export interface VerificationKey {
+  /** The JWK `kid`, if it had one (an opaque lookup key, RFC 8725 §3.10). */
+  readonly kid: string | undefined;
+  readonly kty: string;
+  /** JWS algorithms this key may verify: its kty/crv (and own `alg`) ∩ ALLOWED_ALGS. */
+  readonly algs: ReadonlySet<string>;
+  /** Checks a JWS signature over `data`; false for any failure, never throws. */
+  verify(alg: string, data: Uint8Array, signature: Uint8Array): boolean;
+}
+
+/** The key set and its lifecycle; see {@linkcode createKeyStore}. */
+export interface KeyStore extends AsyncDisposable {
+  /** True once a key set has been loaded; stays true when later refreshes fail. */
+  readonly ready: boolean;
+  /**
+   * The effective expected issuer: EXPECTED_ISSUER, else the discovered `issuer` (identical to
+   * AUTHORIZATION_SERVER by RFC 8414 §3.3), else AUTHORIZATION_SERVER. Known once ready.
+   */
+  readonly issuer: string | undefined;
+  /** JWKS_URI, or the discovered `jwks_uri` once known. */
+  readonly jwksUri: string | undefined;
+  /** Begins discovery and loading in the background with backoff. Never throws, never blocks. */
+  start(): void;
+  /** Stops timers and aborts in-flight fetches. */
+  close(): void;
+  /** Closes and waits until in-flight work has settled (for tests' sanitizers). */
+  [Symbol.asyncDispose](): Promise<void>;
+  stats(): KeyStoreStats;
+  /** Keys of the current set with this `kid` (or every key when `kid` is undefined). */
+  keysFor(kid: string | undefined): readonly VerificationKey[];
+  /** Whether `key` is still part of the current key set. */
+  hasKey(key: VerificationKey): boolean;
+  /**
+   * Refetches the key set because a token named an unknown `kid`: at most one fetch per
+   * JWKS_MIN_REFRESH_INTERVAL, shared by concurrent callers. Resolves when done; never rejects.
+   */
+  refetchForUnknownKid(kid: string): Promise<void>;
+  /**
+   * Runs discovery (if still needed) and fetches the key set now, joining a fetch in flight.
+   * Rejects with an Error describing the failure; old keys are kept. For `mcp-gate check`.
+   */
+  refresh(): Promise<void>;
+  /** Resolves once the first key set is loaded. */
+  whenReady(): Promise<void>;
+}
+
+/** Timer functions, injectable so tests can observe and fire scheduled work. */
+export interface Timers {
+  setTimeout(fn: () => unknown, ms: number): TimerId;
+  clearTimeout(id: TimerId): void;
+}
+
+/** A timer handle, whatever the runtime's setTimeout returns. */
+export type TimerId = ReturnType<typeof setTimeout>;
+
+/** Dependencies of {@linkcode createKeyStore}. */
+export interface KeyStoreDeps {
+  log: Logger;
+  fetch?: typeof fetch;
+  /** Clock in ms since the epoch, for rate limits and stats. */
+  now?: () => number;
+  /** Source of jitter in [0, 1). */
+  random?: () => number;
+  timers?: Timers;
+  /** Deadline of one HTTP fetch (discovery or key set). Default 10 s. */
+  fetchTimeoutMs?: number;
+  /** Largest accepted discovery or key-set body. Default 1 MiB. */
+  maxBodyBytes?: number;
+}
+
+/** Initial-load backoff: 0.5 s doubling to 30 s (then jittered). */
+export const INITIAL_BACKOFF_MS = 500;
+export const MAX_INITIAL_BACKOFF_MS = 30_000;
+/** After a failed refresh (keys still loaded): 5 s doubling, at most the refresh interval. */
+export const REFRESH_RETRY_BASE_MS = 5_000;
+const DEFAULT_FETCH_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** RFC 7518 §3.3: RSA keys of 2048 bits or more. */
+const MIN_RSA_BITS = 2048;
+
+/** `base * (1 ± 10 %)`, with `random()` in [0, 1). */
+export function jittered(baseMs: number, random: () => number): number {
+  return Math.round(baseMs * (0.9 + 0.2 * random()));
+}
+
+/** Exponential backoff for failure number `attempt` (1-based), capped, then jittered. */
+export function backoffDelay(
+  options: { attempt: number; baseMs: number; maxMs: number; random: () => number },
+): number {
+  const exp = Math.min(options.maxMs, options.baseMs * 2 ** Math.min(30, options.attempt - 1));
+  return jittered(exp, options.random);
+}
+
+/**
+ * Metadata URLs to try for an issuer, in order: RFC 8414 §3.1 (well-known inserted between host
+ * and path, a terminating "/" removed), then OIDC Discovery §4 (appended to the issuer), then the
+ * path-inserted OIDC form some servers use. Duplicates removed (a root issuer yields two).
+ */
+export function discoveryUrls(issuer: string): string[] {
+  const url = new URL(issuer);
+  const path = url.pathname.endsWith("/") ? url.pathname.slice(0, -1) : url.pathname;
+  return [
+    ...new Set([
+      `${url.origin}/.well-known/oauth-authorization-server${path}`,
+      `${url.origin}${path}/.well-known/openid-configuration`,
+      `${url.origin}/.well-known/openid-configuration${path}`,
+    ]),
+  ];
+}
+
+/** Whether the host of `url` is a loopback address (where plain http is acceptable). */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase();
+  return h === "localhost" || h.endsWith(".localhost") || /^127\.\d+\.\d+\.\d+$/.test(h) ||
+    h === "[::1]" || h === "::1";
+}
+
+/** A key-set or metadata URL must be https, or http on a loopback host. */
+export function isAcceptableKeyUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  if (url.protocol === "https:") return true;
+  return url.protocol === "http:" && isLoopbackHost(url.hostname);
+}
+
+interface AlgParams {
+  kty: string;
+  crv?: string;
+  /** node:crypto digest name, null for EdDSA. */
+  hash: string | null;
+  padding?: number;
+  saltLength?: number;
+  dsaEncoding?: "ieee-p1363";
+}
+
+/**
+ * What each JWS algorithm needs from a key and from node:crypto (RFC 7518 §3, RFC 8037).
+ * ES* signatures are raw r||s (RFC 7518 §3.4), PS* use a salt as long as the hash (§3.5).
+ */
+const ALG_PARAMS: Readonly<Record<string, AlgParams>> = {
+  RS256: { kty: "RSA", hash: "sha256" },
+  RS384: { kty: "RSA", hash: "sha384" },
+  RS512: { kty: "RSA", hash: "sha512" },
+  PS256: {
+    kty: "RSA",
+    hash: "sha256",
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: 32,
+  },
+  PS384: {
+    kty: "RSA",
+    hash: "sha384",
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: 48,
+  },
+  PS512: {
+    kty: "RSA",
+    hash: "sha512",
+    padding: constants.RSA_PKCS1_PSS_PADDING,
+    saltLength: 64,
+  },
+  ES256: { kty: "EC", crv: "P-256", hash: "sha256", dsaEncoding: "ieee-p1363" },
+  ES384: { kty: "EC", crv: "P-384", hash: "sha384", dsaEncoding: "ieee-p1363" },
+  ES512: { kty: "EC", crv: "P-521", hash: "sha512", dsaEncoding: "ieee-p1363" },
+  EdDSA: { kty: "OKP", crv: "Ed25519", hash: null },
+  Ed25519: { kty: "OKP", crv: "Ed25519", hash: null },
+};
+
+/** The JWS algorithms this implementation can verify. */
+export const SUPPORTED_ALGS: ReadonlySet<string> = new Set(Object.keys(ALG_PARAMS));
+
+/** Why a JWK was left out of the key set (for the `key set loaded` log line). */
+export interface SkippedKey {
+  kid?: string;
+  reason: string;
+}
+
+/** The outcome of {@linkcode importKeySet}. */
+export interface ImportedKeySet {
+  keys: VerificationKey[];
+  skipped: SkippedKey[];
+}
+
+/**
+ * Parses a JWK Set document (RFC 7517 §5) and imports every usable signing key. Symmetric keys,
+ * encryption keys (`use: "enc"`, `key_ops` without "verify"), RSA keys under 2048 bits, and keys
+ * that fit no allowed algorithm are skipped. `previous` keys with an identical JWK are reused.
+ * @throws {Error} when the document is not a key set or holds no usable key.
+ */
+export function importKeySet(
+  doc: unknown,
+  options: { allowedAlgs: readonly string[]; previous?: readonly VerificationKey[] },
+): ImportedKeySet {
+  if (!isRecord(doc) || !Array.isArray(doc.keys)) {
+    throw new Error('Invalid key set: expected a JSON object with a "keys" array');
+  }
+  const allowed = options.allowedAlgs.filter((a) => SUPPORTED_ALGS.has(a));
+  const reuse = new Map<string, VerificationKey>();
+  for (const k of options.previous ?? []) {
+    const fp = FINGERPRINTS.get(k);
+    if (fp !== undefined) reuse.set(fp, k);
+  }
+  const keys: VerificationKey[] = [];
+  const skipped: SkippedKey[] = [];
+  for (const jwk of doc.keys) {
+    if (!isRecord(jwk)) {
+      skipped.push({ reason: "not an object" });
+      continue;
+    }
+    const kid = typeof jwk.kid === "string" ? jwk.kid : undefined;
+    const result = importOne(jwk, allowed, reuse);
+    if (typeof result === "string") skipped.push({ kid, reason: result });
+    else keys.push(result);
+  }
+  if (keys.length === 0) {
+    const why = skipped.map((s) => `${s.kid ?? "(no kid)"}: ${s.reason}`).join("; ");
+    throw new Error(`Invalid key set: no usable signing key${why ? ` (${why})` : ""}`);
+  }
+  return { keys, skipped };
+}
+
+/** Canonical public JWK members per imported key, to reuse unchanged keys across refreshes. */
+const FINGERPRINTS = new WeakMap<VerificationKey, string>();
+
+function importOne(
+  jwk: Record<string, unknown>,
+  allowed: readonly string[],
+  reuse: Map<string, VerificationKey>,
+): VerificationKey | string {
+  const { kty, crv, alg, use } = jwk;
+  if (typeof kty !== "string") return 'missing "kty"';
+  if (kty === "oct") return "symmetric key";
+  if (use !== undefined && use !== "sig") return `"use" is ${JSON.stringify(use)}`;
+  if (jwk.key_ops !== undefined) {
+    if (!Array.isArray(jwk.key_ops) || !jwk.key_ops.includes("verify")) {
+      return '"key_ops" does not include "verify"';
+    }
+  }
+  if (alg !== undefined && typeof alg !== "string") return 'invalid "alg"';
+  const algs = new Set(
+    allowed.filter((a) => {
+      const p = ALG_PARAMS[a];
+      // RFC 7517 §4.4: a key that names its alg is used with that alg only.
+      return p.kty === kty && (p.crv === undefined || p.crv === crv) &&
+        (alg === undefined || alg === a);
+    }),
+  );
+  if (algs.size === 0) return `no allowed algorithm for kty ${JSON.stringify(kty)}`;
+  // Only public members: a published private "d" must never be imported.
+  const pub = kty === "RSA"
+    ? { kty, n: jwk.n, e: jwk.e }
+    : kty === "EC"
+    ? { kty, crv, x: jwk.x, y: jwk.y }
+    : { kty, crv, x: jwk.x };
+  if (Object.values(pub).some((v) => typeof v !== "string")) return "missing key members";
+  if (kty === "RSA" && rsaBits(pub.n as string) < MIN_RSA_BITS) {
+    return `RSA key shorter than ${MIN_RSA_BITS} bits`;
+  }
+  const kid = typeof jwk.kid === "string" ? jwk.kid : undefined;
+  const fp = JSON.stringify([kid, [...algs], pub]);
+  const existing = reuse.get(fp);
+  if (existing) return existing;
+  let keyObject: KeyObject;
+  try {
+    // deno-lint-ignore no-explicit-any -- node:crypto's JWK type is narrower than a parsed JWK
+    keyObject = createPublicKey({ key: pub as any, format: "jwk" });
+  } catch (e) {
+    return `import failed: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  const key = createVerificationKey({ kid, kty, algs, keyObject });
+  FINGERPRINTS.set(key, fp);
+  return key;
+}
+
+function createVerificationKey(
+  options: { kid: string | undefined; kty: string; algs: Set<string>; keyObject: KeyObject },
+): VerificationKey {
+  // One prebuilt options object per algorithm: nothing is allocated per verification.
+  const table = new Map<string, { hash: string | null; opts: Record<string, unknown> }>();
+  for (const a of options.algs) {
+    const p = ALG_PARAMS[a];
+    const opts: Record<string, unknown> = { key: options.keyObject };
+    if (p.padding !== undefined) opts.padding = p.padding;
+    if (p.saltLength !== undefined) opts.saltLength = p.saltLength;
+    if (p.dsaEncoding !== undefined) opts.dsaEncoding = p.dsaEncoding;
+    table.set(a, { hash: p.hash, opts });
+  }
+  return {
+    kid: options.kid,
+    kty: options.kty,
+    algs: options.algs,
+    verify(alg, data, signature) {
+      const entry = table.get(alg);
+      if (!entry) return false;
+      try {
+        // deno-lint-ignore no-explicit-any -- the options object is built above per algorithm
+        return nodeVerify(entry.hash, data, entry.opts as any, signature);
+      } catch {
+        return false; // e.g. a signature of the wrong length for the curve
+      }
+    },
+  };
+}
+
+function rsaBits(n: string): number {
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromBase64(n, { alphabet: "base64url" });
+  } catch {
+    return 0;
+  }
+  let i = 0;
+  while (i < bytes.length && bytes[i] === 0) i++;
+  if (i === bytes.length) return 0;
+  return (bytes.length - i) * 8 - Math.clz32(bytes[i]) + 24;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** What discovery found (RFC 8414 §2). */
+interface Discovered {
+  issuer: string;
+  jwksUri: string;
+  metadataUrl: string;
+}
+
+/** A fetch or validation failure, with a message that says what to fix. */
+class KeySetError extends Error {
+  constructor(message: string, readonly level: "warn" | "error" = "warn") {
+    super(message);
+    this.name = "KeySetError";
+  }
+}
+
+interface KeySnapshot {
+  readonly all: readonly VerificationKey[];
+  readonly byKid: ReadonlyMap<string, readonly VerificationKey[]>;
+  readonly members: ReadonlySet<VerificationKey>;
+}
+
+const EMPTY: KeySnapshot = { all: [], byKid: new Map(), members: new Set() };
+const NO_KEYS: readonly VerificationKey[] = Object.freeze([]);
+
+function snapshot(keys: readonly VerificationKey[]): KeySnapshot {
+  const byKid = new Map<string, VerificationKey[]>();
+  for (const k of keys) {
+    if (k.kid === undefined) continue;
+    const list = byKid.get(k.kid);
+    if (list) list.push(k);
+    else byKid.set(k.kid, [k]);
+  }
+  return { all: keys, byKid, members: new Set(keys) };
+}
+
+const defaultTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id),
+};
+
+/**
+ * Creates the key store. Nothing happens until {@linkcode KeyStore.start} (or `refresh()`).
+ *
+ * Discovery runs when JWKS_URI is unset. When JWKS_URI is set the issuer is EXPECTED_ISSUER, else
+ * AUTHORIZATION_SERVER, which is exactly what discovery would have yielded (RFC 8414 §3.3), so no
+ * metadata fetch is made.
+ */
+export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
+  const log = deps.log;
+  const doFetch = deps.fetch ?? fetch;
+  const now = deps.now ?? Date.now;
+  const random = deps.random ?? Math.random;
+  const timers = deps.timers ?? defaultTimers;
+  const fetchTimeoutMs = deps.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+  const maxBodyBytes = deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const closer = new AbortController();
+
+  let discovered: Discovered | undefined = config.jwksUri === undefined ? undefined : {
+    issuer: config.expectedIssuer ?? config.authorizationServer,
+    jwksUri: config.jwksUri,
+    metadataUrl: "",
+  };
+  let current: KeySnapshot = EMPTY;
+  let ready = false;
+  let started = false;
+  let closed = false;
+  let timer: TimerId | undefined;
+  let failures = 0;
+  let inflight: Promise<void> | undefined;
+  let lastFetchStartMs = -Infinity;
+  const stats: KeyStoreStats = { keys: 0, refreshErrors: 0, fetches: 0 };
+  let resolveReady!: () => void;
+  const readyPromise = new Promise<void>((r) => (resolveReady = r));
+
+  /** One GET with a deadline, no redirects, and a body cap; returns the parsed JSON. */
+  async function getJson(
+    url: string,
+    what: string,
+  ): Promise<{ status: number; body?: unknown }> {
+    const deadline = new AbortController();
+    const t = timers.setTimeout(
+      () => deadline.abort(new KeySetError(`Timed out fetching ${what} "${url}"`)),
+      fetchTimeoutMs,
+    );
+    try {
+      const res = await doFetch(url, {
+        headers: { accept: "application/json" },
+        redirect: "manual",
+        signal: AbortSignal.any([closer.signal, deadline.signal]),
+      });
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        if (res.status >= 300 && res.status < 400) {
+          throw new KeySetError(`Refused redirect (HTTP ${res.status}) fetching ${what} "${url}"`);
+        }
+        return { status: res.status };
+      }
+      const text = await readCapped(res, maxBodyBytes, `${what} "${url}"`);
+      try {
+        return { status: 200, body: JSON.parse(text) };
+      } catch {
+        throw new KeySetError(`Invalid JSON in ${what} "${url}"`);
+      }
+    } catch (e) {
+      if (e instanceof KeySetError) throw e;
+      if (deadline.signal.aborted) throw deadline.signal.reason;
+      if (closer.signal.aborted) throw new KeySetError("Key store closed");
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new KeySetError(`Failed fetching ${what} "${url}": ${msg}`);
+    } finally {
+      timers.clearTimeout(t);
+    }
+  }
+
+  async function discover(): Promise<Discovered> {
+    const as = config.authorizationServer;
+    const tried: string[] = [];
+    for (const url of discoveryUrls(as)) {
+      const { status, body } = await getJson(url, "authorization server metadata");
+      if (status !== 200) {
+        tried.push(`${url} (HTTP ${status})`);
+        continue;
+      }
+      if (!isRecord(body)) {
+        throw new KeySetError(`Invalid authorization server metadata at "${url}": not an object`);
+      }
+      // RFC 8414 §3.3 / OIDC Discovery §4.3: the issuer must be identical to the one used.
+      if (body.issuer !== as) {
+        throw new KeySetError(
+          `Authorization server metadata at "${url}" has issuer ${
+            JSON.stringify(body.issuer)
+          }, not AUTHORIZATION_SERVER "${as}" (RFC 8414 §3.3): set AUTHORIZATION_SERVER=${
+            JSON.stringify(body.issuer)
+          } exactly`,
+          "error",
+        );
+      }
+      const jwksUri = body.jwks_uri;
+      if (typeof jwksUri !== "string" || !isAcceptableKeyUrl(jwksUri)) {
+        throw new KeySetError(
+          `Invalid "jwks_uri" in authorization server metadata at "${url}": expected an https URL (http only on loopback), got ${
+            JSON.stringify(jwksUri)
+          }; set JWKS_URI to override`,
+          "error",
+        );
+      }
+      return { issuer: as, jwksUri, metadataUrl: url };
+    }
+    throw new KeySetError(
+      `No authorization server metadata found for AUTHORIZATION_SERVER "${as}" (tried ${
+        tried.join(", ")
+      }); set JWKS_URI`,
+    );
+  }
+
+  async function load(): Promise<void> {
+    if (!discovered) {
+      const d = await discover();
+      discovered = d;
+      log.info("authorization server metadata loaded", {
+        metadata_url: d.metadataUrl,
+        issuer: d.issuer,
+        jwks_uri: d.jwksUri,
+      });
+    }
+    const jwksUri = discovered.jwksUri;
+    stats.fetches++;
+    lastFetchStartMs = now();
+    const { status, body } = await getJson(jwksUri, "key set");
+    if (status !== 200) throw new KeySetError(`HTTP ${status} fetching key set "${jwksUri}"`);
+    let imported: ImportedKeySet;
+    try {
+      imported = importKeySet(body, { allowedAlgs: config.allowedAlgs, previous: current.all });
+    } catch (e) {
+      throw new KeySetError(`${(e as Error).message} at "${jwksUri}"`);
+    }
+    if (closed) return;
+    const changed = imported.keys.length !== current.all.length ||
+      imported.keys.some((k) => !current.members.has(k));
+    current = snapshot(imported.keys);
+    stats.keys = imported.keys.length;
+    stats.lastRefreshMs = now();
+    log.info("key set loaded", {
+      keys: imported.keys.length,
+      kids: imported.keys.map((k) => k.kid ?? null),
+      jwks_uri: jwksUri,
+      changed,
+      ...(imported.skipped.length ? { skipped: imported.skipped } : {}),
+    });
+    if (!ready) {
+      ready = true;
+      resolveReady();
+    }
+  }
+
+  /** Single-flight: concurrent callers share one load. */
+  function loadShared(): Promise<void> {
+    if (inflight) return inflight;
+    const p = load().finally(() => {
+      if (inflight === p) inflight = undefined;
+    });
+    inflight = p;
+    return p;
+  }
+
+  function schedule(ms: number): void {
+    if (closed) return;
+    if (timer !== undefined) timers.clearTimeout(timer);
+    timer = timers.setTimeout(() => {
+      timer = undefined;
+      return tick();
+    }, ms);
+  }
+
+  async function tick(): Promise<void> {
+    if (closed) return;
+    try {
+      await loadShared();
+      failures = 0;
+      schedule(jittered(config.jwksRefreshIntervalMs, random));
+    } catch (e) {
+      if (closed) return;
+      failures++;
+      stats.refreshErrors++;
+      const delay = ready
+        ? backoffDelay({
+          attempt: failures,
+          baseMs: Math.min(REFRESH_RETRY_BASE_MS, config.jwksRefreshIntervalMs),
+          maxMs: config.jwksRefreshIntervalMs,
+          random,
+        })
+        : backoffDelay({
+          attempt: failures,
+          baseMs: INITIAL_BACKOFF_MS,
+          maxMs: MAX_INITIAL_BACKOFF_MS,
+          random,
+        });
+      const err = e instanceof KeySetError ? e : new KeySetError(String(e));
+      const fields = {
+        reason: err.message,
+        attempt: failures,
+        retry_in_ms: delay,
+        ...(discovered ? { jwks_uri: discovered.jwksUri } : {}),
+      };
+      if (ready) log.warn("key set refresh failed", { ...fields, keys: current.all.length });
+      else if (err.level === "error") log.error("key set load failed", fields);
+      else log.warn("key set load failed", fields);
+      schedule(delay);
+    }
+  }
+
+  const store: KeyStore = {
+    get ready() {
+      return ready;
+    },
+    get issuer() {
+      return config.expectedIssuer ?? discovered?.issuer;
+    },
+    get jwksUri() {
+      return discovered?.jwksUri;
+    },
+    start() {
+      if (started || closed) return;
+      started = true;
+      // Run the first load on the next turn, so start() returns at once.
+      schedule(0);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      if (timer !== undefined) timers.clearTimeout(timer);
+      timer = undefined;
+      closer.abort(new KeySetError("Key store closed"));
+    },
+    async [Symbol.asyncDispose]() {
+      store.close();
+      await inflight?.catch(() => {});
+    },
+    stats: () => ({ ...stats }),
+    keysFor(kid) {
+      if (kid === undefined) return current.all;
+      return current.byKid.get(kid) ?? NO_KEYS;
+    },
+    hasKey: (key) => current.members.has(key),
+    async refetchForUnknownKid(kid) {
+      // Before the first load the background loop owns fetching; after close nothing fetches.
+      if (!ready || closed) return;
+      if (!inflight && now() - lastFetchStartMs < config.jwksMinRefreshIntervalMs) return;
+      log.info("key set refetch for unknown kid", { kid: kid.slice(0, 128) });
+      try {
+        await loadShared();
+      } catch (e) {
+        if (closed) return;
+        stats.refreshErrors++;
+        log.warn("key set refresh failed", {
+          reason: (e as Error).message,
+          keys: current.all.length,
+          jwks_uri: discovered?.jwksUri,
+        });
+      }
+    },
+    refresh: () => (closed ? Promise.reject(new Error("Key store closed")) : loadShared()),
+    whenReady: () => readyPromise,
+  };
+  return store;
+}
+
+async function readCapped(res: Response, max: number, what: string): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? "NaN");
+  if (declared > max) {
+    await res.body?.cancel();
+    throw new KeySetError(`Response too large (${declared} bytes, limit ${max}) for ${what}`);
+  }
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel();
+      throw new KeySetError(`Response too large (over ${max} bytes) for ${what}`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    bytes.set(c, off);
+    off += c.byteLength;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new KeySetError(`Invalid UTF-8 in ${what}`);
+  }
+}
