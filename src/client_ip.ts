@@ -11,6 +11,8 @@ export interface ResolvedClient {
   clientIp: string;
   /** The `X-Forwarded-For` value to send upstream. */
   forwardedFor: string;
+  /** Whether the peer is a trusted proxy (so its X-Forwarded-* claims may be believed). */
+  trustedPeer: boolean;
 }
 
 /**
@@ -34,11 +36,12 @@ export function resolveClientIp(
   trusted: readonly Cidr[],
 ): ResolvedClient {
   const peerIp = parseIp(peer);
-  if (peerIp === undefined) return { clientIp: peer, forwardedFor: peer };
+  if (peerIp === undefined) return { clientIp: peer, forwardedFor: peer, trustedPeer: false };
   const peerAddr = canonical(peerIp);
   const peerText = formatIp(peerAddr);
-  if (!isTrusted(peerAddr, trusted) || xForwardedFor === null || xForwardedFor.trim() === "") {
-    return { clientIp: peerText, forwardedFor: peerText };
+  const trustedPeer = isTrusted(peerAddr, trusted);
+  if (!trustedPeer || xForwardedFor === null || xForwardedFor.trim() === "") {
+    return { clientIp: peerText, forwardedFor: peerText, trustedPeer };
   }
 
   const hops = xForwardedFor.split(",");
@@ -49,7 +52,7 @@ export function resolveClientIp(
     client = formatIp(hop);
     if (!isTrusted(hop, trusted)) break;
   }
-  return { clientIp: client, forwardedFor: `${xForwardedFor}, ${peerText}` };
+  return { clientIp: client, forwardedFor: `${xForwardedFor}, ${peerText}`, trustedPeer };
 }
 
 function isTrusted(ip: IpAddress, trusted: readonly Cidr[]): boolean {

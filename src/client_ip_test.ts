@@ -32,7 +32,11 @@ Deno.test("resolveClientIp() ignores X-Forwarded-For from an untrusted peer", as
   ];
   for (const [name, peer, xff, trusted, want] of cases) {
     await t.step(name, () => {
-      assert.deepEqual(resolveClientIp(peer, xff, trusted), { clientIp: want, forwardedFor: want });
+      assert.deepEqual(resolveClientIp(peer, xff, trusted), {
+        clientIp: want,
+        forwardedFor: want,
+        trustedPeer: false,
+      });
     });
   }
 });
@@ -104,7 +108,11 @@ Deno.test("resolveClientIp() walks X-Forwarded-For from a trusted peer right to 
   ];
   for (const [name, peer, xff, clientIp, forwardedFor] of cases) {
     await t.step(name, () => {
-      assert.deepEqual(resolveClientIp(peer, xff, TRUSTED), { clientIp, forwardedFor });
+      assert.deepEqual(resolveClientIp(peer, xff, TRUSTED), {
+        clientIp,
+        forwardedFor,
+        trustedPeer: true,
+      });
     });
   }
 });
@@ -127,6 +135,7 @@ Deno.test("resolveClientIp() stops at a malformed entry and keeps the hop right 
       assert.deepEqual(resolveClientIp("10.0.0.5", xff, TRUSTED), {
         clientIp,
         forwardedFor: `${xff}, 10.0.0.5`,
+        trustedPeer: true,
       });
     });
   }
@@ -153,7 +162,7 @@ Deno.test("resolveClientIp() never returns an X-Forwarded-For value for an untru
       }
       const got = resolveClientIp(peer, xff, TRUSTED);
       const expected = ip === undefined ? peer : resolveClientIp(peer, null, []).clientIp;
-      assert.deepEqual(got, { clientIp: expected, forwardedFor: expected });
+      assert.deepEqual(got, { clientIp: expected, forwardedFor: expected, trustedPeer: false });
     }),
     { numRuns: 2000 },
   );
