@@ -11,6 +11,8 @@
  */
 import * as jose from "jose";
 import type { Config } from "../../src/config.ts";
+import { createKeyStore, type KeyStore, type TimerId, type Timers } from "../../src/jwks.ts";
+import { createLogger, createMemorySink, type Logger } from "../../src/log.ts";
 
 /** Algorithms the test issuer can sign with. */
 export type TestAlg =
@@ -122,6 +124,42 @@ export async function hmacJws(options: {
 /** The SPKI PEM of a public key (what an HS256-confusion attacker would use as the secret). */
 export async function publicKeyPem(key: TestKey): Promise<string> {
   return await jose.exportSPKI(key.publicKey);
+}
+
+/**
+ * A compact JWS signed by `key` with defaults `iss`, `aud`, `sub: "user-1"`, `iat` now, `exp` in
+ * 5 min, a `jti`, and header `{alg, kid, typ: "at+jwt"}`. `claims` and `header` override the
+ * defaults; an `undefined` value removes a member (e.g. `{ exp: undefined }`).
+ */
+export function mintToken(options: {
+  issuer: string;
+  key: TestKey;
+  audience?: string | string[];
+  claims?: Record<string, unknown>;
+  header?: Record<string, unknown>;
+  nowMs?: number;
+}): Promise<string> {
+  const key = options.key;
+  const nowS = Math.floor((options.nowMs ?? Date.now()) / 1000);
+  const payload: Record<string, unknown> = {
+    iss: options.issuer,
+    aud: options.audience ?? TEST_RESOURCE,
+    sub: "user-1",
+    iat: nowS,
+    exp: nowS + 300,
+    jti: crypto.randomUUID(),
+    ...options.claims,
+  };
+  const header: Record<string, unknown> = {
+    alg: key.alg,
+    kid: key.kid,
+    typ: "at+jwt",
+    ...options.header,
+  };
+  for (const o of [payload, header]) {
+    for (const [k, v] of Object.entries(o)) if (v === undefined) delete o[k];
+  }
+  return signJws({ header, payload, key });
 }
 
 /** Options for {@linkcode startTestIssuer}. */
@@ -353,27 +391,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
       mode = "oversized";
     },
     mint(claims = {}, opts = {}) {
-      const key = opts.key ?? current;
-      const nowS = Math.floor((opts.nowMs ?? Date.now()) / 1000);
-      const payload: Record<string, unknown> = {
-        iss: issuer(),
-        aud: audience,
-        sub: "user-1",
-        iat: nowS,
-        exp: nowS + 300,
-        jti: crypto.randomUUID(),
-        ...claims,
-      };
-      const header: Record<string, unknown> = {
-        alg: key.alg,
-        kid: key.kid,
-        typ: "at+jwt",
-        ...opts.header,
-      };
-      for (const o of [payload, header]) {
-        for (const [k, v] of Object.entries(o)) if (v === undefined) delete o[k];
-      }
-      return signJws({ header, payload, key });
+      return mintToken({ ...opts, issuer: issuer(), audience, key: opts.key ?? current, claims });
     },
     close: stop,
     [Symbol.asyncDispose]: stop,
@@ -432,4 +450,81 @@ export function configFor(issuer: string, overrides: Partial<Config> = {}): Conf
     logLevel: "info",
     ...overrides,
   };
+}
+
+/** Timers that only run when the test fires them; every scheduled delay is recorded. */
+export interface ManualTimers extends Timers {
+  /** Every delay ever scheduled, in order (cleared ones included). */
+  readonly delays: readonly number[];
+  /** Number of timers scheduled and neither fired nor cleared. */
+  readonly pending: number;
+  /** Runs the oldest pending timer and awaits what its callback returns. */
+  fire(): Promise<void>;
+}
+
+/** Creates {@linkcode ManualTimers}. */
+export function manualTimers(): ManualTimers {
+  const delays: number[] = [];
+  const queue = new Map<number, () => unknown>();
+  let next = 1;
+  return {
+    delays,
+    get pending() {
+      return queue.size;
+    },
+    setTimeout(fn, ms) {
+      delays.push(ms);
+      const id = next++;
+      queue.set(id, fn);
+      return id as unknown as TimerId;
+    },
+    clearTimeout(id) {
+      queue.delete(id as unknown as number);
+    },
+    async fire() {
+      const first = queue.entries().next();
+      if (first.done) throw new Error("No timer is pending");
+      const [id, fn] = first.value;
+      queue.delete(id);
+      await fn();
+    },
+  };
+}
+
+/** A key store over an in-memory JWKS, with the `fetch` calls counted. */
+export interface InMemoryKeyStore extends KeyStore {
+  readonly fetchCount: number;
+}
+
+/**
+ * A real key store (createKeyStore) whose `fetch` serves `jwks()` from memory, already loaded.
+ * `config.jwksUri` defaults to "https://as.example/jwks" so no discovery happens.
+ */
+export async function createInMemoryKeyStore(options: {
+  config: Config;
+  jwks: () => unknown;
+  log?: Logger;
+  now?: () => number;
+}): Promise<InMemoryKeyStore> {
+  let fetchCount = 0;
+  const config = {
+    ...options.config,
+    jwksUri: options.config.jwksUri ?? "https://as.example/jwks",
+  };
+  const store = createKeyStore(config, {
+    log: options.log ?? createLogger({ sink: createMemorySink() }),
+    now: options.now,
+    fetch: (() => {
+      fetchCount++;
+      return Promise.resolve(
+        new Response(JSON.stringify(options.jwks()), {
+          headers: { "content-type": "application/json" },
+        }),
+      );
+    }) as typeof fetch,
+  });
+  await store.refresh();
+  return Object.create(store, {
+    fetchCount: { get: () => fetchCount },
+  }) as InMemoryKeyStore;
 }
