@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+#
+# mcp-gate container image: the single executable on a distroless base.
+#
+#   docker build -t mcp-gate .
+#   docker run --rm -p 8080:8080 -p 9090:9090 --env-file mcp-gate.env mcp-gate
+#
+# Build stage: the official Deno image, pinned to the version the project is tested with.
+# `deno compile` output is dynamically linked against glibc (2.27+) and nothing else, so the
+# runtime stage needs a base with glibc and libgcc_s: distroless "cc", not "static".
+# For reproducible builds, pin both images by digest as well (`image:tag@sha256:...`).
+
+ARG DENO_VERSION=2.9.6
+
+FROM denoland/deno:${DENO_VERSION} AS build
+WORKDIR /src
+COPY deno.json deno.lock ./
+COPY scripts/ scripts/
+COPY main.ts ./
+COPY src/ src/
+RUN deno task compile && ./dist/mcp-gate --version
+
+# Runtime stage: glibc + libgcc_s, CA certificates, /etc/passwd with "nonroot" (65532), no shell.
+# The binary needs /proc mounted (it reads /proc/self/exe), which every container runtime does.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/dist/mcp-gate /mcp-gate
+USER 65532:65532
+# LISTEN_ADDR and METRICS_ADDR defaults.
+EXPOSE 8080 9090
+# Distroless has no curl: the binary checks itself (GET /readyz on LISTEN_ADDR, exit 0/1).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/mcp-gate", "healthcheck"]
+ENTRYPOINT ["/mcp-gate"]
