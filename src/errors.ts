@@ -51,7 +51,9 @@ export type RejectReason =
   | "keys_not_loaded"
   | "rate_limit"
   | "upstream_unreachable"
-  | "upstream_timeout";
+  | "upstream_timeout"
+  /** The client went away before the upstream answered (nginx logs these as 499). */
+  | "client_closed";
 
 /** Options for {@linkcode GateError}. */
 export interface GateErrorOptions {

@@ -1,0 +1,779 @@
+/**
+ * A small HTTP/1.1 client for one upstream origin, over `Deno.connect` / `Deno.connectTls`, with
+ * a keep-alive connection pool. Built for a reverse proxy: bytes pass through untouched (no
+ * decompression, unlike `fetch`), bodies stream both ways, redirects are never followed, and a
+ * connection goes back to the pool only after a fully read response and a fully written request.
+ *
+ * Framing per RFC 9112 §6: request bodies are sent with the caller's Content-Length or chunked;
+ * response bodies are delimited by Content-Length, chunked coding (framing stripped, payload bytes
+ * untouched), or connection close; HEAD, 1xx, 204 and 304 responses carry no body.
+ */
+import {
+  ChunkedDecoder,
+  encodeChunk,
+  findHeadEnd,
+  Http1ProtocolError,
+  isomorphicEncode,
+  LAST_CHUNK,
+  parseResponseHead,
+  type ResponseHead,
+} from "./http1_parse.ts";
+
+export { Http1ProtocolError, type ResponseHead } from "./http1_parse.ts";
+
+/** Why a request failed before the response head arrived. */
+export type Http1ErrorKind =
+  /** Could not connect (refused, DNS, TLS handshake). */
+  | "connect"
+  /** No response head within the deadline. */
+  | "timeout"
+  /** The connection broke or closed before a complete response head. */
+  | "closed"
+  /** The upstream sent something that is not HTTP/1.1. */
+  | "protocol"
+  /** A chunked request body grew past the limit. */
+  | "body_too_large"
+  /** The caller aborted (the client went away, or its body broke off). */
+  | "aborted";
+
+/** A failed exchange; `message` never names the upstream host. */
+export class Http1Error extends Error {
+  readonly kind: Http1ErrorKind;
+  constructor(kind: Http1ErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "Http1Error";
+    this.kind = kind;
+  }
+}
+
+/** How an exchange whose response head arrived ended. */
+export type Http1Outcome = "complete" | "client_abort" | "upstream_abort" | "body_too_large";
+
+/** Reported once per exchange whose `request()` resolved. */
+export interface Http1ExchangeResult {
+  status: number;
+  outcome: Http1Outcome;
+  /** Request body bytes read from the caller's stream. */
+  bytesSent: number;
+  /** Response body (payload) bytes handed to the caller. */
+  bytesReceived: number;
+}
+
+/** One request. The head is built by the caller; the client adds nothing to it. */
+export interface Http1Request {
+  /** Request line and header fields, each line ending in CRLF, plus the final CRLF. A byte string. */
+  head: string;
+  /** Method, to know HEAD responses have no body and which requests are safe to retry. */
+  method: string;
+  /** Body bytes already in hand (sent right after the head), or a stream, or null. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+  /** Encode a stream body with the chunked coding (the head says `transfer-encoding: chunked`). */
+  chunked: boolean;
+  /** Chunked bodies larger than this are cut and the request aborted. */
+  maxChunkedBodyBytes?: number;
+  /** Deadline for the response head (connect + send + wait), in ms. Bodies are never cut by it. */
+  headersTimeoutMs: number;
+  /** Aborts the exchange at any point: before the head (rejects) or while streaming. */
+  signal?: AbortSignal | null;
+  /** Called once when the exchange is over, only if `request()` resolved. */
+  onEnd?(result: Http1ExchangeResult): void;
+}
+
+/** The response head and a body that streams from the upstream connection. */
+export interface Http1Response {
+  readonly status: number;
+  readonly head: ResponseHead;
+  /**
+   * Null when the response has no body; a Uint8Array when the whole body arrived with the head
+   * (the common small JSON reply: lets Deno.serve answer without a JS stream); else a stream.
+   */
+  readonly body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/** Options for {@linkcode Http1Client}. */
+export interface Http1ClientOptions {
+  hostname: string;
+  port: number;
+  tls?: boolean;
+  /** Extra PEM root certificates for https upstreams (tests). */
+  caCerts?: string[];
+  /** Most idle connections kept. Default 256. */
+  maxIdle?: number;
+  /**
+   * An idle connection older than this is not reused. Default 4 s: below the 5 s keep-alive
+   * timeout of Node and uvicorn servers, so the gate closes first and never races their close.
+   */
+  idleTimeoutMs?: number;
+  /** Largest response head accepted. Default 64 KiB. */
+  maxHeadBytes?: number;
+}
+
+const READ_SIZE = 16 * 1024;
+const MAX_READ_SIZE = 256 * 1024;
+/** Payloads up to this size are copied out so the read buffer can be reused. */
+const COPY_BELOW = 4096;
+
+/** Methods safe to send again after a reused connection died silently (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** One upstream connection with its read state. */
+class Connection {
+  readonly conn: Deno.Conn;
+  /** Came out of the pool (a dead keep-alive connection is then expected, not an error). */
+  reused = false;
+  idle = false;
+  closed = false;
+  lastUsed = 0;
+  /** Bytes read but not consumed yet (after a head, or past a body). */
+  leftover: Uint8Array | null = null;
+  #pending: Promise<Uint8Array | null> | null = null;
+  #buf: Uint8Array | null = null;
+  #readSize = READ_SIZE;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  /** Next bytes from the connection (leftover first); null at EOF. The caller owns them. */
+  next(): Promise<Uint8Array | null> {
+    const left = this.leftover;
+    if (left !== null) {
+      this.leftover = null;
+      return Promise.resolve(left);
+    }
+    const p = this.#pending ?? this.#read();
+    this.#pending = null;
+    return p;
+  }
+
+  /** Starts a read now (for an idle connection, so a close by the peer is noticed). */
+  readAhead(): Promise<Uint8Array | null> {
+    return this.#pending ??= this.#read();
+  }
+
+  /** Gives a buffer returned by next() back for reuse, once its bytes are no longer referenced. */
+  recycle(bytes: Uint8Array): void {
+    if (bytes.buffer.byteLength === this.#readSize) this.#buf = new Uint8Array(bytes.buffer);
+  }
+
+  /** Asks for a bigger read buffer (a large body is streaming). */
+  grow(): void {
+    if (this.#readSize < MAX_READ_SIZE) {
+      this.#readSize *= 2;
+      this.#buf = null;
+    }
+  }
+
+  /** Back to the small buffer for an idle pooled connection. */
+  shrink(): void {
+    if (this.#readSize !== READ_SIZE) {
+      this.#readSize = READ_SIZE;
+      this.#buf = null;
+    }
+  }
+
+  async #read(): Promise<Uint8Array | null> {
+    const buf = this.#buf ?? new Uint8Array(this.#readSize);
+    this.#buf = null;
+    const n = await this.conn.read(buf);
+    if (n === null) return null;
+    return buf.subarray(0, n);
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) off += await this.conn.write(off ? bytes.subarray(off) : bytes);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // already closed by the peer's reset
+    }
+  }
+}
+
+/**
+ * An HTTP/1.1 client with a keep-alive pool for one origin. Not a general client: it sends what
+ * the caller framed, and reports failures as {@linkcode Http1Error}.
+ */
+export class Http1Client {
+  readonly #hostname: string;
+  readonly #port: number;
+  readonly #tls: boolean;
+  readonly #caCerts?: string[];
+  readonly #maxIdle: number;
+  readonly #idleTimeoutMs: number;
+  readonly maxHeadBytes: number;
+  #idle: Connection[] = [];
+  #closed = false;
+
+  constructor(options: Http1ClientOptions) {
+    this.#hostname = options.hostname;
+    this.#port = options.port;
+    this.#tls = options.tls ?? false;
+    this.#caCerts = options.caCerts;
+    this.#maxIdle = options.maxIdle ?? 256;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 4000;
+    this.maxHeadBytes = options.maxHeadBytes ?? 64 * 1024;
+  }
+
+  /** Idle pooled connections (for tests and metrics). */
+  get idleCount(): number {
+    return this.#idle.length;
+  }
+
+  /**
+   * Sends one request. Resolves with the response head once it arrived (1xx interim responses
+   * skipped); the body then streams from the connection.
+   * @throws {Http1Error} when no response head was obtained.
+   */
+  request(req: Http1Request): Promise<Http1Response> {
+    return new Exchange(this, req).run();
+  }
+
+  /** Closes idle connections; connections in use close when their exchange ends. */
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#idle.splice(0)) c.close();
+  }
+
+  /** A pooled connection that is still fresh, or null. */
+  take(): Connection | null {
+    const now = Date.now();
+    let c: Connection | undefined;
+    while ((c = this.#idle.pop()) !== undefined) {
+      c.idle = false;
+      if (!c.closed && now - c.lastUsed <= this.#idleTimeoutMs) return c;
+      c.close();
+    }
+    return null;
+  }
+
+  async connect(signal: AbortSignal): Promise<Connection> {
+    const opts = { hostname: this.#hostname, port: this.#port, signal };
+    if (!this.#tls) return new Connection(await Deno.connect(opts));
+    const conn = await Deno.connectTls({ ...opts, caCerts: this.#caCerts });
+    try {
+      // Handshake now, so certificate problems count as connect failures.
+      await conn.handshake();
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+    return new Connection(conn);
+  }
+
+  /** Returns a connection after a complete exchange. */
+  release(c: Connection): void {
+    if (this.#closed || c.closed || c.leftover !== null) return c.close();
+    c.reused = true;
+    c.idle = true;
+    c.lastUsed = Date.now();
+    c.shrink();
+    // Keep a read pending: a close (or stray bytes) from the peer while idle removes the
+    // connection at once instead of failing the next request sent on it.
+    c.readAhead().then(
+      () => this.#drop(c),
+      () => this.#drop(c),
+    );
+    this.#idle.push(c);
+    if (this.#idle.length > this.#maxIdle) this.#idle.shift()!.close();
+  }
+
+  #drop(c: Connection): void {
+    if (!c.idle) return;
+    c.idle = false;
+    const i = this.#idle.indexOf(c);
+    if (i !== -1) this.#idle.splice(i, 1);
+    c.close();
+  }
+}
+
+const enum Phase {
+  Head,
+  Body,
+  Done,
+}
+
+/** One request/response exchange, possibly retried once on a fresh connection. */
+class Exchange {
+  readonly #client: Http1Client;
+  readonly #req: Http1Request;
+  #phase = Phase.Head;
+  #conn: Connection | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timedOut = false;
+  #aborted = false;
+  #tooLarge = false;
+  #connectAbort: AbortController | null = null;
+  // Request body state, kept across a retry.
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  /** Body bytes read from the caller but not known to be written (replayed on retry). */
+  #unsent: Uint8Array | null = null;
+  #somethingSent = false;
+  #writeDone = false;
+  #bodyRead = false;
+  #writing: Promise<void> | null = null;
+  /** The first write of the current attempt, once started. */
+  #firstSend: Promise<void> | null = null;
+  #bytesSent = 0;
+  // Response state.
+  #head: ResponseHead | null = null;
+  #gotBytes = false;
+  #bytesReceived = 0;
+  #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  #onAbort: (() => void) | null = null;
+
+  constructor(client: Http1Client, req: Http1Request) {
+    this.#client = client;
+    this.#req = req;
+  }
+
+  async run(): Promise<Http1Response> {
+    const req = this.#req;
+    const signal = req.signal;
+    if (signal) {
+      if (signal.aborted) throw new Http1Error("aborted", "Request aborted by the caller");
+      this.#onAbort = () => this.#abort();
+      signal.addEventListener("abort", this.#onAbort);
+    }
+    this.#timer = setTimeout(() => this.#timeout(), req.headersTimeoutMs);
+    try {
+      for (let attempt = 0;; attempt++) {
+        let conn = this.#client.take();
+        if (conn === null) conn = await this.#connect();
+        this.#conn = conn;
+        this.#gotBytes = false;
+        this.#firstSend = null;
+        this.#writing = this.#write(conn);
+        try {
+          const head = await this.#readHead(conn);
+          clearTimeout(this.#timer);
+          return this.#respond(conn, head);
+        } catch (e) {
+          if (attempt === 0 && conn.reused && !this.#gotBytes && isConnectionLoss(e)) {
+            // Closing first makes a write still in flight settle, so #somethingSent is exact.
+            conn.close();
+            // (TS narrows the field to null from the reset above; the writer sets it meanwhile.)
+            const first = this.#firstSend as Promise<void> | null;
+            await first?.catch(() => {});
+            if (this.#mayRetry()) continue;
+          }
+          throw e;
+        }
+      }
+    } catch (e) {
+      clearTimeout(this.#timer);
+      this.#phase = Phase.Done;
+      this.#cleanup();
+      this.#conn?.close();
+      throw this.#failure(e);
+    }
+  }
+
+  #timeout(): void {
+    this.#timedOut = true;
+    this.#interrupt();
+  }
+
+  #abort(): void {
+    if (this.#phase === Phase.Done) return;
+    this.#aborted = true;
+    if (this.#phase === Phase.Body) {
+      this.#fail("client_abort", null);
+    } else {
+      this.#interrupt();
+    }
+  }
+
+  /** Stops whatever the head phase is waiting on: connect, write or read. */
+  #interrupt(): void {
+    this.#connectAbort?.abort();
+    this.#conn?.close();
+  }
+
+  async #connect(): Promise<Connection> {
+    this.#connectAbort = new AbortController();
+    try {
+      return await this.#client.connect(this.#connectAbort.signal);
+    } catch (e) {
+      if (this.#timedOut || this.#aborted) throw e;
+      throw new Http1Error("connect", `Connect failed: ${errorText(e)}`, { cause: e });
+    } finally {
+      this.#connectAbort = null;
+    }
+  }
+
+  /**
+   * After a pooled connection died before any response byte: send again on a fresh connection
+   * only when nothing can be processed twice (RFC 9110 §9.2.2). Nothing reached the socket: any
+   * request (body bytes read so far are kept in #unsent). Otherwise only an idempotent request
+   * without a body; a POST whose body was sent is never repeated.
+   */
+  #mayRetry(): boolean {
+    if (this.#timedOut || this.#aborted || this.#tooLarge) return false;
+    return !this.#somethingSent ||
+      (this.#req.body === null && IDEMPOTENT.has(this.#req.method));
+  }
+
+  #failure(e: unknown): Http1Error {
+    if (this.#tooLarge) return new Http1Error("body_too_large", "Request body too large");
+    if (this.#aborted) return new Http1Error("aborted", "Request aborted by the caller");
+    if (this.#timedOut) return new Http1Error("timeout", "No response headers before the deadline");
+    if (e instanceof Http1Error) return e;
+    if (e instanceof Http1ProtocolError) {
+      return new Http1Error("protocol", `Invalid response: ${e.message}`, { cause: e });
+    }
+    return new Http1Error("closed", `Connection failed: ${errorText(e)}`, { cause: e });
+  }
+
+  // ---- request side ----
+
+  async #write(conn: Connection): Promise<void> {
+    const req = this.#req;
+    const send = async (bytes: Uint8Array) => {
+      const p = conn.write(bytes);
+      this.#firstSend = p;
+      await p;
+      this.#somethingSent = true;
+    };
+    try {
+      const head = isomorphicEncode(req.head);
+      const body = req.body;
+      if (body === null) {
+        this.#bodyRead = true;
+        await send(head);
+        this.#writeDone = true;
+        return;
+      }
+      if (body instanceof Uint8Array) {
+        this.#bytesSent = body.length;
+        this.#bodyRead = true;
+        await send(concat(head, req.chunked ? frame(body) : body));
+        this.#writeDone = true;
+        return;
+      }
+      // Coalesce the head with the first body chunk: one write for a typical small request.
+      let first = this.#unsent;
+      if (first === null) {
+        this.#reader ??= body.getReader();
+        first = await this.#readBody();
+        if (first === null) {
+          await send(req.chunked ? concat(head, LAST_CHUNK) : head);
+          this.#writeDone = true;
+          return;
+        }
+        this.#unsent = first;
+      }
+      await send(concat(head, req.chunked ? encodeChunk(first) : first));
+      this.#unsent = null;
+      for (;;) {
+        const chunk = await this.#readBody();
+        if (chunk === null) break;
+        if (conn.closed) return;
+        await conn.write(req.chunked ? encodeChunk(chunk) : chunk);
+      }
+      if (req.chunked) await conn.write(LAST_CHUNK);
+      this.#writeDone = true;
+    } catch {
+      // A failed write ends the request side; the response side decides what it means (an
+      // upstream may answer early, e.g. 413, and close its read side).
+    }
+  }
+
+  /** Next request body chunk, or null at its end. Enforces the chunked body limit. */
+  async #readBody(): Promise<Uint8Array | null> {
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await this.#reader!.read();
+    } catch (e) {
+      // The client's body broke off (disconnect, bad framing): abort the upstream request.
+      this.#aborted = true;
+      this.#abortExchange("client_abort");
+      throw e;
+    }
+    if (r.done) {
+      this.#bodyRead = true;
+      return null;
+    }
+    this.#bytesSent += r.value.length;
+    const max = this.#req.maxChunkedBodyBytes;
+    if (max !== undefined && this.#req.chunked && this.#bytesSent > max) {
+      this.#tooLarge = true;
+      this.#reader!.cancel().catch(() => {});
+      this.#abortExchange("body_too_large");
+      throw new Http1Error("body_too_large", "Request body too large");
+    }
+    return r.value;
+  }
+
+  /** The request side failed in a way that ends the whole exchange. */
+  #abortExchange(outcome: Http1Outcome): void {
+    if (this.#phase === Phase.Body) {
+      this.#fail(outcome, null);
+    } else if (this.#phase === Phase.Head) {
+      this.#interrupt();
+    }
+  }
+
+  // ---- response side ----
+
+  async #readHead(conn: Connection): Promise<ResponseHead> {
+    const max = this.#client.maxHeadBytes;
+    let acc: Uint8Array | null = null;
+    for (;;) {
+      const chunk = await conn.next();
+      if (chunk === null) {
+        throw new Http1Error("closed", "Connection closed before a response");
+      }
+      this.#gotBytes = true;
+      const from = acc === null ? 0 : acc.length;
+      const data: Uint8Array = acc === null ? chunk : concat(acc, chunk);
+      const end = findHeadEnd(data, from);
+      if (end === -1) {
+        if (data.length > max) throw new Http1ProtocolError("Response head too large");
+        // Owned copy: the read buffer may be reused.
+        acc = acc === null ? data.slice() : data;
+        continue;
+      }
+      if (end > max) throw new Http1ProtocolError("Response head too large");
+      const head = parseResponseHead(data.subarray(0, end));
+      const rest = end < data.length ? data.subarray(end) : null;
+      if (head.status >= 100 && head.status < 200) {
+        // 101 would switch protocols; the gate never asks for it (Upgrade is hop-by-hop).
+        if (head.status === 101) throw new Http1ProtocolError("Unexpected 101 response");
+        acc = rest === null ? null : rest.slice();
+        if (acc !== null) {
+          const again = findHeadEnd(acc);
+          if (again !== -1) {
+            conn.leftover = acc;
+            acc = null;
+          }
+        }
+        continue;
+      }
+      if (head.status < 200 || head.status > 599) {
+        throw new Http1ProtocolError("Invalid status code");
+      }
+      conn.leftover = rest;
+      // Nothing points into the read buffer unless the leftover is a view of it.
+      if (rest === null || data !== chunk) conn.recycle(chunk);
+      return head;
+    }
+  }
+
+  #respond(conn: Connection, head: ResponseHead): Http1Response {
+    this.#head = head;
+    const status = head.status;
+    if (this.#req.method === "HEAD" || status === 204 || status === 304) {
+      this.#finishSoon("complete");
+      return { status, head, body: null };
+    }
+    if (head.contentLength === 0) {
+      this.#finishSoon("complete");
+      return { status, head, body: new Uint8Array(0) };
+    }
+    // Fast path: the whole body came with the head.
+    const rest = conn.leftover;
+    if (rest !== null && !head.untilClose && (head.chunked || head.contentLength !== -1)) {
+      let whole: Uint8Array | null = null;
+      if (!head.chunked && rest.length >= head.contentLength) {
+        whole = rest.slice(0, head.contentLength);
+        conn.leftover = rest.length > head.contentLength ? rest.subarray(head.contentLength) : null;
+      } else if (head.chunked) {
+        const decoder = new ChunkedDecoder();
+        const parts: Uint8Array[] = [];
+        const used = decoder.push(rest, parts);
+        if (decoder.done) {
+          whole = join(parts);
+          conn.leftover = used < rest.length ? rest.subarray(used) : null;
+        }
+      }
+      if (whole !== null) {
+        if (conn.leftover === null) conn.recycle(rest);
+        this.#bytesReceived = whole.length;
+        this.#finishSoon("complete");
+        return { status, head, body: whole };
+      }
+    }
+    this.#phase = Phase.Body;
+    return { status, head, body: this.#bodyStream(conn, head) };
+  }
+
+  #bodyStream(conn: Connection, head: ResponseHead): ReadableStream<Uint8Array> {
+    const decoder = head.chunked ? new ChunkedDecoder() : null;
+    let remaining = head.contentLength; // -1: until close
+    const parts: Uint8Array[] = [];
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: async (controller) => {
+        for (;;) {
+          let chunk: Uint8Array | null;
+          try {
+            chunk = await conn.next();
+          } catch (e) {
+            return this.#fail("upstream_abort", e);
+          }
+          if (this.#phase !== Phase.Body) return;
+          if (chunk === null) {
+            if (decoder === null && remaining === -1) return this.#finish("complete");
+            return this.#fail("upstream_abort", new Error("Upstream closed mid-body"));
+          }
+          if (chunk.length === chunk.buffer.byteLength) conn.grow();
+          let payload: Uint8Array | null;
+          let done = false;
+          if (decoder !== null) {
+            let used: number;
+            try {
+              used = decoder.push(chunk, parts);
+            } catch (e) {
+              return this.#fail("upstream_abort", e);
+            }
+            payload = parts.length === 0 ? null : parts.length === 1 ? parts[0] : join(parts);
+            parts.length = 0;
+            done = decoder.done;
+            if (done && used < chunk.length) conn.leftover = chunk.subarray(used);
+          } else if (remaining === -1) {
+            payload = chunk;
+          } else {
+            payload = chunk.length <= remaining ? chunk : chunk.subarray(0, remaining);
+            if (payload !== chunk) conn.leftover = chunk.subarray(remaining);
+            remaining -= payload.length;
+            done = remaining === 0;
+          }
+          if (payload !== null && payload.length > 0) {
+            if (payload.buffer !== chunk.buffer) {
+              if (conn.leftover === null) conn.recycle(chunk);
+            } else if (payload.length < COPY_BELOW) {
+              payload = payload.slice();
+              if (conn.leftover === null) conn.recycle(chunk);
+            }
+            this.#bytesReceived += payload.length;
+            controller.enqueue(payload);
+          }
+          if (done) return this.#finish("complete");
+          if (payload !== null && payload.length > 0) return;
+        }
+      },
+      cancel: () => {
+        // The client went away (Deno.serve cancels the body): abort the upstream request.
+        if (this.#phase === Phase.Body) this.#finish("client_abort");
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Ends a streaming body early. An upstream failure errors the stream so the client sees a
+   * broken response, never a short one that looks complete; for a client that went away there is
+   * nobody to tell, so the stream just closes (Deno.serve reports stream errors to its onError).
+   */
+  #fail(outcome: Http1Outcome, error: unknown): void {
+    if (this.#phase !== Phase.Body) return;
+    const c = this.#controller;
+    this.#finish(outcome);
+    try {
+      if (outcome === "client_abort") c?.close();
+      else c?.error(error instanceof Http1Error ? error : streamError(outcome, error));
+    } catch {
+      // already closed, errored or cancelled
+    }
+  }
+
+  /** For responses complete at once: report after `request()` has resolved. */
+  #finishSoon(outcome: Http1Outcome): void {
+    this.#phase = Phase.Body;
+    queueMicrotask(() => this.#finish(outcome));
+  }
+
+  #finish(outcome: Http1Outcome): void {
+    if (this.#phase === Phase.Done) return;
+    this.#phase = Phase.Done;
+    const conn = this.#conn!;
+    const head = this.#head!;
+    if (outcome === "complete") {
+      try {
+        this.#controller?.close();
+      } catch {
+        // cancelled meanwhile
+      }
+    }
+    this.#cleanup();
+    if (outcome === "complete" && !head.close && !conn.closed) {
+      // Reuse only after a fully written request too: an upstream that answered early may
+      // still be reading our body.
+      if (this.#writeDone) {
+        this.#client.release(conn);
+      } else if (this.#bodyRead && this.#writing !== null) {
+        this.#writing.then(() => this.#writeDone ? this.#client.release(conn) : conn.close());
+      } else {
+        conn.close();
+      }
+    } else {
+      conn.close();
+    }
+    this.#req.onEnd?.({
+      status: head.status,
+      outcome,
+      bytesSent: this.#bytesSent,
+      bytesReceived: this.#bytesReceived,
+    });
+  }
+
+  #cleanup(): void {
+    if (this.#onAbort !== null) {
+      this.#req.signal!.removeEventListener("abort", this.#onAbort);
+      this.#onAbort = null;
+    }
+    if (!this.#bodyRead && this.#reader !== null) {
+      this.#reader.cancel().catch(() => {});
+    }
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function join(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0].slice();
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+function frame(body: Uint8Array): Uint8Array {
+  return body.length === 0 ? LAST_CHUNK : concat(encodeChunk(body), LAST_CHUNK);
+}
+
+function streamError(outcome: Http1Outcome, cause: unknown): Http1Error {
+  return outcome === "body_too_large"
+    ? new Http1Error("body_too_large", "Request body too large")
+    : new Http1Error("closed", `Upstream response broke off: ${errorText(cause)}`, { cause });
+}
+
+/** The peer closed or reset the connection (what a stale keep-alive connection looks like). */
+function isConnectionLoss(e: unknown): boolean {
+  return (e instanceof Http1Error && e.kind === "closed") ||
+    e instanceof Deno.errors.ConnectionReset || e instanceof Deno.errors.BrokenPipe ||
+    e instanceof Deno.errors.ConnectionAborted || e instanceof Deno.errors.UnexpectedEof;
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}

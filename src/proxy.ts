@@ -1,0 +1,429 @@
+/**
+ * The streaming reverse proxy (contract §3.8): one authenticated request in, the same request to
+ * the upstream MCP server, its response streamed back. Header rules are applied while the
+ * request head is serialised, in one pass; everything constant comes from Config at
+ * construction. The upstream client is the raw HTTP/1.1 client of http1_client.ts: bytes pass
+ * through untouched (no decompression, unlike `fetch`), bodies stream both ways, redirects are
+ * never followed.
+ */
+import type { Config } from "./config.ts";
+import { GateError } from "./errors.ts";
+import {
+  Http1Client,
+  Http1Error,
+  type Http1ExchangeResult,
+  type Http1Response,
+} from "./http1_client.ts";
+import { isToken, splitTokens, toByteString } from "./http1_parse.ts";
+import type { Logger } from "./log.ts";
+
+/** What the handler knows about the request, for the upstream and for the log. */
+export interface ForwardContext {
+  /** Resolved client IP. */
+  clientIp: string;
+  /** Full X-Forwarded-For value to send (the handler computes it). */
+  forwardedFor: string;
+  /** Public scheme for X-Forwarded-Proto. */
+  forwardedProto: "http" | "https";
+  /** Value for X-Request-Id. */
+  requestId: string;
+  /** Claim headers to set (lower-case names), from the verified token. */
+  setHeaders?: readonly (readonly [string, string])[];
+  /**
+   * Called exactly once when the exchange is over (response body fully sent, client gone, or
+   * upstream failed mid-stream), and only when forward() resolved.
+   */
+  onDone?(result: ForwardResult): void;
+}
+
+/** How a proxied exchange ended. */
+export interface ForwardResult {
+  upstreamStatus: number;
+  /** Request body bytes read from the client. */
+  bytesIn: number;
+  /** Response body bytes passed to the client. */
+  bytesOut: number;
+  outcome: "complete" | "client_abort" | "upstream_abort" | "body_too_large";
+}
+
+/** Forwards requests to the configured upstream. */
+export interface Forwarder {
+  /**
+   * Sends `req` upstream and resolves with the streamed response once its head arrived.
+   * @throws {GateError} `upstream_error` (unreachable, broke before headers, or the client went
+   *   away first: reason `client_closed`), `upstream_timeout`, or `payload_too_large`.
+   */
+  forward(req: Request, ctx: ForwardContext): Promise<Response>;
+  /** Closes idle upstream connections. */
+  close(): void;
+}
+
+/** Dependencies of {@linkcode createForwarder}. */
+export interface ForwarderDeps {
+  log?: Logger;
+  /** Extra PEM root certificates for an https upstream (tests). */
+  caCerts?: string[];
+}
+
+/**
+ * Hop-by-hop fields, never forwarded in either direction: RFC 9110 §7.6.1 (Connection and the
+ * fields it names; Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), §6.6.2
+ * (Trailer), §11.7.1 and §11.7.2 (Proxy-Authenticate, Proxy-Authorization, consumed by the
+ * proxy they are meant for).
+ */
+export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "proxy-authenticate",
+  "proxy-authorization",
+]);
+
+/**
+ * Request fields the gate sets itself, so inbound copies are dropped: Host (rewritten unless
+ * PRESERVE_HOST), the X-Forwarded-* trio and X-Request-Id, and `Forwarded` (RFC 7239), which
+ * would otherwise let a client claim any address past the X-Forwarded-For the gate computed (Go's
+ * ReverseProxy drops it too). Content-Length is re-emitted with the body framing.
+ */
+const GATE_SET_HEADERS = [
+  "host",
+  "content-length",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-request-id",
+  "forwarded",
+];
+
+/** Names a claim header may never take: they would change framing or routing. */
+const RESERVED = new Set([...HOP_BY_HOP_HEADERS, "host", "content-length"]);
+
+/** Bodies up to this size are read whole before sending (Deno hands them over buffered). */
+const SMALL_BODY = 64 * 1024;
+
+const BAD_VALUE = /[\r\n\0]/;
+
+/** The upstream split for the request path: precomputed once per Config. */
+interface Plan {
+  readonly basePath: string;
+  readonly hostLine: string;
+  /** Inbound request fields never copied as they are. */
+  readonly drop: ReadonlySet<string>;
+  readonly preserveHost: boolean;
+  readonly maxBody: number;
+  readonly timeoutMs: number;
+}
+
+/** Builds the plan for the request path from Config. Exported for tests. */
+export function planFor(config: Config): Plan {
+  const drop = new Set<string>([...HOP_BY_HOP_HEADERS, ...GATE_SET_HEADERS]);
+  if (!config.forwardAuthorization) {
+    drop.add("authorization");
+    drop.add("cookie");
+  }
+  // Inbound copies of claim headers are always removed (contract §1 CLAIM_HEADERS).
+  for (const c of config.claimHeaders) drop.add(c.header.toLowerCase());
+  return {
+    basePath: config.upstream.basePath,
+    hostLine: `host: ${config.upstream.host}\r\n`,
+    drop,
+    preserveHost: config.preserveHost,
+    maxBody: config.maxRequestBodyBytes,
+    timeoutMs: config.upstreamTimeoutMs,
+  };
+}
+
+/**
+ * The origin-form target for the upstream: base path + the request's raw path and query, with
+ * every `access_token` query parameter removed (contract §3.8) and the rest left byte for byte.
+ */
+export function upstreamTarget(basePath: string, url: string): string {
+  // req.url is absolute ("http://host/path?query"); the path starts at the first "/" after "//".
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return basePath + "/";
+  const q = url.indexOf("?", start);
+  if (q === -1) return basePath + url.slice(start);
+  return basePath + url.slice(start, q) + stripAccessToken(url.slice(q));
+}
+
+/**
+ * Removes `access_token` parameters from a raw query ("?a=1&..."), also when the name is
+ * percent-encoded, as URLSearchParams (and so the bearer extractor) would decode it. Returns the
+ * query unchanged (same string) when there is none; "" when nothing is left.
+ */
+export function stripAccessToken(query: string): string {
+  if (!query.includes("access") && !query.includes("%")) return query;
+  const parts = query.slice(1).split("&");
+  const kept = parts.filter((p) => !isAccessToken(p));
+  if (kept.length === parts.length) return query;
+  return kept.length === 0 ? "" : "?" + kept.join("&");
+}
+
+function isAccessToken(param: string): boolean {
+  const eq = param.indexOf("=");
+  const name = eq === -1 ? param : param.slice(0, eq);
+  if (name === "access_token") return true;
+  if (!name.includes("%") && !name.includes("+")) return false;
+  return formDecode(name) === "access_token";
+}
+
+/** application/x-www-form-urlencoded name decoding, lenient like URLSearchParams. */
+function formDecode(s: string): string {
+  const plus = s.replaceAll("+", " ");
+  try {
+    return decodeURIComponent(plus);
+  } catch {
+    return plus.replace(/%([0-9A-Fa-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+  }
+}
+
+/** The request head for the upstream and how its body is framed. Exported for tests. */
+export interface UpstreamHead {
+  head: string;
+  /** Content-Length from the client, or null. */
+  contentLength: number | null;
+  /** The client sent a body without a length: forward it chunked. */
+  chunked: boolean;
+}
+
+/**
+ * Serialises the upstream request head (a byte string: inbound values already are). One pass
+ * over the inbound fields; the fields named in Connection are dropped with it (RFC 9110 §7.6.1).
+ */
+export function buildHead(
+  plan: Plan,
+  req: Request,
+  ctx: ForwardContext,
+  log?: Logger,
+): UpstreamHead {
+  const headers = req.headers;
+  const connection = headers.get("connection");
+  const named = connection === null ? null : splitTokens(connection);
+  const drop = plan.drop;
+  const method = req.method;
+  // Deno.serve gives GET/HEAD/CONNECT no body even when framed with one; reading req.body here
+  // would also turn a buffered body into a stream.
+  const hasBody = method !== "GET" && method !== "HEAD" && method !== "CONNECT";
+  let clientHost = "";
+  let contentLength: number | null = null;
+  let chunked = false;
+  let head = `${method} ${upstreamTarget(plan.basePath, req.url)} HTTP/1.1\r\n`;
+  if (!plan.preserveHost) head += plan.hostLine;
+  for (const [name, value] of headers) {
+    if (drop.has(name)) {
+      if (name === "host") clientHost = value;
+      else if (name === "content-length") contentLength = Number(value);
+      else if (name === "transfer-encoding") chunked = true;
+      continue;
+    }
+    if (named !== null && named.includes(name)) continue;
+    head += `${name}: ${value}\r\n`;
+  }
+  if (clientHost === "") clientHost = hostOf(req.url);
+  if (plan.preserveHost) head += `host: ${clientHost}\r\n`;
+  // The upstream must not wait for a body that will not come.
+  if (!hasBody) {
+    contentLength = null;
+    chunked = false;
+  } else if (contentLength !== null) {
+    chunked = false;
+    head += `content-length: ${contentLength}\r\n`;
+  } else if (chunked) {
+    head += "transfer-encoding: chunked\r\n";
+  }
+  if (ctx.forwardedFor !== "") head += `x-forwarded-for: ${clean(ctx.forwardedFor)}\r\n`;
+  head += `x-forwarded-proto: ${ctx.forwardedProto}\r\n`;
+  if (clientHost !== "") head += `x-forwarded-host: ${clientHost}\r\n`;
+  if (ctx.requestId !== "") head += `x-request-id: ${clean(ctx.requestId)}\r\n`;
+  const set = ctx.setHeaders;
+  if (set !== undefined) {
+    for (const [name, value] of set) {
+      // Claim values come from the token: a CR/LF in one must never split the head.
+      if (!isToken(name) || RESERVED.has(name) || BAD_VALUE.test(value)) {
+        log?.warn("claim header skipped", { header: name, reason: "invalid name or value" });
+        continue;
+      }
+      head += `${name}: ${toByteString(value)}\r\n`;
+    }
+  }
+  return { head: head + "\r\n", contentLength, chunked };
+}
+
+function clean(value: string): string {
+  return BAD_VALUE.test(value) ? value.replace(/[\r\n\0]/g, "") : value;
+}
+
+function hostOf(url: string): string {
+  const start = url.indexOf("//") + 2;
+  const end = url.indexOf("/", start);
+  return end === -1 ? url.slice(start) : url.slice(start, end);
+}
+
+const HOP_SET: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
+
+/**
+ * Response fields for the client: the upstream's, minus hop-by-hop ones and those named in its
+ * Connection field; Content-Length dropped when Transfer-Encoding overrode it (RFC 9112 §6.3);
+ * `X-Accel-Buffering: no` on event streams so a buffering proxy in front passes events as sent.
+ */
+export function responseHeaders(res: Http1Response): [string, string][] {
+  const head = res.head;
+  const named = head.connectionTokens;
+  const framedByTe = head.chunked || head.untilClose;
+  const out: [string, string][] = [];
+  let sse = false;
+  let accel = false;
+  for (const h of head.headers) {
+    const name = h[0];
+    if (HOP_SET.has(name) || (named !== null && named.includes(name))) continue;
+    if (name === "content-length" && framedByTe) continue;
+    if (name === "content-type" && isEventStream(h[1])) sse = true;
+    else if (name === "x-accel-buffering") accel = true;
+    out.push(h);
+  }
+  if (sse) {
+    if (accel) {
+      for (let i = out.length - 1; i >= 0; i--) {
+        if (out[i][0] === "x-accel-buffering") out.splice(i, 1);
+      }
+    }
+    out.push(["x-accel-buffering", "no"]);
+  }
+  return out;
+}
+
+function isEventStream(contentType: string): boolean {
+  const semi = contentType.indexOf(";");
+  const type = semi === -1 ? contentType : contentType.slice(0, semi);
+  return type.trim().toLowerCase() === "text/event-stream";
+}
+
+/**
+ * True for the error a proxied response body stream fails with when the upstream broke off
+ * mid-body (or the request body grew too large). Deno.serve hands such errors to its `onError`;
+ * they are expected events already logged with the request, not crashes.
+ */
+export function isUpstreamStreamError(error: unknown): boolean {
+  return error instanceof Http1Error;
+}
+
+/** Creates the forwarder for `config.upstream`, with its own connection pool. */
+export function createForwarder(config: Config, deps: ForwarderDeps = {}): Forwarder {
+  const up = config.upstream;
+  const plan = planFor(config);
+  const log = deps.log;
+  const client = new Http1Client({
+    // URL hostnames keep IPv6 brackets; sockets want the bare address.
+    hostname: up.hostname.startsWith("[") ? up.hostname.slice(1, -1) : up.hostname,
+    port: up.port,
+    tls: up.protocol === "https:",
+    caCerts: deps.caCerts,
+  });
+
+  async function forward(req: Request, ctx: ForwardContext): Promise<Response> {
+    const { head, contentLength, chunked } = buildHead(plan, req, ctx, log);
+    if (contentLength !== null && contentLength > plan.maxBody) {
+      throw new GateError("payload_too_large", { reason: "body_too_large" });
+    }
+    let body: Uint8Array | ReadableStream<Uint8Array> | null = null;
+    if (contentLength !== null && contentLength <= SMALL_BODY) {
+      // Small bodies (every typical JSON-RPC message) are usually buffered by Deno already:
+      // taking them whole skips the stream machinery and sends head and body in one write.
+      try {
+        body = await req.bytes();
+      } catch (e) {
+        throw new GateError("upstream_error", {
+          reason: "client_closed",
+          detail: "Client request body broke off",
+          cause: e,
+        });
+      }
+    } else if (contentLength !== null || chunked) {
+      body = req.body;
+    }
+
+    const onDone = ctx.onDone;
+    let delivered = false;
+    let early: ForwardResult | null = null;
+    const onEnd = onDone === undefined ? undefined : (r: Http1ExchangeResult) => {
+      const result: ForwardResult = {
+        upstreamStatus: r.status,
+        bytesIn: r.bytesSent,
+        bytesOut: r.bytesReceived,
+        outcome: r.outcome,
+      };
+      if (delivered) onDone(result);
+      else early = result;
+    };
+
+    let res: Http1Response;
+    try {
+      res = await client.request({
+        head,
+        method: req.method,
+        body,
+        chunked,
+        maxChunkedBodyBytes: plan.maxBody,
+        headersTimeoutMs: plan.timeoutMs,
+        signal: req.signal,
+        onEnd,
+      });
+    } catch (e) {
+      throw toGateError(e);
+    }
+
+    let response: Response;
+    try {
+      // (Our buffers are plain ArrayBuffer views; the cast only narrows the TS generic.)
+      const body = res.body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+      response = new Response(body, { status: res.status, headers: responseHeaders(res) });
+    } catch (e) {
+      // A field value the Fetch API refuses: the upstream response cannot be passed on as is.
+      if (res.body instanceof ReadableStream) res.body.cancel().catch(() => {});
+      throw new GateError("upstream_error", {
+        reason: "upstream_unreachable",
+        detail: `Invalid upstream response: ${e instanceof Error ? e.message : String(e)}`,
+        cause: e,
+      });
+    }
+    delivered = true;
+    if (early !== null) {
+      const result: ForwardResult = early;
+      queueMicrotask(() => onDone!(result));
+    }
+    return response;
+  }
+
+  return {
+    forward,
+    close: () => client.close(),
+  };
+}
+
+function toGateError(e: unknown): GateError {
+  if (!(e instanceof Http1Error)) {
+    return new GateError("upstream_error", {
+      reason: "upstream_unreachable",
+      detail: String(e),
+      cause: e,
+    });
+  }
+  switch (e.kind) {
+    case "timeout":
+      return new GateError("upstream_timeout", { reason: "upstream_timeout", detail: e.message });
+    case "body_too_large":
+      return new GateError("payload_too_large", { reason: "body_too_large", detail: e.message });
+    case "aborted":
+      return new GateError("upstream_error", { reason: "client_closed", detail: e.message });
+    default:
+      return new GateError("upstream_error", {
+        reason: "upstream_unreachable",
+        detail: e.message,
+        cause: e,
+      });
+  }
+}
