@@ -425,7 +425,8 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
     what: string,
   ): Promise<{ status: number; body?: unknown }> {
     const deadline = new AbortController();
-    const t = timers.setTimeout(
+    // A real timer, not the injectable one: it bounds I/O, it does not schedule work.
+    const t = setTimeout(
       () => deadline.abort(new KeySetError(`Timed out fetching ${what} "${url}"`)),
       fetchTimeoutMs,
     );
@@ -455,7 +456,7 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
       const msg = e instanceof Error ? e.message : String(e);
       throw new KeySetError(`Failed fetching ${what} "${url}": ${msg}`);
     } finally {
-      timers.clearTimeout(t);
+      clearTimeout(t);
     }
   }
 
@@ -632,7 +633,9 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
     async refetchForUnknownKid(kid) {
       // Before the first load the background loop owns fetching; after close nothing fetches.
       if (!ready || closed) return;
-      if (!inflight && now() - lastFetchStartMs < config.jwksMinRefreshIntervalMs) return;
+      // Join a fetch in flight; whoever started it reports its failure.
+      if (inflight) return void (await inflight.catch(() => {}));
+      if (now() - lastFetchStartMs < config.jwksMinRefreshIntervalMs) return;
       log.info("key set refetch for unknown kid", { kid: kid.slice(0, 128) });
       try {
         await loadShared();
