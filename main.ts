@@ -1,0 +1,4 @@
+/** Entry point: the only place that reads Deno.args and Deno.env and exits the process. */
+import { runCli } from "./src/cli.ts";
+
+Deno.exit(await runCli(Deno.args, Deno.env.toObject()));
