@@ -378,6 +378,11 @@ Deno.test("parseConfig() reads scopes separated by commas or spaces", async (t) 
     assert.deepEqual(config.requiredScopes, ["a"]);
     assert.deepEqual(config.scopesSupported, ["a", "b", "offline_access"]);
   });
+  await t.step("SCOPES_SUPPORTED of separators only publishes none", () => {
+    const config = parse({ REQUIRED_SCOPES: "a", SCOPES_SUPPORTED: "," });
+    assert.deepEqual(config.requiredScopes, ["a"]);
+    assert.deepEqual(config.scopesSupported, []);
+  });
   await t.step("the full RFC 6749 scope-token alphabet", () => {
     const token = "!#$%&'()*+-./0-9:;<=>?@A-Z[]^_`a-z{|}~";
     assert.deepEqual(parse({ REQUIRED_SCOPES: token }).requiredScopes, [token]);
