@@ -1,0 +1,315 @@
+/**
+ * The request chain, in one visible place (CONTRACT.md §2, §3):
+ * health → metadata → origin → preflight → bearer → readiness → verify → rate limit → body size
+ * → proxy. Exactly one log line per request, written when the exchange is over (for a stream, when
+ * it ends). The handler never throws: every failure becomes a response.
+ */
+import type { Config } from "./config.ts";
+import { GateError, type RejectReason } from "./errors.ts";
+import { type Logger, truncateBytes } from "./log.ts";
+import { extractBearer } from "./bearer.ts";
+import { createResponder, outcomeOf } from "./challenge.ts";
+import { createMetadata } from "./metadata.ts";
+import { createCors } from "./cors.ts";
+import { resolveClientIp } from "./client_ip.ts";
+import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
+import { requestIdFrom } from "./request_id.ts";
+import type { KeyStore } from "./jwks.ts";
+import type { TokenVerifier, VerifiedToken } from "./verify.ts";
+import type { ForwardContext, Forwarder, ForwardResult } from "./proxy.ts";
+import type { Metrics, Route } from "./metrics.ts";
+
+/** What {@linkcode createHandler} needs; every part is built once by server.ts (or a test). */
+export interface HandlerDeps {
+  config: Config;
+  keys: Pick<KeyStore, "ready">;
+  verifier: TokenVerifier;
+  forwarder: Forwarder;
+  log: Logger;
+  metrics?: Metrics;
+  /** Whether the listener serves TLS itself (then X-Forwarded-Proto is https). */
+  tls?: boolean;
+  /** Monotonic clock in ms, for durations. */
+  now?: () => number;
+}
+
+/** The peer address as Deno.serve reports it. */
+export interface PeerInfo {
+  remoteAddr: { hostname: string; port?: number } | { transport: string };
+}
+
+export type Handler = (req: Request, info: PeerInfo) => Promise<Response>;
+
+/** Health paths are exact (no prefix, no case folding): anything else is protected. */
+const HEALTH_PATHS = new Set(["/livez", "/readyz", "/healthz"]);
+
+/** Fields of the per-request log line that are known only at the end. */
+interface Outcome {
+  route: Route;
+  status: number;
+  auth: string;
+  reason?: RejectReason;
+  sub?: string;
+  upstreamStatus?: number;
+  bytesIn?: number;
+  bytesOut?: number;
+  detail?: string;
+}
+
+/** Builds the gate's request handler. All per-config work happens here, once. */
+export function createHandler(deps: HandlerDeps): Handler {
+  const { config, keys, verifier, forwarder, log, metrics } = deps;
+  const now = deps.now ?? (() => performance.now());
+  const responder = createResponder(config);
+  const metadata = createMetadata(config);
+  const cors = createCors(config);
+  const trusted = config.trustedProxies;
+  const limiting = config.rateLimitRps > 0;
+  const ipLimiter: RateLimiter | undefined = limiting
+    ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
+    : undefined;
+  const subjectLimiter: RateLimiter | undefined = limiting
+    ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
+    : undefined;
+  const maxBody = config.maxRequestBodyBytes;
+  const claimHeaders = config.claimHeaders;
+  const jsonHeaders = {
+    "content-type": "application/json",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+  };
+  const healthBody = (ok: boolean) => (ok ? '{"status":"ok"}' : '{"status":"unavailable"}');
+
+  const health = (req: Request, path: string): Response => {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response('{"error":"method_not_allowed"}', {
+        status: 405,
+        headers: { ...jsonHeaders, allow: "GET, HEAD" },
+      });
+    }
+    const ok = path === "/livez" || keys.ready;
+    return new Response(req.method === "HEAD" ? null : healthBody(ok), {
+      status: ok ? 200 : 503,
+      headers: jsonHeaders,
+    });
+  };
+
+  const writeLog = (
+    req: Request,
+    path: string,
+    started: number,
+    ip: string,
+    requestId: string,
+    o: Outcome,
+  ) => {
+    const durationMs = now() - started;
+    metrics?.requestFinished({ route: o.route, method: req.method, status: o.status, durationMs });
+    const fields: Record<string, unknown> = {
+      method: req.method,
+      path: truncateBytes(path),
+      status: o.status,
+      duration_ms: Math.round(durationMs * 1000) / 1000,
+      client_ip: ip,
+      user_agent: truncateBytes(req.headers.get("user-agent") ?? ""),
+      request_id: requestId,
+      auth: o.auth,
+    };
+    if (o.reason) fields.reason = o.reason;
+    if (o.detail && log.enabled("debug")) fields.detail = o.detail;
+    if (o.sub !== undefined) fields.sub = o.sub;
+    if (o.upstreamStatus !== undefined) fields.upstream_status = o.upstreamStatus;
+    fields.bytes_in = o.bytesIn ?? contentLength(req) ?? 0;
+    if (o.bytesOut !== undefined) fields.bytes_out = o.bytesOut;
+    if (o.status >= 500) log.warn("request", fields);
+    else log.info("request", fields);
+  };
+
+  const reject = (err: GateError, origin: string | null): Response => {
+    const res = responder.respond(err);
+    if (origin !== null) cors.decorate(res.headers, origin);
+    return res;
+  };
+
+  const handle = async (req: Request, info: PeerInfo): Promise<Response> => {
+    const started = now();
+    metrics?.requestStarted();
+    const { path, search } = splitTarget(req.url);
+    const peer = "hostname" in info.remoteAddr ? info.remoteAddr.hostname : "unknown";
+    const { clientIp, forwardedFor, trustedPeer } = resolveClientIp(
+      peer,
+      trusted.length > 0 ? req.headers.get("x-forwarded-for") : null,
+      trusted,
+    );
+    const requestId = requestIdFrom(req.headers);
+    const done = (o: Outcome) => writeLog(req, path, started, clientIp, requestId, o);
+
+    if (HEALTH_PATHS.has(path)) {
+      const res = health(req, path);
+      done({ route: "health", status: res.status, auth: "exempt" });
+      return res;
+    }
+    if (metadata.matches(path)) {
+      const res = metadata.respond(req);
+      done({ route: "metadata", status: res.status, auth: "exempt" });
+      return res;
+    }
+
+    const origin = req.headers.get("origin");
+    let sub: string | undefined;
+    try {
+      // CONTRACT §3.1: a present, unlisted Origin is refused before anything else.
+      if (!cors.originAllowed(origin)) {
+        throw new GateError("forbidden", { reason: "origin" });
+      }
+      // §3.2: preflight carries no credentials by design (Fetch standard), so no auth.
+      if (cors.isPreflight(req)) {
+        const res = cors.preflight(req);
+        done({ route: "preflight", status: res.status, auth: "exempt" });
+        return res;
+      }
+      const token = extractBearer(req.headers, search);
+      if (!keys.ready) {
+        throw new GateError("not_ready", { reason: "keys_not_loaded", retryAfterSeconds: 5 });
+      }
+      if (token === undefined) throw new GateError("no_token");
+
+      let verified: VerifiedToken;
+      try {
+        verified = await verifier.verify(token);
+      } catch (err) {
+        if (err instanceof GateError && err.code === "insufficient_scope") throw err;
+        throw err instanceof GateError ? err : new GateError("invalid_token", {
+          reason: "malformed",
+          detail: String(err),
+        });
+      }
+      sub = verified.sub;
+      metrics?.authOutcome("ok");
+      if (subjectLimiter) {
+        const wait = subjectLimiter.take(`s:${sub}`);
+        if (wait > 0) {
+          throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
+        }
+      }
+      const declared = contentLength(req);
+      if (declared !== undefined && declared > maxBody) {
+        throw new GateError("payload_too_large", { reason: "body_too_large" });
+      }
+
+      const ctx: ForwardContext = {
+        clientIp,
+        forwardedFor,
+        forwardedProto: forwardedProto(req, deps.tls === true, trustedPeer),
+        requestId,
+        setHeaders: claimHeaders.length > 0
+          ? claimValues(claimHeaders, verified.claims)
+          : undefined,
+        onDone: (r: ForwardResult) => {
+          if (r.outcome === "upstream_abort") metrics?.upstreamError("reset");
+          done({
+            route: "proxy",
+            status: r.upstreamStatus,
+            auth: "ok",
+            sub,
+            upstreamStatus: r.upstreamStatus,
+            bytesIn: r.bytesIn,
+            bytesOut: r.bytesOut,
+            reason: r.outcome === "body_too_large" ? "body_too_large" : undefined,
+          });
+        },
+      };
+      const res = await forwarder.forward(req, ctx);
+      if (origin !== null) cors.decorate(res.headers, origin);
+      return res;
+    } catch (err) {
+      const gateErr = err instanceof GateError ? err : undefined;
+      if (!gateErr) {
+        log.error("request failed", { request_id: requestId, error: String(err) });
+        const res = new Response('{"error":"internal_error"}', {
+          status: 500,
+          headers: jsonHeaders,
+        });
+        done({ route: "rejected", status: 500, auth: sub ? "ok" : "none", sub });
+        return res;
+      }
+      let final = gateErr;
+      // Failed authentication is charged to the client IP (per-subject buckets need a subject).
+      if (
+        ipLimiter && (final.code === "no_token" || final.code === "invalid_token" ||
+          final.code === "invalid_request")
+      ) {
+        const wait = ipLimiter.take(`i:${clientIp}`);
+        if (wait > 0) {
+          final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
+        }
+      }
+      if (final.code === "upstream_error") metrics?.upstreamError("unreachable");
+      else if (final.code === "upstream_timeout") metrics?.upstreamError("timeout");
+      const outcome = outcomeOf(final.code);
+      if (final.code !== "upstream_error" && final.code !== "upstream_timeout") {
+        metrics?.authOutcome(outcome, final.reason);
+      }
+      const res = reject(final, origin);
+      done({
+        route: sub ? "proxy" : "rejected",
+        status: res.status,
+        auth: outcome,
+        reason: final.reason,
+        detail: final.detail,
+        sub,
+      });
+      return res;
+    }
+  };
+  return handle;
+}
+
+/** Splits an absolute request URL into path and raw query without a URL parse. */
+export function splitTarget(url: string): { path: string; search: string } {
+  const scheme = url.indexOf("://");
+  const start = url.indexOf("/", scheme < 0 ? 0 : scheme + 3);
+  if (start < 0) return { path: "/", search: "" };
+  const q = url.indexOf("?", start);
+  return q < 0
+    ? { path: url.slice(start), search: "" }
+    : { path: url.slice(start, q), search: url.slice(q) };
+}
+
+function contentLength(req: Request): number | undefined {
+  const v = req.headers.get("content-length");
+  if (v === null) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** X-Forwarded-Proto: our own TLS, else a trusted proxy's claim, else plain http. */
+function forwardedProto(req: Request, tls: boolean, trustedPeer: boolean): "http" | "https" {
+  if (tls) return "https";
+  if (trustedPeer) {
+    const p = req.headers.get("x-forwarded-proto");
+    if (p !== null && p.trim().toLowerCase() === "https") return "https";
+  }
+  return "http";
+}
+
+/** Header values from verified claims; control characters are dropped so Headers never throws. */
+function claimValues(
+  pairs: Config["claimHeaders"],
+  claims: Readonly<Record<string, unknown>>,
+): [string, string][] {
+  const out: [string, string][] = [];
+  for (const { claim, header } of pairs) {
+    const v = claims[claim];
+    if (v === undefined || v === null) continue;
+    const text = typeof v === "string"
+      ? v
+      : Array.isArray(v)
+      ? v.map((x) => (typeof x === "string" ? x : JSON.stringify(x))).join(",")
+      : typeof v === "object"
+      ? JSON.stringify(v)
+      : String(v);
+    // deno-lint-ignore no-control-regex
+    out.push([header, text.replace(/[\x00-\x1f\x7f]/g, "").trim()]);
+  }
+  return out;
+}

@@ -1,0 +1,189 @@
+/**
+ * Wires the stages together and owns the listeners: Deno.serve for the gate (and the metrics
+ * listener), TLS, signals and the graceful drain (CONTRACT.md §1 SHUTDOWN_TIMEOUT).
+ */
+import type { Config, ListenAddr } from "./config.ts";
+import { redactedConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { createKeyStore } from "./jwks.ts";
+import { createVerifier } from "./verify.ts";
+import { createForwarder } from "./proxy.ts";
+import { createMetrics } from "./metrics.ts";
+import { createHandler } from "./handler.ts";
+import { VERSION } from "./version.ts";
+
+/** Options for {@linkcode startServer}. */
+export interface ServerDeps {
+  log: Logger;
+  /** Install SIGTERM/SIGINT handlers that drain and stop (the CLI does; tests usually don't). */
+  handleSignals?: boolean;
+  /** PEM text of the certificate chain and key, read by the CLI from TLS_*_FILE. */
+  tls?: { cert: string; key: string };
+  /** Used for discovery and key set fetches. */
+  fetch?: typeof fetch;
+  /** CA certificates (PEM) trusted for an https upstream, for tests. */
+  upstreamCaCerts?: string[];
+}
+
+/** A started gate. */
+export interface RunningServer {
+  /** The bound address of the gate listener (port 0 resolved). */
+  readonly addr: ListenAddr;
+  /** The bound address of the metrics listener, when enabled. */
+  readonly metricsAddr?: ListenAddr;
+  /** Resolves once the gate has stopped. */
+  readonly finished: Promise<void>;
+  /** Stops accepting, lets in-flight exchanges finish up to SHUTDOWN_TIMEOUT, then closes the rest. */
+  shutdown(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts the gate. Listens at once; the key set loads in the background (CONTRACT §4: startup
+ * never blocks on the authorization server).
+ * @throws when a listener cannot bind (e.g. address in use).
+ */
+export function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
+  const { log } = deps;
+  log.info("starting", { version: VERSION, config: redactedConfig(config) });
+
+  const keys = createKeyStore(config, { log, fetch: deps.fetch });
+  const verifier = createVerifier(config, keys, { log });
+  const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
+  const metrics = createMetrics({ version: VERSION, keyStats: () => keys.stats() });
+  const handler = createHandler({
+    config,
+    keys,
+    verifier,
+    forwarder,
+    log,
+    metrics,
+    tls: deps.tls !== undefined,
+  });
+
+  const onError = (err: unknown): Response => {
+    log.error("unhandled error", { error: String(err) });
+    return new Response('{"error":"internal_error"}', {
+      status: 500,
+      headers: { "content-type": "application/json", "cache-control": "no-store" },
+    });
+  };
+
+  let gate: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    gate = Deno.serve({
+      hostname: config.listen.hostname,
+      port: config.listen.port,
+      onListen: () => {},
+      onError,
+      ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
+    }, handler);
+  } catch (err) {
+    forwarder.close();
+    return Promise.reject(err);
+  }
+  let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
+  if (config.metricsListen) {
+    try {
+      metricsServer = Deno.serve({
+        hostname: config.metricsListen.hostname,
+        port: config.metricsListen.port,
+        onListen: () => {},
+        onError,
+      }, (req) => metricsEndpoint(req, keys.ready, () => metrics.render()));
+    } catch (err) {
+      forwarder.close();
+      return gate.shutdown().then(() => Promise.reject(err));
+    }
+  }
+
+  const addr = { hostname: gate.addr.hostname, port: gate.addr.port };
+  const metricsAddr = metricsServer
+    ? { hostname: metricsServer.addr.hostname, port: metricsServer.addr.port }
+    : undefined;
+  log.info("listening", {
+    addr: formatAddr(addr),
+    tls: deps.tls !== undefined,
+    ...(metricsAddr ? { metrics_addr: formatAddr(metricsAddr) } : {}),
+  });
+  keys.start();
+
+  let resolveFinished!: () => void;
+  const finished = new Promise<void>((r) => (resolveFinished = r));
+  let stopping: Promise<void> | undefined;
+
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const onSignal = () => {
+    log.info("signal received, draining", { timeout_ms: config.shutdownTimeoutMs });
+    void shutdown();
+  };
+  if (deps.handleSignals) { for (const s of signals) Deno.addSignalListener(s, onSignal); }
+
+  const shutdown = (): Promise<void> => {
+    stopping ??= (async () => {
+      const t0 = performance.now();
+      keys.close();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const drained = gate.shutdown().then(() => true);
+      const timedOut = new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), config.shutdownTimeoutMs);
+      });
+      const clean = await Promise.race([drained, timedOut]);
+      clearTimeout(timer);
+      if (!clean) {
+        // Cut what is still streaming: closing upstream connections ends the client responses.
+        log.warn("shutdown timeout reached, closing open exchanges");
+        forwarder.close();
+        await gate.shutdown();
+      }
+      forwarder.close();
+      await metricsServer?.shutdown();
+      if (deps.handleSignals) { for (const s of signals) Deno.removeSignalListener(s, onSignal); }
+      log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });
+      log.flush();
+      resolveFinished();
+    })();
+    return stopping;
+  };
+
+  return Promise.resolve({
+    addr,
+    metricsAddr,
+    finished,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+  });
+}
+
+function metricsEndpoint(req: Request, ready: boolean, render: () => string): Response {
+  const path = new URL(req.url).pathname;
+  const headers = { "cache-control": "no-store", "x-content-type-options": "nosniff" };
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return new Response(null, { status: 405, headers: { ...headers, allow: "GET, HEAD" } });
+  }
+  switch (path) {
+    case "/metrics":
+      return new Response(render(), {
+        headers: { ...headers, "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    case "/livez":
+      return new Response('{"status":"ok"}', {
+        headers: { ...headers, "content-type": "application/json" },
+      });
+    case "/readyz":
+    case "/healthz":
+      return new Response(ready ? '{"status":"ok"}' : '{"status":"unavailable"}', {
+        status: ready ? 200 : 503,
+        headers: { ...headers, "content-type": "application/json" },
+      });
+    default:
+      return new Response('{"error":"not_found"}', {
+        status: 404,
+        headers: { ...headers, "content-type": "application/json" },
+      });
+  }
+}
+
+function formatAddr(a: ListenAddr): string {
+  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+}
