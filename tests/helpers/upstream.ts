@@ -5,6 +5,7 @@
  * `startRawUpstream` listens with Deno.listen for upstreams that must misbehave on the wire.
  * Both are `AsyncDisposable`: `await using up = await startUpstream(...)`.
  */
+import type { Upstream as UpstreamConfig } from "../../src/config.ts";
 
 /** One request as the upstream saw it. */
 export interface RecordedRequest {
@@ -13,13 +14,16 @@ export interface RecordedRequest {
   target: string;
   /** Field lines in Deno's order (lower-case names, repeated fields combined). */
   headers: [string, string][];
-  /** The request body; complete once `bodyDone` resolved. */
+  /** The request body (unless `readBody` was false); complete once `bodyDone` resolved. */
   body: Uint8Array;
   /** Resolves when the body was read to its end (or broke off: see `aborted`). */
   bodyDone: Promise<void>;
   /** Client port of the TCP connection the request came on. */
   connection: number;
-  /** Set when the request body broke off or the response could not be delivered. */
+  /**
+   * Set when the request body broke off or Deno reported the response as not delivered (a
+   * cancelled response stream may still count as delivered: use an `sse` onCancel for that).
+   */
   aborted: boolean;
   /** Resolves when the upstream noticed the exchange was cut (body read error, response not sent). */
   abortedEvent: Promise<void>;
@@ -27,12 +31,21 @@ export interface RecordedRequest {
   delivered: Promise<boolean>;
   /** Header value by lower-case name, or null. */
   header(name: string): string | null;
+  /** Records an abort noticed by a handler (e.g. a streamed request body that broke off). */
+  markAborted(): void;
+}
+
+/** What a handler may wait on. */
+export interface UpstreamContext {
+  /** Resolves when the upstream starts closing: parked handlers and streams end then. */
+  readonly closing: Promise<void>;
 }
 
 /** Answers a recorded request; the body is already read unless `readBody` was false. */
 export type UpstreamHandler = (
   req: Request,
   rec: RecordedRequest,
+  ctx: UpstreamContext,
 ) => Response | Promise<Response>;
 
 /** A running recording upstream. */
@@ -76,15 +89,19 @@ export function startUpstream(
       onError: () => new Response(null, { status: 500 }),
     },
     async (req, info) => {
-      const rec = record(req, info);
+      const rec = record(req, info, readBody);
       connections.add(rec.connection);
       const n = requests.push(rec) - 1;
       waiters.get(n)?.(rec);
       if (readBody) await rec.bodyDone;
-      return await handler(req, rec);
+      return await handler(req, rec, { closing });
     },
   );
-  function record(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): RecordedRequest {
+  function record(
+    req: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    readBody: boolean,
+  ): RecordedRequest {
     const url = req.url;
     const start = url.indexOf("/", url.indexOf("//") + 2);
     let markAborted!: () => void;
@@ -100,13 +117,14 @@ export function startUpstream(
       abortedEvent,
       delivered: info.completed.then(() => true, () => false),
       header: (name) => req.headers.get(name),
+      markAborted: () => abort(),
     };
     const abort = () => {
       rec.aborted = true;
       markAborted();
     };
     rec.delivered.then((ok) => ok || abort());
-    if (req.body !== null) {
+    if (readBody && req.body !== null) {
       const done = readAll(req.body).then(
         (b) => void (rec.body = b),
         () => abort(),
@@ -174,12 +192,33 @@ export function echo(): UpstreamHandler {
     });
 }
 
-/** Streams the request body back as it arrives (use with `readBody: false`). */
+/**
+ * Streams the request body back as it arrives (use with `readBody: false`); a request body that
+ * breaks off marks the request aborted.
+ */
 export function echoStream(): UpstreamHandler {
-  return (req) =>
-    new Response(req.body, {
+  return (req, rec) => {
+    const reader = req.body!.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        try {
+          const r = await reader.read();
+          if (r.done) c.close();
+          else c.enqueue(r.value);
+        } catch (e) {
+          rec.markAborted();
+          c.error(e);
+        }
+      },
+      cancel(reason) {
+        rec.markAborted();
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(body, {
       headers: { "content-type": req.headers.get("content-type") ?? "application/octet-stream" },
     });
+  };
 }
 
 /** Bytes with an explicit Content-Length (and any extra headers, e.g. Content-Encoding). */
@@ -234,8 +273,8 @@ export interface SseOptions {
 }
 
 /** A text/event-stream response the way the MCP TypeScript SDK sends it. */
-export function sse(up: () => Upstream, options: SseOptions): UpstreamHandler {
-  return () => {
+export function sse(options: SseOptions): UpstreamHandler {
+  return (_req, _rec, up) => {
     const enc = new TextEncoder();
     let i = 0;
     return new Response(
@@ -246,7 +285,7 @@ export function sse(up: () => Upstream, options: SseOptions): UpstreamHandler {
             c.enqueue(enc.encode(`event: message\ndata: ${options.events[i++]}\n\n`));
             return;
           }
-          if (options.hold) await up().closing;
+          if (options.hold) await up.closing;
           c.close();
         },
         cancel() {
@@ -265,9 +304,9 @@ export function sse(up: () => Upstream, options: SseOptions): UpstreamHandler {
 }
 
 /** Never answers (until the upstream closes, then 503). For timeout tests. */
-export function never(up: () => Upstream): UpstreamHandler {
-  return async () => {
-    await up().closing;
+export function never(): UpstreamHandler {
+  return async (_req, _rec, up) => {
+    await up.closing;
     return new Response(null, { status: 503 });
   };
 }
@@ -277,9 +316,9 @@ export function slow(
   ms: number,
   inner: UpstreamHandler = () => new Response("slow"),
 ): UpstreamHandler {
-  return async (req, rec) => {
+  return async (req, rec, up) => {
     await new Promise((r) => setTimeout(r, ms));
-    return inner(req, rec);
+    return inner(req, rec, up);
   };
 }
 
@@ -302,7 +341,7 @@ export function large(size: number): UpstreamHandler {
 }
 
 /** Deterministic bytes for offset `from`, length `n`. */
-export function pattern(from: number, n: number): Uint8Array {
+export function pattern(from: number, n: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) out[i] = (from + i) * 31 % 251;
   return out;
@@ -392,4 +431,19 @@ export async function writeText(conn: Deno.Conn, text: string): Promise<void> {
   const bytes = new TextEncoder().encode(text);
   let off = 0;
   while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+}
+
+/** The Config `upstream` block for an upstream base URL (as parseConfig would split it). */
+export function upstreamOf(url: string): UpstreamConfig {
+  const u = new URL(url);
+  const protocol = u.protocol as "http:" | "https:";
+  const port = u.port === "" ? (protocol === "https:" ? 443 : 80) : Number(u.port);
+  return {
+    url,
+    protocol,
+    hostname: u.hostname,
+    port,
+    host: u.host,
+    basePath: u.pathname.replace(/\/+$/, ""),
+  };
 }
