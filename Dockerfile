@@ -11,14 +11,18 @@
 # For reproducible builds, pin both images by digest as well (`image:tag@sha256:...`).
 
 ARG DENO_VERSION=2.9.6
+# true: bake in Deno's OpenTelemetry export (traces of every request, see docs/deploy.md).
+ARG MCP_GATE_OTEL=false
 
 FROM denoland/deno:${DENO_VERSION} AS build
+ARG MCP_GATE_OTEL
 WORKDIR /src
 COPY deno.json deno.lock ./
 COPY scripts/ scripts/
 COPY main.ts ./
 COPY src/ src/
-RUN deno task compile && ./dist/mcp-gate --version
+RUN if [ "$MCP_GATE_OTEL" = "true" ]; then deno task compile --otel; else deno task compile; fi \
+  && ./dist/mcp-gate --version
 
 # Runtime stage: glibc + libgcc_s, CA certificates, /etc/passwd with "nonroot" (65532), no shell.
 # The binary needs /proc mounted (it reads /proc/self/exe), which every container runtime does.

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds the single mcp-gate executable with `deno compile`.
 #
-# Usage: scripts/compile.sh [--target <triple>] [--output <path>]
+# Usage: scripts/compile.sh [--target <triple>] [--output <path>] [--otel]
 #   --target   a `deno compile --target` triple (default: this machine)
 #   --output   default dist/mcp-gate
+#   --otel     build with Deno's OpenTelemetry export switched on. A compiled program takes
+#              OTEL_DENO from the environment of `deno compile`, not from its own (denoland/deno
+#              issue 28839; checked with 2.7.11): such a binary always exports, to
+#              OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318), and one built without
+#              it never does. Release binaries and the image are built without it.
 #
 # Permissions baked into the binary, and why no narrower:
 #   --allow-net   listen, proxy to UPSTREAM_URL, fetch the key set; hosts come from the environment
@@ -27,10 +32,12 @@ cd "$repo"
 
 target=""
 output="dist/mcp-gate"
+otel=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --target) target=${2:?--target needs a value}; shift 2 ;;
     --output | -o) output=${2:?--output needs a value}; shift 2 ;;
+    --otel) otel=true; shift ;;
     *) echo "compile.sh: unknown argument \"$1\"" >&2; exit 2 ;;
   esac
 done
@@ -46,6 +53,12 @@ flags=(
   --output "$output"
 )
 [ -n "$target" ] && flags+=(--target "$target")
+
+# Never inherit OTEL_DENO from the developer's shell: only --otel bakes telemetry in.
+unset OTEL_DENO
+if [ "$otel" = true ]; then
+  export OTEL_DENO=true
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
