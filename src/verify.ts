@@ -3,8 +3,8 @@
  * `alg` that the key supports, a key from the key set only (header `jku`/`x5u`/`jwk`/`x5c` are
  * never read), no unknown `crit`, then the claim checks of policy.ts.
  *
- * The signature check is `node:crypto` `verify` with KeyObjects imported once per key set
- * (jwks.ts); bench/verify_bench.ts compares it with jose and WebCrypto. Tokens that pass are
+ * The signature check is WebCrypto with CryptoKeys imported once per key set (jwks.ts);
+ * bench/verify_bench.ts compares it with jose and node:crypto. Tokens that pass are
  * remembered by the verified-token cache (token_cache.ts) until their `exp`.
  */
 import type { Config } from "./config.ts";
@@ -161,7 +161,7 @@ export function createVerifier(
     const data = ascii.encode(token.slice(0, h.length + 1 + p.length));
     let key: VerificationKey | undefined;
     for (const k of usable) {
-      if (k.verify(alg, data, signature)) {
+      if (await k.verify(alg, data, signature)) {
         key = k;
         break;
       }
