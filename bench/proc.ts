@@ -51,3 +51,58 @@ export async function machine(): Promise<{ cpu: string; cores: number }> {
   }
   return { cpu, cores: navigator.hardwareConcurrency };
 }
+
+/** CPUs for the process under test (the gate, or the upstream when measured directly) and for
+ * everything else (load generator, upstream behind the gate, this process), as taskset lists. */
+export interface CpuPlan {
+  readonly sut: string;
+  readonly rest: string;
+}
+
+/** Parses a cpulist such as "0-3,6" (cpuset(7)). */
+function parseCpuList(list: string): number[] {
+  const cpus: number[] = [];
+  for (const part of list.trim().split(",")) {
+    const [a, b] = part.split("-").map(Number);
+    for (let c = a; c <= (b ?? a); c++) cpus.push(c);
+  }
+  return cpus;
+}
+
+/** Splits this process's allowed CPUs: the first for the process under test, the rest for the
+ * others. Undefined when taskset is missing or fewer than two CPUs are allowed. */
+export async function cpuPlan(): Promise<CpuPlan | undefined> {
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-c", "-p", String(Deno.pid)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const list = /list:\s*(\S+)/.exec(new TextDecoder().decode(out.stdout))?.[1];
+    if (!out.success || !list) return undefined;
+    const cpus = parseCpuList(list);
+    if (cpus.length < 2) return undefined;
+    return { sut: String(cpus[0]), rest: cpus.slice(1).join(",") };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Moves every thread of `pid` to `cpus` (a taskset list). */
+export async function pin(pid: number, cpus: string): Promise<void> {
+  const out = await new Deno.Command("taskset", {
+    args: ["-a", "-p", "-c", cpus, String(pid)],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(
+      `Cannot pin process ${pid} to CPUs "${cpus}": ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
+}
+
+/** A command line wrapped in `taskset -c cpus` when `cpus` is given. */
+export function onCpus(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpus ? ["taskset", ["-c", cpus, cmd, ...args]] : [cmd, args];
+}

@@ -14,6 +14,7 @@
  * Numbers are printed, never asserted.
  */
 import { buildRequest, RawConnection, SseCounter } from "./http_client.ts";
+import { newestProfile, renderSummary, summarise } from "./cpuprof.ts";
 import {
   createKeys,
   type Issuer,
@@ -23,7 +24,16 @@ import {
   startIssuer,
 } from "./issuer.ts";
 import type { LoadConfig, LoadResult, TokenMode } from "./loadgen.ts";
-import { cpuMicros, initClockTicks, machine, memory } from "./proc.ts";
+import {
+  cpuMicros,
+  type CpuPlan,
+  cpuPlan,
+  initClockTicks,
+  machine,
+  memory,
+  onCpus,
+  pin,
+} from "./proc.ts";
 import { mib, ms, renderTable, type Row } from "./table.ts";
 import { runWrk, wrkVersion } from "./wrk.ts";
 
@@ -56,6 +66,8 @@ interface Options {
   quick: boolean;
   directOnly: boolean;
   loadgen: "auto" | "wrk" | "js";
+  /** Pin the process under test to one CPU and everything else to the others (taskset). */
+  pin: boolean;
   only?: Set<Scenario>;
   logLevel: string;
   cpuProfDir?: string;
@@ -110,6 +122,7 @@ const USAGE = `Usage: deno task bench [options]
   --quick              about 30 s instead of 2-4 min (shorter phases, fewer tokens)
   --direct-only        measure only the upstream directly (no gate)
   --loadgen=auto|wrk|js  load generator for throughput scenarios (auto: wrk when installed)
+  --no-pin             do not pin the process under test to its own CPU (taskset)
   --only=LIST          comma-separated scenarios: ${SCENARIOS.join(",")}
   --log-level=LEVEL    the gate's LOG_LEVEL (default info; its stdout goes to /dev/null)
   --cpu-prof=DIR       run the gate with deno's --cpu-prof, profiles written to DIR
@@ -117,13 +130,20 @@ const USAGE = `Usage: deno task bench [options]
 Environment: MCP_GATE_BIN=path benches a compiled binary instead of \`deno run main.ts\`.`;
 
 function parseOptions(args: string[]): Options {
-  const options: Options = { quick: false, directOnly: false, loadgen: "auto", logLevel: "info" };
+  const options: Options = {
+    quick: false,
+    directOnly: false,
+    loadgen: "auto",
+    pin: true,
+    logLevel: "info",
+  };
   for (const arg of args) {
     const [name, value] = arg.includes("=")
       ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
       : [arg, ""];
     if (name === "--quick") options.quick = true;
     else if (name === "--direct-only") options.directOnly = true;
+    else if (name === "--no-pin") options.pin = false;
     else if (name === "--loadgen" && ["auto", "wrk", "js"].includes(value)) {
       options.loadgen = value as Options["loadgen"];
     } else if (name === "--only") {
@@ -132,8 +152,9 @@ function parseOptions(args: string[]): Options {
       if (bad.length) throw new Error(`Invalid "--only": unknown scenario "${bad.join('", "')}"`);
       options.only = new Set(list as Scenario[]);
     } else if (name === "--log-level" && value) options.logLevel = value;
-    else if (name === "--cpu-prof" && value) options.cpuProfDir = value;
-    else if (name === "--json" && value) options.jsonFile = value;
+    else if (name === "--cpu-prof" && value) {
+      options.cpuProfDir = value.startsWith("/") ? value : `${Deno.cwd()}/${value}`;
+    } else if (name === "--json" && value) options.jsonFile = value;
     else if (name === "--help" || name === "-h") {
       console.log(USAGE);
       Deno.exit(0);
@@ -158,6 +179,15 @@ function median(values: number[]): number {
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * p))] : NaN;
+}
+
+/** The 1-minute load average: other work on the machine shows up here. */
+async function loadAverage(): Promise<string> {
+  try {
+    return (await Deno.readTextFile("/proc/loadavg")).split(" ")[0];
+  } catch {
+    return "?";
+  }
 }
 
 function freePort(): number {
@@ -240,6 +270,8 @@ interface Context {
   budget: Budget;
   children: Children;
   useWrk: boolean;
+  /** CPU pinning, when enabled and possible. */
+  cpus?: CpuPlan;
   tmp: string;
   upstream: Target;
   issuer: Issuer;
@@ -277,7 +309,8 @@ async function probe(port: number, request: Uint8Array): Promise<number> {
   }
 }
 
-async function startGate(ctx: Context, keySetSize = 1): Promise<Gate> {
+/** Starts a gate and waits for its first proxied 200; `profile` adds `--cpu-prof` when asked. */
+async function startGate(ctx: Context, keySetSize = 1, profile = false): Promise<Gate> {
   const port = freePort();
   const env: Record<string, string> = {
     UPSTREAM_URL: `http://${HOST}:${ctx.upstream.port}`,
@@ -297,12 +330,17 @@ async function startGate(ctx: Context, keySetSize = 1): Promise<Gate> {
   }
   const bin = Deno.env.get("MCP_GATE_BIN");
   const denoArgs = ["run", "--allow-net", "--allow-env", "--allow-read"];
-  if (ctx.options.cpuProfDir) {
+  if (profile && ctx.options.cpuProfDir) {
     denoArgs.push("--cpu-prof", `--cpu-prof-dir=${ctx.options.cpuProfDir}`);
   }
+  const [cmd, args] = onCpus(
+    ctx.cpus?.sut,
+    bin ?? Deno.execPath(),
+    bin ? [] : [...denoArgs, "main.ts"],
+  );
   const t0 = performance.now();
-  const child = new Deno.Command(bin ?? Deno.execPath(), {
-    args: bin ? [] : [...denoArgs, "main.ts"],
+  const child = new Deno.Command(cmd, {
+    args,
     cwd: ROOT,
     env,
     clearEnv: true,
@@ -398,14 +436,15 @@ async function runJsLoad(
     warmupTokensFile: spec.warmupTokensFile,
     newConnection: spec.newConnection,
   };
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      new URL("./loadgen.ts", import.meta.url).pathname,
-      JSON.stringify(config),
-    ],
+  const [cmd, args] = onCpus(ctx.cpus?.rest, Deno.execPath(), [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    new URL("./loadgen.ts", import.meta.url).pathname,
+    JSON.stringify(config),
+  ]);
+  const child = new Deno.Command(cmd, {
+    args,
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -441,6 +480,8 @@ async function measure(ctx: Context, target: Target, spec: LoadSpec): Promise<Me
       connections: spec.connections,
       tokensFile: spec.tokensFile,
       newConnection: spec.newConnection,
+      threads: ctx.cpus ? ctx.cpus.rest.split(",").length : navigator.hardwareConcurrency || 2,
+      cpus: ctx.cpus?.rest,
       track: (c: Deno.ChildProcess) => ctx.children.track(c),
     };
     await runWrk({ ...common, seconds: Math.max(1, ctx.budget.warmupMs / 1000) });
@@ -468,6 +509,7 @@ async function measure(ctx: Context, target: Target, spec: LoadSpec): Promise<Me
 function errorNote(m?: Measured): string {
   if (!m) return "";
   const bad = m.result.requests - m.result.ok;
+  if (m.result.requests === 0) return "no response completed in the measured phase";
   return [
     bad ? `${bad} non-2xx ${JSON.stringify(m.result.statuses)}` : "",
     m.result.errors ? `${m.result.errors} socket errors` : "",
@@ -483,7 +525,10 @@ async function pair(
   directSpec: LoadSpec = spec,
 ): Promise<Row> {
   progress(scenario);
+  // Measured directly, the upstream is the process under test and gets the gate's CPU.
+  if (ctx.cpus) await pin(ctx.upstream.pid, ctx.cpus.sut);
   const direct = await measure(ctx, ctx.upstream, directSpec);
+  if (ctx.cpus) await pin(ctx.upstream.pid, ctx.cpus.rest);
   const through = gate ? await measure(ctx, gate, spec) : undefined;
   const rss = gate ? (await memory(gate.pid)).rss : undefined;
   const notes = [
@@ -732,10 +777,16 @@ async function setup(options: Options, children: Children): Promise<Context> {
     await writeTokens(file("rotating"), cold.slice(0, budget.rotatingTokens));
     // Key-set gates are fresh processes with empty caches, so these tokens are unseen by them.
     await writeTokens(file("keyset"), cold.slice(0, budget.keySetTokens));
+    const cpus = options.pin ? await cpuPlan() : undefined;
+    if (cpus) {
+      await pin(upstream.pid, cpus.rest);
+      await pin(Deno.pid, cpus.rest);
+    }
     return {
       options,
       budget,
       children,
+      cpus,
       useWrk: options.loadgen !== "js" && version !== undefined,
       tmp,
       upstream,
@@ -752,10 +803,15 @@ async function setup(options: Options, children: Children): Promise<Context> {
   }
 }
 
-async function runScenarios(
-  ctx: Context,
-  report: { rows: Row[]; header: string[] },
-): Promise<void> {
+/** What one run prints. */
+interface Report {
+  header: string[];
+  rows: Row[];
+  /** Summary of the main gate's CPU profile, with --cpu-prof. */
+  profile?: string;
+}
+
+async function runScenarios(ctx: Context, report: Report): Promise<void> {
   const want = (s: Scenario) => !ctx.options.only || ctx.options.only.has(s);
   const haveGate = !ctx.options.directOnly;
   const { budget } = ctx;
@@ -771,7 +827,7 @@ async function runScenarios(
   let idleRss: number | undefined;
   if (haveGate) {
     progress("starting the gate");
-    gate = await startGate(ctx);
+    gate = await startGate(ctx, 1, true);
     await delay(1000);
     idleRss = (await memory(gate.pid)).rss;
     await warmGate(ctx, gate);
@@ -839,6 +895,14 @@ async function runScenarios(
       const tail = gate.stderrTail().trim();
       await ctx.children.stop(gate.child);
       if (tail) progress(`gate stderr: ${tail.slice(-500)}`);
+      if (ctx.options.cpuProfDir) {
+        const path = await newestProfile(ctx.options.cpuProfDir);
+        report.profile = path
+          ? `CPU profile of the gate (${path}):\n\n${
+            renderSummary(summarise(JSON.parse(await Deno.readTextFile(path))))
+          }`
+          : `No CPU profile was written to ${ctx.options.cpuProfDir}`;
+      }
     }
   }
   if (haveGate && want("startup")) report.rows.push(await startupRow(ctx));
@@ -873,7 +937,8 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", interrupt);
   Deno.addSignalListener("SIGTERM", interrupt);
   const started = performance.now();
-  const report = { rows: [] as Row[], header: [] as string[] };
+  const report: Report = { rows: [], header: [] };
+  const loadBefore = await loadAverage();
   try {
     ctx = await setup(options, children);
     const { cpu, cores } = await machine();
@@ -882,22 +947,26 @@ async function main(): Promise<number> {
       : "bench/loadgen.ts (JS)";
     await runScenarios(ctx, report);
     const seconds = ((performance.now() - started) / 1000).toFixed(0);
+    const gateName = options.directOnly
+      ? "none (direct only)"
+      : Deno.env.get("MCP_GATE_BIN") ?? "`deno run main.ts`";
+    const phases = `${ctx.budget.warmupMs / 1000} s warm-up (excluded) then ${
+      ctx.budget.measureMs / 1000
+    } s measured per side${options.quick ? " (--quick)" : ""}`;
     report.header = [
-      `mcp-gate bench, ${
-        new Date().toISOString().slice(0, 16)
-      }Z: ${cpu}, ${cores} cores, Deno ${Deno.version.deno}.`,
-      `Gate: ${
-        options.directOnly
-          ? "none (direct only)"
-          : Deno.env.get("MCP_GATE_BIN") ?? "`deno run main.ts`"
-      }, LOG_LEVEL=${options.logLevel} to /dev/null. Load: ${wrk}. ` +
-      `Phases: ${ctx.budget.warmupMs / 1000} s warm-up (excluded), ${
-        ctx.budget.measureMs / 1000
-      } s measured${options.quick ? " (--quick)" : ""}; run took ${seconds} s.`,
-      "CPU µs/req = the gate's utime+stime delta over the measured phase ÷ requests completed in it. " +
-      "req/s and latency share the cores with the load generator and the upstream.",
+      `mcp-gate bench, ${new Date().toISOString().slice(0, 16)}Z, run took ${seconds} s`,
+      "",
+      `- machine: ${cpu}, ${cores} CPUs, Deno ${Deno.version.deno}; load average ${loadBefore} before, ${await loadAverage()} after`,
+      `- gate: ${gateName}, LOG_LEVEL=${options.logLevel} (stdout to /dev/null)`,
+      `- load: ${wrk}; ${phases}`,
+      ctx.cpus
+        ? `- CPUs (taskset): the process under test (the gate, or the upstream when direct) on CPU ${ctx.cpus.sut}; ` +
+          `load generator, upstream behind the gate and the harness on CPU ${ctx.cpus.rest}`
+        : "- CPUs: not pinned; every process shares every CPU",
+      "- gate CPU µs/req: the gate's utime+stime (/proc/PID/stat) over the measured phase ÷ requests completed in it",
     ];
     console.log(`${report.header.join("\n")}\n\n${renderTable(report.rows)}`);
+    if (report.profile) console.log(`\n${report.profile}`);
     if (options.jsonFile) {
       await Deno.writeTextFile(options.jsonFile, JSON.stringify(report, null, 2) + "\n");
     }

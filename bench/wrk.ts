@@ -4,6 +4,7 @@
  * twice: once to warm up, once to measure, sampling the gate's CPU time in between.
  */
 import type { LoadResult } from "./loadgen.ts";
+import { onCpus } from "./proc.ts";
 
 const SCRIPT = new URL("./wrk_tokens.lua", import.meta.url).pathname;
 
@@ -24,17 +25,21 @@ export interface WrkOptions {
   url: string;
   body: string;
   connections: number;
+  /** wrk threads; capped at `connections`. */
+  threads: number;
   /** Whole seconds, at least 1. */
   seconds: number;
   tokensFile: string;
   newConnection: boolean;
+  /** Run wrk on these CPUs (a taskset list). */
+  cpus?: string;
   /** Called with the child process so the caller can stop it on Ctrl-C. */
   track?: (child: Deno.ChildProcess) => () => void;
 }
 
 /** Runs wrk once and converts its summary to a {@linkcode LoadResult}. */
 export async function runWrk(options: WrkOptions): Promise<LoadResult> {
-  const threads = Math.max(1, Math.min(navigator.hardwareConcurrency || 2, options.connections));
+  const threads = Math.max(1, Math.min(options.threads, options.connections));
   const args = [
     `-t${threads}`,
     `-c${options.connections}`,
@@ -46,8 +51,9 @@ export async function runWrk(options: WrkOptions): Promise<LoadResult> {
   ];
   if (options.newConnection) args.push("-H", "Connection: close");
   args.push(options.url);
-  const child = new Deno.Command("wrk", {
-    args,
+  const [cmd, cmdArgs] = onCpus(options.cpus, "wrk", args);
+  const child = new Deno.Command(cmd, {
+    args: cmdArgs,
     env: { BENCH_TOKENS: options.tokensFile, BENCH_BODY: options.body },
     stdout: "piped",
     stderr: "piped",
