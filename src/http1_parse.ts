@@ -88,10 +88,12 @@ export function isomorphicEncode(s: string): Uint8Array {
   return out;
 }
 
-/** A string as a byte string: chars above 0xFF become their UTF-8 bytes, one char per byte. */
+/**
+ * A Unicode string (e.g. a JWT claim) as the byte string of its UTF-8 encoding, one char per byte,
+ * ready for {@linkcode isomorphicEncode}. ASCII comes back unchanged.
+ */
 export function toByteString(s: string): string {
-  // deno-lint-ignore no-control-regex
-  if (!/[^\x00-\xff]/.test(s)) return s;
+  if (!NON_ASCII.test(s)) return s;
   let out = "";
   for (const b of utf8Encoder.encode(s)) out += String.fromCharCode(b);
   return out;

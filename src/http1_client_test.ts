@@ -1,0 +1,349 @@
+import assert from "node:assert/strict";
+import {
+  Http1Client,
+  type Http1ClientOptions,
+  type Http1Error,
+  type Http1ExchangeResult,
+  type Http1Request,
+} from "./http1_client.ts";
+import { readRequestHead, startRawUpstream, writeText } from "../tests/helpers/upstream.ts";
+
+const dec = new TextDecoder();
+
+function client(port: number, options: Partial<Http1ClientOptions> = {}): Http1Client & Disposable {
+  const c = new Http1Client({ hostname: "127.0.0.1", port, ...options });
+  return Object.assign(c, { [Symbol.dispose]: () => c.close() });
+}
+
+function get(path = "/", extra: Partial<Http1Request> = {}): Http1Request {
+  return {
+    head: `GET ${path} HTTP/1.1\r\nhost: up\r\n\r\n`,
+    method: "GET",
+    body: null,
+    chunked: false,
+    headersTimeoutMs: 3000,
+    ...extra,
+  };
+}
+
+async function text(body: Uint8Array | ReadableStream<Uint8Array> | null): Promise<string> {
+  if (body === null) return "";
+  if (body instanceof Uint8Array) return dec.decode(body);
+  return await new Response(body).text();
+}
+
+/** A raw upstream answering each request on a connection with the next scripted reply. */
+function scripted(replies: string[][]) {
+  const seen: string[][] = [];
+  const up = startRawUpstream(async (conn, index) => {
+    seen[index] = [];
+    for (const reply of replies[index] ?? []) {
+      const head = await readRequestHead(conn);
+      if (head === null) return;
+      seen[index].push(head);
+      if (reply === "") return; // close without answering
+      await writeText(conn, reply);
+    }
+    // Keep the connection open until the client closes it.
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  return Object.assign(up, { seen });
+}
+
+const OK = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+Deno.test("Http1Client skips 1xx interim responses", async () => {
+  await using up = scripted([[
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n" + OK,
+  ]]);
+  using c = client(up.port);
+  const res = await c.request(get());
+  assert.equal(res.status, 200);
+  assert.equal(await text(res.body), "ok");
+  assert.equal(res.head.headers.find(([n]) => n === "link"), undefined);
+});
+
+Deno.test("Http1Client parses a head that arrives one byte at a time", async () => {
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    for (const ch of "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello") {
+      await writeText(conn, ch);
+    }
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  const res = await c.request(get());
+  assert.deepEqual(res.head.headers[0], ["x-a", "1"]);
+  assert.equal(await text(res.body), "hello");
+});
+
+Deno.test("Http1Client refuses a response head over the size limit", async () => {
+  await using up = scripted([[`HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(70_000)}\r\n\r\n`]]);
+  using c = client(up.port);
+  await assert.rejects(c.request(get()), (e: Http1Error) => e.kind === "protocol");
+});
+
+Deno.test("Http1Client refuses a response that is not HTTP/1.x", async () => {
+  await using up = scripted([["SSH-2.0-OpenSSH_9.6\r\n\r\n"]]);
+  using c = client(up.port);
+  await assert.rejects(c.request(get()), (e: Http1Error) => e.kind === "protocol");
+});
+
+Deno.test("Http1Client reuses a connection only after a complete, reusable response", async (t) => {
+  const cases: [string, string, string, boolean][] = [
+    ["content-length", OK, "ok", true],
+    [
+      "chunked with extensions and trailers",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nok\r\n0\r\nX-Sum: 1\r\n\r\n",
+      "ok",
+      true,
+    ],
+    [
+      "Connection: close",
+      "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+      "ok",
+      false,
+    ],
+    ["HTTP/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok", false],
+    ["bytes after the body", OK + "HTTP/1.1 200 OK\r\n", "ok", false],
+  ];
+  for (const [name, reply, body, reused] of cases) {
+    await t.step(name, async () => {
+      await using up = scripted([[reply, OK], [OK]]);
+      using c = client(up.port);
+      const first = await c.request(get());
+      assert.equal(await text(first.body), body);
+      await Promise.resolve(); // the pool takes the connection back in a microtask
+      const second = await c.request(get());
+      assert.equal(await text(second.body), "ok");
+      assert.equal(up.accepted, reused ? 1 : 2);
+    });
+  }
+});
+
+Deno.test("Http1Client reads a body delimited by the connection close", async () => {
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ");
+    await writeText(conn, "part two");
+  });
+  using c = client(up.port);
+  const results: Http1ExchangeResult[] = [];
+  const res = await c.request(get("/", { onEnd: (r) => results.push(r) }));
+  assert.equal(await text(res.body), "part one, part two");
+  assert.deepEqual(results, [{
+    status: 200,
+    outcome: "complete",
+    bytesSent: 0,
+    bytesReceived: 18,
+  }]);
+  assert.equal(c.idleCount, 0);
+});
+
+Deno.test("Http1Client streams a body spanning many reads", async () => {
+  const size = 1_000_000;
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(conn, `HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`);
+    for (let i = 0; i < size; i += 100_000) await writeText(conn, "z".repeat(100_000));
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  const res = await c.request(get());
+  const body = await text(res.body);
+  assert.equal(body.length, size);
+  assert.equal(body, "z".repeat(size));
+});
+
+Deno.test("Http1Client sends a GET again when a pooled connection died before answering", async () => {
+  await using up = scripted([[OK, ""], [OK]]);
+  using c = client(up.port);
+  await text((await c.request(get("/one"))).body);
+  await Promise.resolve();
+  const res = await c.request(get("/two"));
+  assert.equal(await text(res.body), "ok");
+  assert.match(up.seen[0][1], /^GET \/two /);
+  assert.match(up.seen[1][0], /^GET \/two /, "sent again on a fresh connection");
+});
+
+Deno.test("Http1Client never sends a POST with a body twice", async () => {
+  await using up = scripted([[OK, ""], [OK]]);
+  using c = client(up.port);
+  await text((await c.request(get("/one"))).body);
+  await Promise.resolve();
+  const post: Http1Request = {
+    head: "POST /tools HTTP/1.1\r\nhost: up\r\ncontent-length: 2\r\n\r\n",
+    method: "POST",
+    body: new TextEncoder().encode("{}"),
+    chunked: false,
+    headersTimeoutMs: 3000,
+  };
+  await assert.rejects(c.request(post), (e: Http1Error) => e.kind === "closed");
+  assert.match(up.seen[0][1], /^POST \/tools /);
+  assert.equal(up.accepted, 1, "no second connection was opened for it");
+});
+
+Deno.test("Http1Client drops a pooled connection the upstream closed while idle", async () => {
+  let closed!: () => void;
+  const upstreamClosed = new Promise<void>((r) => closed = r);
+  await using up = startRawUpstream(async (conn, index) => {
+    await readRequestHead(conn);
+    await writeText(conn, OK);
+    if (index === 0) {
+      // Like a keep-alive timeout: close the idle connection after the reply.
+      conn.close();
+      closed();
+      return;
+    }
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  await text((await c.request(get())).body);
+  await upstreamClosed;
+  // The pool notices through the read it keeps pending on idle connections.
+  const deadline = Date.now() + 3000;
+  while (c.idleCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(c.idleCount, 0);
+  // So even a POST (never sent twice) finds a live connection.
+  const res = await c.request({
+    head: "POST / HTTP/1.1\r\nhost: up\r\ncontent-length: 2\r\n\r\n",
+    method: "POST",
+    body: new TextEncoder().encode("{}"),
+    chunked: false,
+    headersTimeoutMs: 3000,
+  });
+  assert.equal(await text(res.body), "ok");
+  assert.equal(up.accepted, 2);
+});
+
+Deno.test("Http1Client aborts before the head when the signal fires", async () => {
+  let eof!: () => void;
+  const sawEof = new Promise<void>((r) => eof = r);
+  let arrived!: () => void;
+  const requestArrived = new Promise<void>((r) => arrived = r);
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    arrived();
+    if (await conn.read(new Uint8Array(1)).catch(() => null) === null) eof();
+  });
+  using c = client(up.port);
+  const ac = new AbortController();
+  const pending = c.request(get("/", { signal: ac.signal }));
+  await requestArrived;
+  ac.abort();
+  await assert.rejects(pending, (e: Http1Error) => e.kind === "aborted");
+  await sawEof;
+});
+
+Deno.test("Http1Client streams a request body without buffering it", async () => {
+  let firstChunk!: () => void;
+  const upstreamGotFirst = new Promise<void>((r) => firstChunk = r);
+  await using up = startRawUpstream(async (conn) => {
+    let got = await readRequestHead(conn) ?? "";
+    const buf = new Uint8Array(1024);
+    while (!got.includes("first")) got += dec.decode(buf.subarray(0, (await conn.read(buf))!));
+    firstChunk();
+    while (!got.endsWith("0\r\n\r\n")) got += dec.decode(buf.subarray(0, (await conn.read(buf))!));
+    await writeText(conn, OK);
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  const enc = new TextEncoder();
+  let step = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      if (step === 0) ctl.enqueue(enc.encode("first"));
+      // The second piece only once the upstream has the first: a buffering client deadlocks.
+      else if (step === 1) ctl.enqueue(await upstreamGotFirst.then(() => enc.encode("second")));
+      else ctl.close();
+      step++;
+    },
+  });
+  const res = await c.request({
+    head: "POST / HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n",
+    method: "POST",
+    body,
+    chunked: true,
+    headersTimeoutMs: 3000,
+  });
+  assert.equal(await text(res.body), "ok");
+});
+
+Deno.test("Http1Client does not reuse a connection whose request body the upstream did not read", async () => {
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    // Answer at once, before the body (e.g. a 413 from the upstream itself).
+    await writeText(conn, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  let release!: () => void;
+  const never = new Promise<void>((r) => release = r);
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      ctl.enqueue(new Uint8Array(10));
+      await never;
+    },
+  });
+  const ended = Promise.withResolvers<Http1ExchangeResult>();
+  const res = await c.request({
+    head: "POST / HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n",
+    method: "POST",
+    body,
+    chunked: true,
+    headersTimeoutMs: 3000,
+    onEnd: ended.resolve,
+  });
+  assert.equal(res.status, 413);
+  assert.equal((await ended.promise).outcome, "complete");
+  assert.equal(c.idleCount, 0);
+  release();
+});
+
+Deno.test("Http1Client talks TLS to an https upstream with injected CA certificates", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = (args: string[]) =>
+      new Deno.Command("openssl", { args, stdout: "null", stderr: "null" }).output();
+    // A CA and a leaf it signed (rustls refuses a CA certificate as the server's own).
+    const steps = [
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        .concat(["-days", "1", "-subj", "/CN=test-ca", "-keyout", `${dir}/ca.key`])
+        .concat(["-out", `${dir}/ca.pem`]),
+      ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        .concat(["-subj", "/CN=localhost", "-keyout", `${dir}/key.pem`, "-out", `${dir}/leaf.csr`]),
+      ["x509", "-req", "-in", `${dir}/leaf.csr`, "-CA", `${dir}/ca.pem`, "-CAkey", `${dir}/ca.key`]
+        .concat(["-CAcreateserial", "-days", "1", "-out", `${dir}/cert.pem`])
+        .concat(["-extfile", `${dir}/ext.cnf`]),
+    ];
+    await Deno.writeTextFile(
+      `${dir}/ext.cnf`,
+      "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    );
+    for (const args of steps) {
+      const made = await run(args).catch(() => null);
+      if (made === null || !made.success) {
+        await t.step({ name: "openssl is not available", ignore: true, fn() {} });
+        return;
+      }
+    }
+    const ca = await Deno.readTextFile(`${dir}/ca.pem`);
+    const cert = await Deno.readTextFile(`${dir}/cert.pem`);
+    const key = await Deno.readTextFile(`${dir}/key.pem`);
+    await using server = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", cert, key, onListen() {} },
+      () => new Response("secure"),
+    );
+    await t.step("with the CA it connects", async () => {
+      using c = client(server.addr.port, { hostname: "localhost", tls: true, caCerts: [ca] });
+      const res = await c.request(get());
+      assert.equal(await text(res.body), "secure");
+    });
+    await t.step("without it the certificate is refused", async () => {
+      using c = client(server.addr.port, { hostname: "localhost", tls: true });
+      await assert.rejects(c.request(get()), (e: Http1Error) => e.kind === "connect");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,213 @@
+import assert from "node:assert/strict";
+import {
+  ChunkedDecoder,
+  encodeChunk,
+  findHeadEnd,
+  Http1ProtocolError,
+  isomorphicDecode,
+  isomorphicEncode,
+  parseResponseHead,
+  toByteString,
+} from "./http1_parse.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function head(text: string) {
+  const bytes = enc.encode(text);
+  const end = findHeadEnd(bytes);
+  assert.notEqual(end, -1);
+  return parseResponseHead(bytes.subarray(0, end));
+}
+
+Deno.test("findHeadEnd() finds the blank line with CRLF or bare LF line ends", async (t) => {
+  const cases: [string, number][] = [
+    ["HTTP/1.1 200 OK\r\n\r\nbody", 19],
+    ["HTTP/1.1 200 OK\r\nA: b\r\n\r\n", 25],
+    ["HTTP/1.1 200 OK\nA: b\n\nbody", 22],
+    ["HTTP/1.1 200 OK\r\nA: b\r\n", -1],
+    ["HTTP/1.1 200 OK\r\nA: b\r\n\r", -1],
+  ];
+  for (const [text, expected] of cases) {
+    await t.step(JSON.stringify(text), () => {
+      assert.equal(findHeadEnd(enc.encode(text)), expected);
+    });
+  }
+});
+
+Deno.test("findHeadEnd() resumes a search across appended bytes", () => {
+  const whole = enc.encode("HTTP/1.1 200 OK\r\nA: b\r\n\r\n");
+  // The terminator straddles the old end: the search from there must still see it.
+  assert.equal(findHeadEnd(whole, 24), 25);
+  assert.equal(findHeadEnd(whole, 25), 25);
+});
+
+Deno.test("parseResponseHead() reads status, fields and framing", () => {
+  const h = head(
+    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length:  12 \r\n" +
+      "Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+  );
+  assert.equal(h.status, 201);
+  assert.equal(h.minor, 1);
+  assert.equal(h.contentLength, 12);
+  assert.equal(h.chunked, false);
+  assert.equal(h.close, false);
+  assert.deepEqual(h.headers, [
+    ["content-type", "application/json"],
+    ["content-length", "12"],
+    ["set-cookie", "a=1"],
+    ["set-cookie", "b=2"],
+  ]);
+});
+
+Deno.test("parseResponseHead() lets Transfer-Encoding override Content-Length and marks close", () => {
+  const h = head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+  assert.equal(h.chunked, true);
+  assert.equal(h.contentLength, -1);
+  assert.equal(h.close, true);
+});
+
+Deno.test("parseResponseHead() reads a non-chunked Transfer-Encoding until close", () => {
+  const h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+  assert.equal(h.chunked, false);
+  assert.equal(h.untilClose, true);
+  assert.equal(h.close, true);
+});
+
+Deno.test("parseResponseHead() decides connection reuse from version and Connection", async (t) => {
+  const cases: [string, boolean, string[] | null][] = [
+    ["HTTP/1.1 200 OK\r\n\r\n", false, null],
+    ["HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", true, ["close"]],
+    ["HTTP/1.1 200 OK\r\nConnection: X-Foo, Keep-Alive\r\n\r\n", false, ["x-foo", "keep-alive"]],
+    ["HTTP/1.0 200 OK\r\n\r\n", true, null],
+    ["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", false, ["keep-alive"]],
+  ];
+  for (const [text, close, tokens] of cases) {
+    await t.step(JSON.stringify(text), () => {
+      const h = head(text);
+      assert.equal(h.close, close);
+      assert.deepEqual(h.connectionTokens, tokens);
+    });
+  }
+});
+
+Deno.test("parseResponseHead() replaces obs-fold with a space (RFC 9112 §5.2)", () => {
+  const h = head("HTTP/1.1 200 OK\r\nX-Long: a\r\n  b\r\n\r\n");
+  assert.deepEqual(h.headers, [["x-long", "a b"]]);
+});
+
+Deno.test("parseResponseHead() keeps non-ASCII field bytes as one char per byte", () => {
+  const bytes = new Uint8Array([
+    ...enc.encode("HTTP/1.1 200 OK\r\nX-Name: caf"),
+    0xc3,
+    0xa9,
+    ...enc.encode("\r\n\r\n"),
+  ]);
+  const h = parseResponseHead(bytes);
+  assert.equal(h.headers[0][1], "caf\u00c3\u00a9");
+});
+
+Deno.test("parseResponseHead() rejects malformed heads", async (t) => {
+  const cases = [
+    "HTTP/2 200 OK\r\n\r\n",
+    "HTTP/1.1 20 OK\r\n\r\n",
+    "SSH-2.0-OpenSSH\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+    "HTTP/1.1 200 OK\r\n folded-first: x\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+  ];
+  for (const text of cases) {
+    await t.step(JSON.stringify(text), () => {
+      assert.throws(() => head(text), Http1ProtocolError);
+    });
+  }
+});
+
+Deno.test("parseResponseHead() accepts repeated identical Content-Length values", () => {
+  assert.equal(head("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n").contentLength, 7);
+});
+
+function decodeAll(wire: string, split = 1_000_000): { body: string; done: boolean; used: number } {
+  const d = new ChunkedDecoder();
+  const bytes = enc.encode(wire);
+  const out: Uint8Array[] = [];
+  let used = 0;
+  for (let i = 0; i < bytes.length && !d.done; i += split) {
+    used += d.push(bytes.subarray(i, Math.min(i + split, bytes.length)), out);
+  }
+  return { body: out.map((p) => dec.decode(p)).join(""), done: d.done, used };
+}
+
+Deno.test("ChunkedDecoder strips the framing and passes the payload", async (t) => {
+  const wire = "5\r\nhello\r\n1;ext=1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\n";
+  for (const split of [1, 2, 3, 7, wire.length]) {
+    await t.step(`in pieces of ${split} bytes`, () => {
+      const r = decodeAll(wire, split);
+      assert.equal(r.body, "hello 0123456789");
+      assert.equal(r.done, true);
+    });
+  }
+});
+
+Deno.test("ChunkedDecoder stops at the end of the message", () => {
+  const r = decodeAll("3\r\nabc\r\n0\r\n\r\nHTTP/1.1 200 OK");
+  assert.equal(r.body, "abc");
+  assert.equal(r.done, true);
+  assert.equal(r.used, 13);
+});
+
+Deno.test("ChunkedDecoder accepts bare LF and upper-case hex", () => {
+  assert.equal(decodeAll("B\nhello world\n0\n\n").body, "hello world");
+});
+
+Deno.test("ChunkedDecoder hands out payload without copying", () => {
+  const bytes = enc.encode("5\r\nhello\r\n");
+  const out: Uint8Array[] = [];
+  new ChunkedDecoder().push(bytes, out);
+  assert.equal(out[0].buffer, bytes.buffer);
+});
+
+Deno.test("ChunkedDecoder rejects malformed framing", async (t) => {
+  const cases = [
+    "x\r\n",
+    "\r\n",
+    "5\r\nhelloXX",
+    "5\r\nhello\r\r",
+    "fffffffffffffff\r\n",
+    `1;${"e".repeat(5000)}\r\n`,
+  ];
+  for (const wire of cases) {
+    await t.step(JSON.stringify(wire.slice(0, 30)), () => {
+      assert.throws(() => decodeAll(wire), Http1ProtocolError);
+    });
+  }
+});
+
+Deno.test("ChunkedDecoder bounds the trailer section", () => {
+  const trailers = `X-T: ${"a".repeat(1000)}\r\n`.repeat(70);
+  assert.throws(() => decodeAll(`0\r\n${trailers}\r\n`), Http1ProtocolError);
+});
+
+Deno.test("encodeChunk() frames data for the chunked coding", () => {
+  assert.equal(
+    dec.decode(encodeChunk(enc.encode("hello world, 26 bytes long"))),
+    "1a\r\nhello world, 26 bytes long\r\n",
+  );
+});
+
+Deno.test("isomorphicEncode() and isomorphicDecode() round-trip every byte", () => {
+  const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+  assert.deepEqual(isomorphicEncode(isomorphicDecode(all)), all);
+  assert.deepEqual(isomorphicEncode("plain ascii"), enc.encode("plain ascii"));
+});
+
+Deno.test("toByteString() turns a Unicode string into its UTF-8 bytes", () => {
+  assert.equal(toByteString("plain"), "plain");
+  assert.equal(toByteString("caf\u00e9"), "caf\u00c3\u00a9");
+  assert.equal(toByteString("\u20ac"), "\u00e2\u0082\u00ac");
+});

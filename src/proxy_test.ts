@@ -1,0 +1,233 @@
+import assert from "node:assert/strict";
+import type { Config } from "./config.ts";
+import type { Http1Response } from "./http1_client.ts";
+import { parseResponseHead } from "./http1_parse.ts";
+import {
+  buildHead,
+  type ForwardContext,
+  HOP_BY_HOP_HEADERS,
+  planFor,
+  responseHeaders,
+  stripAccessToken,
+  upstreamTarget,
+} from "./proxy.ts";
+
+function config(overrides: Partial<Config> = {}): Config {
+  return {
+    upstream: {
+      url: "http://127.0.0.1:3000/api",
+      protocol: "http:",
+      hostname: "127.0.0.1",
+      port: 3000,
+      host: "127.0.0.1:3000",
+      basePath: "/api",
+    },
+    forwardAuthorization: false,
+    claimHeaders: [],
+    preserveHost: false,
+    maxRequestBodyBytes: 1024,
+    upstreamTimeoutMs: 1000,
+    ...overrides,
+  } as Config;
+}
+
+const CTX: ForwardContext = {
+  clientIp: "203.0.113.7",
+  forwardedFor: "203.0.113.7",
+  forwardedProto: "https",
+  requestId: "rid-1",
+};
+
+function lines(head: string): string[] {
+  assert.ok(head.endsWith("\r\n\r\n"));
+  return head.slice(0, -4).split("\r\n");
+}
+
+Deno.test("HOP_BY_HOP_HEADERS lists the RFC 9110 §7.6.1 fields in lower case", () => {
+  assert.deepEqual([...HOP_BY_HOP_HEADERS].sort(), [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+  ]);
+});
+
+Deno.test("upstreamTarget() appends the raw path and query to the base path", async (t) => {
+  const cases: [string, string, string][] = [
+    ["", "http://gate.example/mcp", "/mcp"],
+    ["", "http://gate.example/", "/"],
+    ["/api", "http://gate.example/mcp?x=%2F&y", "/api/mcp?x=%2F&y"],
+    ["/api", "http://gate.example/a/../b/%7e", "/api/a/../b/%7e"],
+    ["", "http://[::1]:8080/mcp?access_token=t", "/mcp"],
+    ["", "http://gate.example", "/"],
+  ];
+  for (const [base, url, expected] of cases) {
+    await t.step(`${base} + ${url}`, () => assert.equal(upstreamTarget(base, url), expected));
+  }
+});
+
+Deno.test("stripAccessToken() removes every access_token parameter and nothing else", async (t) => {
+  const cases: [string, string][] = [
+    ["?access_token=abc", ""],
+    ["?access_token", ""],
+    ["?a=1&access_token=abc", "?a=1"],
+    ["?access_token=1&access_token=2&b", "?b"],
+    ["?access%5Ftoken=abc&c=3", "?c=3"],
+    ["?%61ccess_token=abc&c=3", "?c=3"],
+    ["?access_token_hint=1", "?access_token_hint=1"],
+    ["?x=access_token", "?x=access_token"],
+    ["?q=a+b%2Fc&z=%E2%82%AC", "?q=a+b%2Fc&z=%E2%82%AC"],
+    ["?bad=%zz&access_token=1", "?bad=%zz"],
+    ["?", "?"],
+  ];
+  for (const [query, expected] of cases) {
+    await t.step(`${query} -> ${expected}`, () => assert.equal(stripAccessToken(query), expected));
+  }
+});
+
+Deno.test("buildHead() writes the request line, Host and X-Forwarded-* once", () => {
+  const plan = planFor(config());
+  const req = new Request("http://gate.example/mcp?x=1", {
+    headers: { "x-forwarded-for": "10.0.0.1", "x-request-id": "theirs" },
+  });
+  const { head, contentLength, chunked } = buildHead(plan, req, CTX);
+  assert.deepEqual(lines(head), [
+    "GET /api/mcp?x=1 HTTP/1.1",
+    "host: 127.0.0.1:3000",
+    "x-forwarded-for: 203.0.113.7",
+    "x-forwarded-proto: https",
+    "x-forwarded-host: gate.example",
+    "x-request-id: rid-1",
+  ]);
+  assert.equal(contentLength, null);
+  assert.equal(chunked, false);
+});
+
+Deno.test("buildHead() drops hop-by-hop fields and those named in Connection", () => {
+  const plan = planFor(config());
+  const req = new Request("http://gate.example/", {
+    headers: {
+      connection: "x-private, close",
+      "x-private": "1",
+      "keep-alive": "timeout=1",
+      te: "trailers",
+      upgrade: "h2c",
+      "proxy-authorization": "Basic x",
+      "x-kept": "2",
+    },
+  });
+  const out = lines(buildHead(plan, req, CTX).head);
+  assert.ok(out.includes("x-kept: 2"));
+  for (
+    const name of ["connection", "x-private", "keep-alive", "te", "upgrade", "proxy-authorization"]
+  ) {
+    assert.equal(out.find((l) => l.startsWith(`${name}:`)), undefined, name);
+  }
+});
+
+Deno.test("buildHead() frames a body with its Content-Length or chunked, and GET never", async (t) => {
+  const plan = planFor(config());
+  await t.step("Content-Length is passed through", () => {
+    const req = new Request("http://g/", {
+      method: "POST",
+      headers: { "content-length": "3" },
+      body: "abc",
+    });
+    const h = buildHead(plan, req, CTX);
+    assert.equal(h.contentLength, 3);
+    assert.ok(lines(h.head).includes("content-length: 3"));
+  });
+  await t.step("a body without a length goes chunked", () => {
+    const req = new Request("http://g/", {
+      method: "POST",
+      headers: { "transfer-encoding": "chunked" },
+      body: new ReadableStream(),
+    });
+    const h = buildHead(plan, req, CTX);
+    assert.equal(h.chunked, true);
+    assert.ok(lines(h.head).includes("transfer-encoding: chunked"));
+  });
+  await t.step("GET with a declared length sends none (Deno.serve drops such bodies)", () => {
+    const req = new Request("http://g/", { headers: { "content-length": "3" } });
+    const h = buildHead(plan, req, CTX);
+    assert.equal(h.contentLength, null);
+    assert.ok(!h.head.includes("content-length"));
+  });
+});
+
+Deno.test("buildHead() skips claim values and names that could corrupt the head", () => {
+  const plan = planFor(config({ claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }));
+  const req = new Request("http://g/", { headers: { "x-auth-subject": "forged" } });
+  const head = buildHead(plan, req, {
+    ...CTX,
+    setHeaders: [
+      ["x-auth-subject", "user-1"],
+      ["x-auth-evil", "a\r\nx-injected: 1"],
+      ["bad name", "v"],
+      ["content-length", "0"],
+      ["x-auth-name", "Zo\u00eb \u20ac"],
+    ],
+  }).head;
+  assert.deepEqual(lines(head).slice(-2), [
+    "x-auth-subject: user-1",
+    // Claims are Unicode: sent as UTF-8 bytes.
+    "x-auth-name: Zo\u00c3\u00ab \u00e2\u0082\u00ac",
+  ]);
+  assert.ok(!head.includes("forged"));
+  assert.ok(!head.includes("x-injected"));
+});
+
+Deno.test("buildHead() strips CR/LF from context values", () => {
+  const head = buildHead(planFor(config()), new Request("http://g/"), {
+    ...CTX,
+    requestId: "a\r\nx-injected: 1",
+  }).head;
+  assert.ok(lines(head).includes("x-request-id: ax-injected: 1"));
+  assert.equal(lines(head).filter((l) => l.startsWith("x-injected")).length, 0);
+});
+
+function response(text: string): Http1Response {
+  const bytes = new TextEncoder().encode(text);
+  const head = parseResponseHead(bytes);
+  return { status: head.status, head, body: null };
+}
+
+Deno.test("responseHeaders() drops hop-by-hop and Connection-named fields, keeps the rest", () => {
+  const out = responseHeaders(response(
+    "HTTP/1.1 200 OK\r\nConnection: x-a\r\nX-A: 1\r\nKeep-Alive: 5\r\nSet-Cookie: a=1\r\n" +
+      "Set-Cookie: b=2\r\nContent-Length: 10\r\nMcp-Session-Id: s1\r\n\r\n",
+  ));
+  assert.deepEqual(out, [
+    ["set-cookie", "a=1"],
+    ["set-cookie", "b=2"],
+    ["content-length", "10"],
+    ["mcp-session-id", "s1"],
+  ]);
+});
+
+Deno.test("responseHeaders() drops Content-Length when Transfer-Encoding framed the body", () => {
+  const out = responseHeaders(response(
+    "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n",
+  ));
+  assert.deepEqual(out, []);
+});
+
+Deno.test("responseHeaders() sets X-Accel-Buffering: no on event streams only", async (t) => {
+  await t.step("event stream", () => {
+    const out = responseHeaders(response(
+      "HTTP/1.1 200 OK\r\nX-Accel-Buffering: yes\r\nContent-Type: text/event-stream\r\n\r\n",
+    ));
+    assert.deepEqual(out, [["content-type", "text/event-stream"], ["x-accel-buffering", "no"]]);
+  });
+  await t.step("JSON", () => {
+    const out = responseHeaders(response(
+      "HTTP/1.1 200 OK\r\nX-Accel-Buffering: yes\r\nContent-Type: application/json\r\n\r\n",
+    ));
+    assert.deepEqual(out, [["x-accel-buffering", "yes"], ["content-type", "application/json"]]);
+  });
+});
