@@ -13,6 +13,8 @@ import {
 import { ConfigError, type ConfigProblem } from "./errors.ts";
 import { createLogger } from "./log.ts";
 import { startServer } from "./server.ts";
+import { runCheck } from "./check.ts";
+import { runHealthcheck } from "./healthcheck.ts";
 import { VERSION } from "./version.ts";
 
 /** Where the CLI writes; text is written as given (callers end lines with "\n"). */
@@ -104,6 +106,32 @@ const serve: Command = {
   },
 };
 
+const check: Command = {
+  names: ["check"],
+  usage: "mcp-gate check",
+  summary: "validate config, fetch the key set, print metadata and warnings",
+  async run(ctx) {
+    if (!noArguments(ctx, "check")) return EXIT.config;
+    const config = loadConfig(ctx);
+    if (!config) return EXIT.config;
+    try {
+      await readTlsFiles(config);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      reportConfigError(ctx.io, err);
+      return EXIT.config;
+    }
+    return await runCheck(config, { io: ctx.io });
+  },
+};
+
+const healthcheck: Command = {
+  names: ["healthcheck"],
+  usage: "mcp-gate healthcheck [URL]",
+  summary: "GET /readyz on the local listener (or URL); exit 0 if ready, else 1",
+  run: (ctx) => runHealthcheck(ctx.args, ctx.env, { io: ctx.io }),
+};
+
 const version: Command = {
   names: ["version", "--version", "-V"],
   usage: "mcp-gate version",
@@ -127,7 +155,7 @@ const help: Command = {
 };
 
 /** The command table: help lists it in this order. */
-const COMMANDS: readonly Command[] = [serve, version, help];
+const COMMANDS: readonly Command[] = [serve, check, healthcheck, version, help];
 
 /** The `--help` text: commands, every variable with its default (from VARIABLES), exit codes. */
 export function helpText(): string {
