@@ -35,8 +35,13 @@ export interface McpServerOptions {
 
 /** A running MCP server. */
 export interface RunningMcpServer {
-  /** The MCP endpoint, e.g. `http://127.0.0.1:9401/mcp`: the gate's `UPSTREAM_URL`. */
+  /** The MCP endpoint, e.g. `http://127.0.0.1:9401/mcp`. */
   readonly url: string;
+  /**
+   * `http://127.0.0.1:<port>`: the gate's `UPSTREAM_URL` (the gate appends the request path, so
+   * `/mcp` on the gate reaches `/mcp` here).
+   */
+  readonly origin: string;
   readonly port: number;
   /** Ends every session (closing their streams), then stops the listener. */
   close(): Promise<void>;
@@ -97,7 +102,8 @@ export function startMcpServer(options: McpServerOptions = {}): RunningMcpServer
     { hostname: "127.0.0.1", port: options.port ?? 0, onListen() {} },
     handle,
   );
-  const url = `http://127.0.0.1:${server.addr.port}${path}`;
+  const origin = `http://127.0.0.1:${server.addr.port}`;
+  const url = origin + path;
 
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -108,7 +114,7 @@ export function startMcpServer(options: McpServerOptions = {}): RunningMcpServer
       sessions.clear();
       await server.shutdown();
     })();
-  return { url, port: server.addr.port, close, [Symbol.asyncDispose]: close };
+  return { url, origin, port: server.addr.port, close, [Symbol.asyncDispose]: close };
 }
 
 /** A new McpServer with the sample tools (one per session: an McpServer takes one transport). */
