@@ -14,12 +14,12 @@
 #   --allow-net   listen, proxy to UPSTREAM_URL, fetch the key set; hosts come from the environment
 #   --allow-env   the whole configuration is environment variables (read with Deno.env.toObject)
 #   --allow-read  TLS_CERT_FILE / TLS_KEY_FILE; their paths come from the environment, so no list
-# Not granted: run, write, ffi, sys, import. --no-prompt makes a missing permission an error,
-# never an interactive prompt.
-# --no-code-cache: otherwise the binary writes a V8 code cache to $TMPDIR/deno-compile-mcp-gate.cache
-# at run time, a predictable shared path that another local user could pre-create, and a write
-# that fails on a read-only root file system anyway. Measured start-up gain for the gate: none
-# worth that (see docs/deploy.md).
+# Not granted: run, write, ffi, sys; remote imports denied (--deny-import). --no-prompt makes a
+# missing permission an error, never an interactive prompt.
+# --no-code-cache: otherwise the binary writes a V8 code cache to
+# $TMPDIR/deno-compile-mcp-gate.cache at run time, a predictable shared path that another local
+# user could pre-create, and a write that fails on a read-only root file system anyway. Measured
+# start-up gain for the gate: none worth that (see docs/deploy.md).
 #
 # Offline machines: when the plain compile fails because Deno's runtime base (denort) cannot be
 # downloaded, the offline toolchain from ../shared/tools/offline-compile-env.sh (deno 2.7.11 with
@@ -49,7 +49,8 @@ deno info --json main.ts > dist/graph.json
 deno run --allow-read=. --allow-write=dist scripts/compile_config.ts dist/graph.json
 
 flags=(
-  --config dist/compile.json --allow-net --allow-env --allow-read --no-prompt --no-code-cache
+  --config dist/compile.json --allow-net --allow-env --allow-read --deny-import --no-prompt
+  --no-code-cache
   --output "$output"
 )
 [ -n "$target" ] && flags+=(--target "$target")
