@@ -132,9 +132,15 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
       clearTimeout(timer);
       if (!clean) {
         // Cut what is still streaming: closing upstream connections ends the client responses.
+        // Whatever still hangs after a short grace is left to process exit (the CLI exits).
         log.warn("shutdown timeout reached, closing open exchanges");
         forwarder.close();
-        await gate.shutdown();
+        let grace: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          drained,
+          new Promise((r) => (grace = setTimeout(r, FORCED_CLOSE_GRACE_MS))),
+        ]);
+        clearTimeout(grace);
       }
       forwarder.close();
       await metricsServer?.shutdown();
@@ -183,6 +189,9 @@ function metricsEndpoint(req: Request, ready: boolean, render: () => string): Re
       });
   }
 }
+
+/** How long open exchanges get to end after being cut at SHUTDOWN_TIMEOUT. */
+const FORCED_CLOSE_GRACE_MS = 500;
 
 function formatAddr(a: ListenAddr): string {
   return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
