@@ -736,19 +736,24 @@ async function writeTokens(path: string, tokens: string[]): Promise<void> {
   await Deno.writeTextFile(path, tokens.join("\n") + "\n", { mode: 0o600 });
 }
 
-async function setup(options: Options, children: Children): Promise<Context> {
+async function setup(options: Options, children: Children, tmp: string): Promise<Context> {
   const budget = options.quick ? QUICK_BUDGET : DEFAULT_BUDGET;
   await initClockTicks();
   const version = options.loadgen === "js" ? undefined : await wrkVersion();
   if (options.loadgen === "wrk" && !version) {
     throw new Error('Invalid "--loadgen=wrk": wrk is not installed');
   }
-  const tmp = await Deno.makeTempDir({ prefix: "mcp-gate-bench-" });
-  progress("starting the upstream, generating keys and minting tokens");
+  progress("starting the upstream and generating RSA keys");
   const upstream = await startUpstream(children);
   const pool = new MintPool();
   try {
+    const tKeys = performance.now();
     const keys = await createKeys({ pool, sizes: KEY_SET_SIZES });
+    progress(
+      `key sets of ${KEY_SET_SIZES.join(", ")} ready in ${
+        (performance.now() - tKeys).toFixed(0)
+      } ms`,
+    );
     const issuer = await startIssuer(keys);
     const now = Math.floor(Date.now() / 1000);
     const claims = {
@@ -927,10 +932,12 @@ async function main(): Promise<number> {
   }
   const children = new Children();
   let ctx: Context | undefined;
+  // Token files live here; removed at the end, also on Ctrl-C.
+  const tmp = await Deno.makeTempDir({ prefix: "mcp-gate-bench-" });
   const interrupt = () => {
     progress("interrupted: stopping every process started");
     children.stopAll().finally(async () => {
-      if (ctx) await Deno.remove(ctx.tmp, { recursive: true }).catch(() => {});
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
       Deno.exit(130);
     });
   };
@@ -940,7 +947,7 @@ async function main(): Promise<number> {
   const report: Report = { rows: [], header: [] };
   const loadBefore = await loadAverage();
   try {
-    ctx = await setup(options, children);
+    ctx = await setup(options, children, tmp);
     const { cpu, cores } = await machine();
     const wrk = ctx.useWrk
       ? `wrk ${await wrkVersion()} (JS for cold, SSE, idle streams)`
@@ -977,10 +984,8 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await children.stopAll();
-    if (ctx) {
-      await ctx.issuer[Symbol.asyncDispose]();
-      await Deno.remove(ctx.tmp, { recursive: true }).catch(() => {});
-    }
+    if (ctx) await ctx.issuer[Symbol.asyncDispose]();
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
     Deno.removeSignalListener("SIGINT", interrupt);
     Deno.removeSignalListener("SIGTERM", interrupt);
   }
