@@ -269,7 +269,8 @@ export const VARIABLES: readonly Variable[] = deepFreeze([
   {
     name: "RATE_LIMIT_RPS",
     default: FALLBACK.RATE_LIMIT_RPS,
-    description: "requests per second per subject (after auth) and per client IP (before); 0 = off",
+    description:
+      "requests per second per token subject; requests without a valid token count per client IP; 0 = off",
   },
   {
     name: "RATE_LIMIT_BURST",
