@@ -66,16 +66,17 @@ export async function buildMinimalRootfs(binary: string): Promise<MinimalRootfs>
   // makeTempDir creates 0700; the unprivileged user must be able to walk "/".
   await Deno.chmod(root, 0o755);
   const entries: string[] = [];
-  const place = async (inside: string, from: string, mode: number) => {
+  const place = async (inside: string, from: string) => {
     const target = root + inside;
     await Deno.mkdir(target.slice(0, target.lastIndexOf("/")), { recursive: true, mode: 0o755 });
     await Deno.copyFile(from, target); // follows symlinks: the real file lands at the ldd path
-    await Deno.chmod(target, mode);
+    // Keep the source's mode: the dynamic loader must stay executable for the kernel to run it.
+    await Deno.chmod(target, (await Deno.stat(from)).mode! & 0o755);
     entries.push(inside);
   };
   try {
-    await place(IMAGE_BINARY_PATH, binary, 0o755);
-    for (const lib of await lddLibraries(binary)) await place(lib, lib, 0o644);
+    await place(IMAGE_BINARY_PATH, binary);
+    for (const lib of await lddLibraries(binary)) await place(lib, lib);
     await Deno.mkdir(root + "/proc", { mode: 0o555 });
     entries.push("/proc");
   } catch (e) {
@@ -122,18 +123,17 @@ export interface ChrootCommandOptions {
 /**
  * Sends `signal` to the gate that `unshare` forked (PID 1 of its namespace, so only a signal it
  * handles, or SIGKILL, reaches it). Signalling unshare itself would not: chroot's setuid clears
- * any parent-death signal. Falls back to unshare when the gate is already gone.
+ * any parent-death signal. Falls back to unshare when the gate is already gone. The child list
+ * is read with `cat`, since Deno wants --allow-all to read /proc.
  */
-export function signalChrooted(child: Deno.ChildProcess, signal: Deno.Signal): void {
-  let pids: number[] = [];
-  try {
-    pids = Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`).trim().split(
-      /\s+/,
-    )
-      .filter((p) => p !== "").map(Number);
-  } catch {
-    // unshare already exited
-  }
+export async function signalChrooted(child: Deno.ChildProcess, signal: Deno.Signal): Promise<void> {
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${child.pid}/task/${child.pid}/children`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const pids = new TextDecoder().decode(out.stdout).trim().split(/\s+/).filter((p) => p !== "")
+    .map(Number);
   for (const pid of pids) {
     try {
       Deno.kill(pid, signal);
