@@ -7,7 +7,7 @@ import { redactedConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { createKeyStore } from "./jwks.ts";
 import { createVerifier } from "./verify.ts";
-import { createForwarder } from "./proxy.ts";
+import { createForwarder, isUpstreamStreamError } from "./proxy.ts";
 import { createMetrics } from "./metrics.ts";
 import { createHandler } from "./handler.ts";
 import { VERSION } from "./version.ts";
@@ -62,9 +62,9 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   });
 
   const onError = (err: unknown): Response => {
-    // A response body cut by the drain is an expected event, already in the exchange's log
-    // line: not a crash.
-    if (err instanceof DrainCut) {
+    // A response body that broke off (upstream reset mid-stream, or cut by the drain) is an
+    // expected event, already in the exchange's log line: not a crash.
+    if (isUpstreamStreamError(err) || err instanceof DrainCut) {
       log.debug("response body ended early", { error: String(err) });
     } else log.error("unhandled error", { error: String(err) });
     return new Response('{"error":"internal_error"}', {
