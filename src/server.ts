@@ -3,7 +3,8 @@
  * listener), TLS, signals and the graceful drain (CONTRACT.md §1 SHUTDOWN_TIMEOUT).
  */
 import type { Config, ListenAddr } from "./config.ts";
-import { redactedConfig } from "./config.ts";
+import { invalidValue, redactedConfig } from "./config.ts";
+import { ConfigError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { createKeyStore } from "./jwks.ts";
 import { createVerifier } from "./verify.ts";
@@ -41,6 +42,7 @@ export interface RunningServer {
 /**
  * Starts the gate. Listens at once; the key set loads in the background (CONTRACT §4: startup
  * never blocks on the authorization server).
+ * @throws {ConfigError} when TLS refuses the certificate or key (TLS_CERT_FILE, TLS_KEY_FILE).
  * @throws when a listener cannot bind (e.g. address in use).
  */
 export function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
@@ -92,7 +94,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     }, serveHandler);
   } catch (err) {
     forwarder.close();
-    return Promise.reject(err);
+    return Promise.reject(deps.tls ? tlsConfigError(config, err) ?? err : err);
   }
   let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
   if (config.metricsListen) {
@@ -225,6 +227,32 @@ function cuttable(res: Response, open: Set<() => void>): Response {
     statusText: res.statusText,
     headers: res.headers,
   });
+}
+
+/**
+ * A ConfigError naming TLS_CERT_FILE or TLS_KEY_FILE when Deno.serve refused the TLS material
+ * (the CLI only checked that the files hold PEM blocks), else undefined.
+ */
+function tlsConfigError(config: Config, err: unknown): ConfigError | undefined {
+  const text = err instanceof Error ? err.message : String(err);
+  const cert = config.tlsCertFile ?? "";
+  const key = config.tlsKeyFile ?? "";
+  if (/KeyMismatch|not be consistent/i.test(text)) {
+    return new ConfigError([
+      invalidValue("TLS_KEY_FILE", "expected the key of TLS_CERT_FILE", key),
+    ]);
+  }
+  if (/private key/i.test(text)) {
+    return new ConfigError([
+      invalidValue("TLS_KEY_FILE", `expected a usable private key (${text})`, key),
+    ]);
+  }
+  if (/certificate/i.test(text)) {
+    return new ConfigError([
+      invalidValue("TLS_CERT_FILE", `expected a usable certificate (${text})`, cert),
+    ]);
+  }
+  return undefined;
 }
 
 function metricsEndpoint(req: Request, ready: boolean, render: () => string): Response {
