@@ -73,8 +73,13 @@ export interface Http1Request {
   maxChunkedBodyBytes?: number;
   /** Deadline for the response head (connect + send + wait), in ms. Bodies are never cut by it. */
   headersTimeoutMs: number;
-  /** Aborts the exchange at any point: before the head (rejects) or while streaming. */
-  signal?: AbortSignal | null;
+  /**
+   * Aborts the exchange at any point: before the head (rejects) or while streaming. A function
+   * is called only once the head takes longer than one deadline tick (at most 100 ms): fast
+   * exchanges then never create the signal (for Deno.serve's `req.signal` that saves an op and
+   * two listener calls per request; while streaming, a cancelled body stream is the abort).
+   */
+  signal?: AbortSignal | (() => AbortSignal) | null;
   /** Called once when the exchange is over, only if `request()` resolved. */
   onEnd?(result: Http1ExchangeResult): void;
 }
@@ -109,6 +114,11 @@ export interface Http1ClientOptions {
 }
 
 const READ_SIZE = 16 * 1024;
+/** Per-connection buffer for request heads (and small bodies sent with them). */
+const SCRATCH_SIZE = 16 * 1024;
+const utf8 = new TextEncoder();
+// deno-lint-ignore no-control-regex
+const NON_ASCII = /[^\x00-\x7f]/;
 const MAX_READ_SIZE = 256 * 1024;
 /** Payloads up to this size are copied out so the read buffer can be reused. */
 const COPY_BELOW = 4096;
@@ -129,6 +139,7 @@ class Connection {
   #pending: Promise<Uint8Array | null> | null = null;
   #buf: Uint8Array | null = null;
   #readSize = READ_SIZE;
+  #scratch: Uint8Array | null = null;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
@@ -180,6 +191,23 @@ class Connection {
     return buf.subarray(0, n);
   }
 
+  /**
+   * The request head (a byte string) followed by `tail`, in one buffer for one write. ASCII heads
+   * are encoded into a per-connection scratch buffer (free again once the previous write on this
+   * connection completed, which precedes any new exchange on it): far cheaper than encode().
+   */
+  compose(head: string, tail: Uint8Array | null): Uint8Array {
+    const tailLength = tail === null ? 0 : tail.length;
+    if (head.length + tailLength <= SCRATCH_SIZE && !NON_ASCII.test(head)) {
+      const scratch = this.#scratch ??= new Uint8Array(SCRATCH_SIZE);
+      const { written } = utf8.encodeInto(head, scratch);
+      if (tail !== null) scratch.set(tail, written);
+      return scratch.subarray(0, written + tailLength);
+    }
+    const bytes = isomorphicEncode(head);
+    return tail === null ? bytes : concat(bytes, tail);
+  }
+
   async write(bytes: Uint8Array): Promise<void> {
     let off = 0;
     while (off < bytes.length) off += await this.conn.write(off ? bytes.subarray(off) : bytes);
@@ -210,6 +238,10 @@ export class Http1Client {
   readonly maxHeadBytes: number;
   #idle: Connection[] = [];
   #closed = false;
+  /** Exchanges waiting for a response head, checked by one shared timer (see #watch). */
+  #waiting = new Set<Exchange>();
+  #tick: ReturnType<typeof setTimeout> | undefined;
+  #tickMs = 1000;
 
   constructor(options: Http1ClientOptions) {
     this.#hostname = options.hostname;
@@ -239,6 +271,48 @@ export class Http1Client {
   close(): void {
     this.#closed = true;
     for (const c of this.#idle.splice(0)) c.close();
+    if (this.#waiting.size === 0) this.#stopTick();
+  }
+
+  /**
+   * Head deadlines share one coarse timer instead of a timer per request (a timer costs more
+   * than the rest of a small exchange): an exchange expires between its deadline and one tick
+   * (a tenth of the timeout, 5 to 100 ms) after it.
+   */
+  watch(ex: Exchange, timeoutMs: number): void {
+    const tick = Math.min(Math.max(Math.floor(timeoutMs / 10), 5), 100);
+    if (tick < this.#tickMs) {
+      this.#tickMs = tick;
+      this.#stopTick();
+    }
+    this.#waiting.add(ex);
+    this.#tick ??= setTimeout(this.#onTick, this.#tickMs);
+  }
+
+  unwatch(ex: Exchange): void {
+    this.#waiting.delete(ex);
+  }
+
+  #onTick = (): void => {
+    this.#tick = undefined;
+    const now = Date.now();
+    for (const ex of this.#waiting) {
+      if (ex.deadline <= now) {
+        this.#waiting.delete(ex);
+        ex.expire();
+      } else {
+        ex.tick();
+      }
+    }
+    // Keeps ticking while heads are awaited; an idle client holds no timer.
+    if (this.#waiting.size > 0) this.#tick = setTimeout(this.#onTick, this.#tickMs);
+  };
+
+  #stopTick(): void {
+    if (this.#tick !== undefined) {
+      clearTimeout(this.#tick);
+      this.#tick = undefined;
+    }
   }
 
   /** A pooled connection that is still fresh, or null. */
@@ -305,7 +379,8 @@ class Exchange {
   readonly #req: Http1Request;
   #phase = Phase.Head;
   #conn: Connection | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Date.now() by which the response head must have arrived. */
+  deadline = 0;
   #timedOut = false;
   #aborted = false;
   #tooLarge = false;
@@ -327,6 +402,8 @@ class Exchange {
   #bytesReceived = 0;
   #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
   #onAbort: (() => void) | null = null;
+  #signal: AbortSignal | null = null;
+  #lazySignal: (() => AbortSignal) | null = null;
 
   constructor(client: Http1Client, req: Http1Request) {
     this.#client = client;
@@ -336,12 +413,14 @@ class Exchange {
   async run(): Promise<Http1Response> {
     const req = this.#req;
     const signal = req.signal;
-    if (signal) {
+    if (typeof signal === "function") {
+      this.#lazySignal = signal;
+    } else if (signal) {
       if (signal.aborted) throw new Http1Error("aborted", "Request aborted by the caller");
-      this.#onAbort = () => this.#abort();
-      signal.addEventListener("abort", this.#onAbort);
+      this.#listen(signal);
     }
-    this.#timer = setTimeout(() => this.#timeout(), req.headersTimeoutMs);
+    this.deadline = Date.now() + req.headersTimeoutMs;
+    this.#client.watch(this, req.headersTimeoutMs);
     try {
       for (let attempt = 0;; attempt++) {
         let conn = this.#client.take();
@@ -352,7 +431,7 @@ class Exchange {
         this.#writing = this.#write(conn);
         try {
           const head = await this.#readHead(conn);
-          clearTimeout(this.#timer);
+          this.#client.unwatch(this);
           return this.#respond(conn, head);
         } catch (e) {
           if (attempt === 0 && conn.reused && !this.#gotBytes && isConnectionLoss(e)) {
@@ -367,7 +446,7 @@ class Exchange {
         }
       }
     } catch (e) {
-      clearTimeout(this.#timer);
+      this.#client.unwatch(this);
       this.#phase = Phase.Done;
       this.#cleanup();
       this.#conn?.close();
@@ -375,7 +454,24 @@ class Exchange {
     }
   }
 
-  #timeout(): void {
+  /** A deadline tick passed while waiting for the head: time to watch the caller's signal. */
+  tick(): void {
+    const get = this.#lazySignal;
+    if (get === null || this.#phase !== Phase.Head) return;
+    this.#lazySignal = null;
+    const signal = get();
+    if (signal.aborted) this.#abort();
+    else this.#listen(signal);
+  }
+
+  #listen(signal: AbortSignal): void {
+    this.#signal = signal;
+    this.#onAbort = () => this.#abort();
+    signal.addEventListener("abort", this.#onAbort);
+  }
+
+  /** The head deadline passed (called by the client's tick). */
+  expire(): void {
     this.#timedOut = true;
     this.#interrupt();
   }
@@ -433,27 +529,28 @@ class Exchange {
 
   // ---- request side ----
 
+  /** The first write of an attempt: records whether anything reached the socket. */
+  async #send(conn: Connection, bytes: Uint8Array): Promise<void> {
+    const p = conn.write(bytes);
+    this.#firstSend = p;
+    await p;
+    this.#somethingSent = true;
+  }
+
   async #write(conn: Connection): Promise<void> {
     const req = this.#req;
-    const send = async (bytes: Uint8Array) => {
-      const p = conn.write(bytes);
-      this.#firstSend = p;
-      await p;
-      this.#somethingSent = true;
-    };
     try {
-      const head = isomorphicEncode(req.head);
       const body = req.body;
       if (body === null) {
         this.#bodyRead = true;
-        await send(head);
+        await this.#send(conn, conn.compose(req.head, null));
         this.#writeDone = true;
         return;
       }
       if (body instanceof Uint8Array) {
         this.#bytesSent = body.length;
         this.#bodyRead = true;
-        await send(concat(head, req.chunked ? frame(body) : body));
+        await this.#send(conn, conn.compose(req.head, req.chunked ? frame(body) : body));
         this.#writeDone = true;
         return;
       }
@@ -463,13 +560,13 @@ class Exchange {
         this.#reader ??= body.getReader();
         first = await this.#readBody();
         if (first === null) {
-          await send(req.chunked ? concat(head, LAST_CHUNK) : head);
+          await this.#send(conn, conn.compose(req.head, req.chunked ? LAST_CHUNK : null));
           this.#writeDone = true;
           return;
         }
         this.#unsent = first;
       }
-      await send(concat(head, req.chunked ? encodeChunk(first) : first));
+      await this.#send(conn, conn.compose(req.head, req.chunked ? encodeChunk(first) : first));
       this.#unsent = null;
       for (;;) {
         const chunk = await this.#readBody();
@@ -727,7 +824,7 @@ class Exchange {
 
   #cleanup(): void {
     if (this.#onAbort !== null) {
-      this.#req.signal!.removeEventListener("abort", this.#onAbort);
+      this.#signal!.removeEventListener("abort", this.#onAbort);
       this.#onAbort = null;
     }
     if (!this.#bodyRead && this.#reader !== null) {

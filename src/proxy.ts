@@ -201,8 +201,6 @@ export function buildHead(
   log?: Logger,
 ): UpstreamHead {
   const headers = req.headers;
-  const connection = headers.get("connection");
-  const named = connection === null ? null : splitTokens(connection);
   const drop = plan.drop;
   const method = req.method;
   // Deno.serve gives GET/HEAD/CONNECT no body even when framed with one; reading req.body here
@@ -211,18 +209,33 @@ export function buildHead(
   let clientHost = "";
   let contentLength: number | null = null;
   let chunked = false;
-  let head = `${method} ${upstreamTarget(plan.basePath, req.url)} HTTP/1.1\r\n`;
-  if (!plan.preserveHost) head += plan.hostLine;
-  for (const [name, value] of headers) {
+  let connection: string | null = null;
+  let fields = "";
+  // forEach, not for-of: several times cheaper on Deno's Headers (no iterator entries).
+  headers.forEach((value, name) => {
     if (drop.has(name)) {
       if (name === "host") clientHost = value;
       else if (name === "content-length") contentLength = Number(value);
       else if (name === "transfer-encoding") chunked = true;
-      continue;
+      else if (name === "connection") connection = value;
+      return;
     }
-    if (named !== null && named.includes(name)) continue;
-    head += `${name}: ${value}\r\n`;
+    fields += `${name}: ${value}\r\n`;
+  });
+  if (connection !== null) {
+    // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1); rare beyond the
+    // standard ones, so the common case pays nothing for it.
+    const named = splitTokens(connection).filter((t) => !drop.has(t));
+    if (named.length > 0) {
+      fields = "";
+      headers.forEach((value, name) => {
+        if (!drop.has(name) && !named.includes(name)) fields += `${name}: ${value}\r\n`;
+      });
+    }
   }
+  let head = `${method} ${upstreamTarget(plan.basePath, req.url)} HTTP/1.1\r\n`;
+  if (!plan.preserveHost) head += plan.hostLine;
+  head += fields;
   if (clientHost === "") clientHost = hostOf(req.url);
   if (plan.preserveHost) head += `host: ${clientHost}\r\n`;
   // The upstream must not wait for a body that will not come.
@@ -274,25 +287,31 @@ export function responseHeaders(res: Http1Response): [string, string][] {
   const head = res.head;
   const named = head.connectionTokens;
   const framedByTe = head.chunked || head.untilClose;
-  const out: [string, string][] = [];
+  const fields = head.headers;
   let sse = false;
   let accel = false;
-  for (const h of head.headers) {
+  let keep = true;
+  for (let i = 0; i < fields.length; i++) {
+    const name = fields[i][0];
+    if (
+      HOP_SET.has(name) || (named !== null && named.includes(name)) ||
+      (name === "content-length" && framedByTe)
+    ) {
+      keep = false;
+    } else if (name === "content-type" && isEventStream(fields[i][1])) sse = true;
+    else if (name === "x-accel-buffering") accel = true;
+  }
+  // The common case (nothing to drop, no event stream) hands the parsed list over as is.
+  if (keep && !sse) return fields;
+  const out: [string, string][] = [];
+  for (const h of fields) {
     const name = h[0];
     if (HOP_SET.has(name) || (named !== null && named.includes(name))) continue;
     if (name === "content-length" && framedByTe) continue;
-    if (name === "content-type" && isEventStream(h[1])) sse = true;
-    else if (name === "x-accel-buffering") accel = true;
+    if (sse && accel && name === "x-accel-buffering") continue;
     out.push(h);
   }
-  if (sse) {
-    if (accel) {
-      for (let i = out.length - 1; i >= 0; i--) {
-        if (out[i][0] === "x-accel-buffering") out.splice(i, 1);
-      }
-    }
-    out.push(["x-accel-buffering", "no"]);
-  }
+  if (sse) out.push(["x-accel-buffering", "no"]);
   return out;
 }
 
@@ -369,7 +388,8 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Forwa
         chunked,
         maxChunkedBodyBytes: plan.maxBody,
         headersTimeoutMs: plan.timeoutMs,
-        signal: req.signal,
+        // Only read once the head is slow in coming (see Http1Request.signal).
+        signal: () => req.signal,
         onEnd,
       });
     } catch (e) {
