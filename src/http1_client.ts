@@ -393,6 +393,8 @@ class Exchange {
   #writeDone = false;
   #bodyRead = false;
   #writing: Promise<void> | null = null;
+  /** The writer of the current attempt has returned (it may still hold the body reader). */
+  #writerSettled = false;
   /** The first write of the current attempt, once started. */
   #firstSend: Promise<void> | null = null;
   #bytesSent = 0;
@@ -428,7 +430,8 @@ class Exchange {
         this.#conn = conn;
         this.#gotBytes = false;
         this.#firstSend = null;
-        this.#writing = this.#write(conn);
+        this.#writerSettled = false;
+        this.#writing = this.#write(conn).finally(() => this.#writerSettled = true);
         try {
           const head = await this.#readHead(conn);
           this.#client.unwatch(this);
@@ -440,6 +443,10 @@ class Exchange {
             // (TS narrows the field to null from the reset above; the writer sets it meanwhile.)
             const first = this.#firstSend as Promise<void> | null;
             await first?.catch(() => {});
+            // The writer settles promptly unless it waits on the caller's body stream (first
+            // chunk not read yet, or sent and reading on): never retried then, see #mayRetry.
+            const streaming = this.#req.body instanceof ReadableStream;
+            if (!streaming || (first !== null && !this.#somethingSent)) await this.#writing;
             if (this.#mayRetry()) continue;
           }
           throw e;
@@ -512,6 +519,8 @@ class Exchange {
    */
   #mayRetry(): boolean {
     if (this.#timedOut || this.#aborted || this.#tooLarge) return false;
+    // A writer still waiting for the caller's body would race a new one for the same reader.
+    if (!this.#writerSettled) return false;
     return !this.#somethingSent ||
       (this.#req.body === null && IDEMPOTENT.has(this.#req.method));
   }

@@ -602,6 +602,39 @@ Deno.test("forward() round-trips a 20 MB request body both ways with matching SH
   assert.equal(r.bytesOut, size);
 });
 
+Deno.test("forward() streams the request body: the upstream has the first piece before the rest is sent", async () => {
+  let gotFirst!: () => void;
+  const upstreamGotFirst = new Promise<void>((r) => gotFirst = r);
+  await using up = await startUpstream(async (req) => {
+    const reader = req.body!.getReader();
+    let text = "";
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      text += dec.decode(r.value);
+      if (text.includes("first")) gotFirst();
+    }
+    return new Response(text);
+  }, { readBody: false });
+  await using gate = startGate(testConfig(up.url));
+  let step = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (step === 0) c.enqueue(enc.encode("first "));
+      // Sent only once the upstream has the first piece: a buffering proxy would deadlock here.
+      else if (step === 1) c.enqueue(await upstreamGotFirst.then(() => enc.encode("second")));
+      else c.close();
+      step++;
+    },
+  });
+  const res = await within(
+    5000,
+    "the streamed upload",
+    fetch(gate.url + "/upload", { method: "POST", body }),
+  );
+  assert.equal(await res.text(), "first second");
+});
+
 Deno.test("forward() reuses one upstream connection for sequential requests", async () => {
   await using up = await startUpstream();
   await using gate = startGate(testConfig(up.url));
