@@ -356,6 +356,12 @@ export class Http1Client {
     );
     this.#idle.push(c);
     if (this.#idle.length > this.#maxIdle) this.#idle.shift()!.close();
+    // take() pops the freshest; connections left stale at the bottom are closed here.
+    while (c.lastUsed - this.#idle[0].lastUsed > this.#idleTimeoutMs) {
+      const stale = this.#idle.shift()!;
+      stale.idle = false;
+      stale.close();
+    }
   }
 
   #drop(c: Connection): void {
@@ -731,7 +737,10 @@ class Exchange {
             if (decoder === null && remaining === -1) return this.#finish("complete");
             return this.#fail("upstream_abort", new Error("Upstream closed mid-body"));
           }
+          // Bigger reads while a large body flows; back to small ones for a trickle (an idle
+          // event stream then pins only a small buffer in its pending read).
           if (chunk.length === chunk.buffer.byteLength) conn.grow();
+          else if (chunk.length < READ_SIZE) conn.shrink();
           let payload: Uint8Array | null;
           let done = false;
           if (decoder !== null) {
