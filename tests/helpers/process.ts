@@ -18,8 +18,10 @@ export interface GateProcess extends AsyncDisposable {
   readonly port: number;
   /** Every stdout line so far that parsed as JSON. */
   logs(): Record<string, unknown>[];
-  /** Raw stdout so far. */
+  /** Raw stdout so far (the newest `maxStdoutChars` of it, when set). */
   stdout(): string;
+  /** Request log lines (`"msg":"request"`) written so far, also those no longer kept. */
+  readonly requestLines: number;
   /** Raw stderr so far. */
   stderr(): string;
   /** Resolves with the first log line matching `pred`, or rejects after `timeoutMs`. */
@@ -41,6 +43,11 @@ export interface SpawnOptions {
   waitListening?: boolean;
   /** Bound on the wait for `listening` (default 20 s: a cold `deno run` compiles first). */
   startTimeoutMs?: number;
+  /**
+   * Keep at most this many characters of stdout (the newest), for long runs that log every
+   * request. Default: keep everything.
+   */
+  maxStdoutChars?: number;
 }
 
 /** Starts the gate with exactly `env` (plus what `deno` needs to run). */
@@ -71,6 +78,21 @@ export async function spawnGate(
 
   let out = "";
   let err = "";
+  let requestLines = 0;
+  let partial = "";
+  const maxOut = options.maxStdoutChars ?? Infinity;
+  const addOut = (s: string) => {
+    const text = partial + s;
+    const last = text.lastIndexOf("\n");
+    const complete = text.slice(0, last + 1);
+    partial = text.slice(last + 1);
+    for (let i = complete.indexOf('"msg":"request",'); i !== -1;) {
+      requestLines++;
+      i = complete.indexOf('"msg":"request",', i + 1);
+    }
+    out += s;
+    if (out.length > maxOut) out = out.slice(out.indexOf("\n", out.length - maxOut) + 1);
+  };
   let waiters: (() => void)[] = [];
   const wake = () => {
     const ws = waiters;
@@ -85,7 +107,7 @@ export async function spawnGate(
     }
   };
   const pumps = Promise.all([
-    pump(child.stdout, (s) => (out += s)),
+    pump(child.stdout, addOut),
     pump(child.stderr, (s) => (err += s)),
   ]);
   let ended = false;
@@ -152,6 +174,9 @@ export async function spawnGate(
     },
     logs,
     stdout: () => out,
+    get requestLines() {
+      return requestLines;
+    },
     stderr: () => err,
     waitForLog,
     kill,
@@ -175,13 +200,24 @@ export async function spawnGate(
   return proc;
 }
 
-/** Resident set size of process `pid` in bytes (Linux /proc), or NaN elsewhere. */
+/**
+ * Resident set size of process `pid` in bytes (Linux /proc), or NaN elsewhere. Deno reads another
+ * process's /proc entries only with --allow-all, so without it `cat` (--allow-run) reads them.
+ */
 export async function rssBytes(pid: number): Promise<number> {
+  const path = `/proc/${pid}/status`;
+  let status: string;
   try {
-    const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
-    return kib === undefined ? NaN : Number(kib) * 1024;
+    status = await Deno.readTextFile(path);
   } catch {
-    return NaN;
+    try {
+      const out = await new Deno.Command("cat", { args: [path], stdout: "piped", stderr: "null" })
+        .output();
+      status = new TextDecoder().decode(out.stdout);
+    } catch {
+      return NaN;
+    }
   }
+  const kib = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
+  return kib === undefined ? NaN : Number(kib) * 1024;
 }
