@@ -290,6 +290,24 @@ Deno.test("TRUSTED_PROXIES: X-Forwarded-For is believed only through trusted hop
     const [line] = await r.gate.requestLogs(1);
     assert.equal(line.client_ip, "127.0.0.1");
   });
+  await t.step("TRUSTED_PROXIES set, but the peer is not in it: the same", async () => {
+    await using r = await startRig({ env: { TRUSTED_PROXIES: "10.0.0.0/8, 192.168.0.0/16" } });
+    const token = await r.issuer.mint();
+    const res = await fetch(r.url, {
+      headers: {
+        authorization: `Bearer ${token}`,
+        "x-forwarded-for": "198.51.100.66, 10.0.0.2",
+        "x-forwarded-proto": "https",
+      },
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    const seen = await r.upstream.request(0);
+    assert.equal(seen.header("x-forwarded-for"), "127.0.0.1");
+    assert.equal(seen.header("x-forwarded-proto"), "http");
+    const [line] = await r.gate.requestLogs(1);
+    assert.equal(line.client_ip, "127.0.0.1");
+  });
   await t.step("trusted peer: the rightmost untrusted hop is the client", async () => {
     await using r = await startRig({ env: { TRUSTED_PROXIES: "127.0.0.0/8, 10.0.0.0/8" } });
     const token = await r.issuer.mint();
