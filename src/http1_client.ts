@@ -113,9 +113,13 @@ export interface Http1ClientOptions {
   maxHeadBytes?: number;
 }
 
-const READ_SIZE = 16 * 1024;
+/**
+ * First read size: a typical response head with a small JSON body fits. Grows while a large body
+ * flows. Small because an idle event stream pins its read buffer in the pending read.
+ */
+const READ_SIZE = 8 * 1024;
 /** Per-connection buffer for request heads (and small bodies sent with them). */
-const SCRATCH_SIZE = 16 * 1024;
+const SCRATCH_SIZE = 8 * 1024;
 const utf8 = new TextEncoder();
 // deno-lint-ignore no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
@@ -173,6 +177,11 @@ class Connection {
       this.#readSize *= 2;
       this.#buf = null;
     }
+  }
+
+  /** A streaming response may stay open for hours: no need to keep the write buffer. */
+  dropScratch(): void {
+    this.#scratch = null;
   }
 
   /** Back to the small buffer for an idle pooled connection. */
@@ -713,6 +722,7 @@ class Exchange {
       }
     }
     this.#phase = Phase.Body;
+    conn.dropScratch();
     return { status, head, body: this.#bodyStream(conn, head) };
   }
 
