@@ -70,11 +70,14 @@ elif grep -q "Setting up base binary" "$log" && [ -z "$target" ]; then
   cat "$log" >&2
   echo "compile.sh: Deno's runtime base could not be downloaded; using the offline toolchain" >&2
   offline=${OFFLINE_COMPILE_ENV:-"$repo/../shared/tools/offline-compile-env.sh"}
-  if [ ! -x "$offline" ]; then
+  if [ ! -f "$offline" ]; then
     echo "compile.sh: offline toolchain script not found at \"$offline\"" >&2
     exit 1
   fi
-  eval "$("$offline")"
+  # Run through bash: CI's copy of shared/ may come without execute bits. The assignment makes a
+  # failure of the script stop this one (set -e), which eval "$(...)" would not.
+  env_lines=$(bash "$offline")
+  eval "$env_lines"
   deno compile "${flags[@]}" main.ts
 else
   cat "$log" >&2
