@@ -283,7 +283,9 @@ interface Context {
   keySetFile: string;
 }
 
-async function startUpstream(children: Children): Promise<Target> {
+async function startUpstream(
+  children: Children,
+): Promise<Target & { child: Deno.ChildProcess }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", new URL("./upstream.ts", import.meta.url).pathname],
     stdout: "piped",
@@ -292,7 +294,7 @@ async function startUpstream(children: Children): Promise<Target> {
   children.track(child);
   const line = await lineReader(child.stdout)();
   if (!line) throw new Error("The upstream exited before listening");
-  return { name: "direct", port: JSON.parse(line).port, pid: child.pid };
+  return { name: "direct", port: JSON.parse(line).port, pid: child.pid, child };
 }
 
 /** Sends one request on a fresh connection and returns its status, or 0 when it failed. */
@@ -378,15 +380,16 @@ async function startGate(ctx: Context, keySetSize = 1, profile = false): Promise
   return { name: "gate", port, pid: child.pid, child, startupMs, stderrTail: () => stderr };
 }
 
-/** Unmeasured keep-alive load with the single token: JIT-compiles the gate's request path. */
-async function warmGate(ctx: Context, gate: Gate): Promise<void> {
+/** Unmeasured keep-alive load with the single token: JIT-compiles the request path and lets
+ * the heap grow to its working size. */
+async function warmUp(ctx: Context, target: Target): Promise<void> {
   const spec: LoadSpec = {
     connections: ctx.budget.connections,
     tokenMode: "single",
     tokensFile: ctx.singleTokenFile,
     newConnection: false,
   };
-  await runJsLoad(ctx, gate, spec, () => Promise.resolve(), {
+  await runJsLoad(ctx, target, spec, () => Promise.resolve(), {
     warmupMs: 0,
     durationMs: ctx.budget.gateWarmupMs,
   });
@@ -645,11 +648,16 @@ async function openIdleStreams(
   return conns;
 }
 
-async function idleStreamsRow(ctx: Context, gate: Gate | undefined): Promise<Row> {
+/**
+ * Fresh processes, warmed up like every gate, for the memory per stream: the main gate has heap
+ * room to spare after 1024 connections, and a process that never served a request would count
+ * its young generation growing as stream memory.
+ */
+async function idleStreamsRow(ctx: Context, haveGate: boolean): Promise<Row> {
   const n = ctx.budget.idleStreams;
-  progress(`${n} idle SSE streams`);
+  progress(`${n} idle SSE streams (fresh gate and fresh upstream)`);
   const perStream = async (target: Target) => {
-    await delay(300);
+    await delay(500);
     const before = (await memory(target.pid)).rss;
     const t0 = performance.now();
     const conns = await openIdleStreams(ctx, target.port, n);
@@ -661,15 +669,32 @@ async function idleStreamsRow(ctx: Context, gate: Gate | undefined): Promise<Row
     const after = (await memory(target.pid)).rss;
     return { perStream: (during - before) / n, openMs, during, after, before };
   };
-  const direct = await perStream(ctx.upstream);
-  const through = gate ? await perStream(gate) : undefined;
+  const upstream = await startUpstream(ctx.children);
+  let direct;
+  try {
+    if (ctx.cpus) await pin(upstream.pid, ctx.cpus.sut);
+    await warmUp(ctx, upstream);
+    direct = await perStream(upstream);
+  } finally {
+    await ctx.children.stop(upstream.child);
+  }
+  let through;
+  if (haveGate) {
+    const gate = await startGate(ctx);
+    try {
+      await warmUp(ctx, gate);
+      through = await perStream(gate);
+    } finally {
+      await ctx.children.stop(gate.child);
+    }
+  }
   const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
   return {
     scenario: `${n} idle SSE streams: RSS per stream`,
     compare: through ? `${kib(through.perStream)} / stream` : undefined,
     notes: [
       through
-        ? `gate RSS ${mib(through.before)} → ${mib(through.during)} open → ${
+        ? `fresh warmed-up gate RSS ${mib(through.before)} → ${mib(through.during)} open → ${
           mib(through.after)
         } closed; opened in ${through.openMs.toFixed(0)} ms`
         : "",
@@ -703,7 +728,7 @@ async function keySetRows(ctx: Context): Promise<Row[]> {
     progress(`cold tokens with ${size} key(s) in the key set`);
     const gate = await startGate(ctx, size);
     try {
-      await warmGate(ctx, gate);
+      await warmUp(ctx, gate);
       const m = await measure(ctx, gate, {
         connections: ctx.budget.connections,
         tokenMode: "once",
@@ -835,7 +860,7 @@ async function runScenarios(ctx: Context, report: Report): Promise<void> {
     gate = await startGate(ctx, 1, true);
     await delay(1000);
     idleRss = (await memory(gate.pid)).rss;
-    await warmGate(ctx, gate);
+    await warmUp(ctx, gate);
   }
   try {
     if (want("keepalive") || want("connections")) {
@@ -886,7 +911,6 @@ async function runScenarios(ctx: Context, report: Report): Promise<void> {
       }
     }
     if (want("sse")) report.rows.push(...await sseRows(ctx, gate));
-    if (want("idle-sse")) report.rows.push(await idleStreamsRow(ctx, gate));
     if (gate && want("memory")) {
       const { peak } = await memory(gate.pid);
       report.rows.push({
@@ -910,6 +934,7 @@ async function runScenarios(ctx: Context, report: Report): Promise<void> {
       }
     }
   }
+  if (want("idle-sse")) report.rows.push(await idleStreamsRow(ctx, haveGate));
   if (haveGate && want("startup")) report.rows.push(await startupRow(ctx));
   if (haveGate && want("keys")) report.rows.push(...await keySetRows(ctx));
 }
