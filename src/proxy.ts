@@ -107,8 +107,8 @@ const SMALL_BODY = 64 * 1024;
 
 const BAD_VALUE = /[\r\n\0]/;
 
-/** The upstream split for the request path: precomputed once per Config. */
-interface Plan {
+/** What the request path needs from Config, precomputed once (see {@linkcode planFor}). */
+export interface Plan {
   readonly basePath: string;
   readonly hostLine: string;
   /** Inbound request fields never copied as they are. */
