@@ -40,6 +40,9 @@ export interface PeerInfo {
 
 export type Handler = (req: Request, info: PeerInfo) => Promise<Response>;
 
+/** Logged (not sent) when the client left before the upstream answered, as nginx does. */
+const CLIENT_CLOSED_STATUS = 499;
+
 /** Health paths are exact (no prefix, no case folding): anything else is protected. */
 const HEALTH_PATHS = new Set(["/livez", "/readyz", "/healthz"]);
 
@@ -243,16 +246,18 @@ export function createHandler(deps: HandlerDeps): Handler {
           final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
       }
-      if (final.code === "upstream_error") metrics?.upstreamError("unreachable");
+      // The client left before the upstream answered: nobody gets this response; log it the way
+      // nginx does (499) rather than as an upstream failure.
+      const clientClosed = final.reason === "client_closed";
+      if (final.code === "upstream_error" && !clientClosed) metrics?.upstreamError("unreachable");
       else if (final.code === "upstream_timeout") metrics?.upstreamError("timeout");
       const outcome = outcomeOf(final.code);
-      if (final.code !== "upstream_error" && final.code !== "upstream_timeout") {
-        metrics?.authOutcome(outcome, final.reason);
-      }
+      // A verified request was already counted as "ok" above.
+      if (sub === undefined) metrics?.authOutcome(outcome, final.reason);
       const res = reject(final, origin);
       done({
         route: sub ? "proxy" : "rejected",
-        status: res.status,
+        status: clientClosed ? CLIENT_CLOSED_STATUS : res.status,
         auth: outcome,
         reason: final.reason,
         detail: final.detail,
