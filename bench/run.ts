@@ -608,8 +608,9 @@ async function sseRows(ctx: Context, gate: Gate | undefined): Promise<Row[]> {
       scenario: label,
       gateLatency: g,
       directLatency: d,
-      compare: g ? `+${ms(g[0] - d[0])} ms` : undefined,
-      notes: `${sseSamples} streams each, new connection, events 1 ms apart, p99 = max`,
+      compare: g ? `${g[0] >= d[0] ? "+" : "−"}${ms(Math.abs(g[0] - d[0]))} ms` : undefined,
+      notes:
+        `ratio column: gate − direct at p50; ${sseSamples} streams each, new connection, events 1 ms apart, p99 = max`,
     };
   };
   return [row(0, "SSE: time to first event"), row(1, `SSE: time to event ${sseEvents}`)];
