@@ -119,7 +119,7 @@ const QUICK_BUDGET: Budget = {
 };
 
 const USAGE = `Usage: deno task bench [options]
-  --quick              about 30 s instead of 2-4 min (shorter phases, fewer tokens)
+  --quick              about 45 s instead of about 2 min: a smoke test, its figures run high
   --direct-only        measure only the upstream directly (no gate)
   --loadgen=auto|wrk|js  load generator for throughput scenarios (auto: wrk when installed)
   --no-pin             do not pin the process under test to its own CPU (taskset)
