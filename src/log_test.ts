@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { createLogger, createMemorySink, createStdoutSink, truncateBytes } from "./log.ts";
+
+const T0 = Date.UTC(2026, 10, 28, 10, 0, 0);
+
+Deno.test("createLogger() writes one JSON object per line: time, level, msg, then the fields", () => {
+  const sink = createMemorySink();
+  const log = createLogger({ level: "info", sink, now: () => T0 });
+  log.info("request", { method: "GET", status: 200, nested: { a: [1, "x"] } });
+  log.warn("plain");
+  assert.deepEqual(sink.lines, [
+    '{"time":"2026-11-28T10:00:00.000Z","level":"info","msg":"request","method":"GET",' +
+    '"status":200,"nested":{"a":[1,"x"]}}\n',
+    '{"time":"2026-11-28T10:00:00.000Z","level":"warn","msg":"plain"}\n',
+  ]);
+  for (const line of sink.lines) JSON.parse(line);
+});
+
+Deno.test("createLogger() drops lines below its level and says which levels are on", () => {
+  const sink = createMemorySink();
+  const log = createLogger({ level: "warn", sink });
+  log.debug("d");
+  log.info("i");
+  log.warn("w");
+  log.error("e");
+  assert.deepEqual(sink.lines.map((l) => JSON.parse(l).level), ["warn", "error"]);
+  assert.equal(log.enabled("info"), false);
+  assert.equal(log.enabled("error"), true);
+});
+
+Deno.test("createLogger() never throws on fields it cannot serialise", () => {
+  const sink = createMemorySink();
+  const log = createLogger({ sink });
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  log.info("a", { big: 1n });
+  log.info("b", cyclic);
+  log.info("c", {});
+  assert.deepEqual(sink.lines.map((l) => JSON.parse(l).log_error ?? JSON.parse(l).msg), [
+    "unserialisable fields",
+    "unserialisable fields",
+    "c",
+  ]);
+});
+
+Deno.test("createLogger() escapes the message so a line stays one line", () => {
+  const sink = createMemorySink();
+  createLogger({ sink }).info('evil\n{"level":"error"}');
+  assert.equal(sink.lines.length, 1);
+  assert.equal(sink.lines[0].split("\n").length, 2);
+  assert.equal(JSON.parse(sink.lines[0]).msg, 'evil\n{"level":"error"}');
+});
+
+Deno.test("truncateBytes() keeps at most 512 UTF-8 bytes and marks the cut", async (t) => {
+  const enc = new TextEncoder();
+  await t.step("short strings are untouched", () => assert.equal(truncateBytes("/mcp"), "/mcp"));
+  await t.step("ASCII over the limit", () => {
+    const out = truncateBytes("a".repeat(600));
+    assert.equal(enc.encode(out).length, 512);
+    assert.ok(out.endsWith("…(truncated)"));
+  });
+  await t.step("multi-byte characters are never split", () => {
+    const out = truncateBytes("é".repeat(400));
+    assert.ok(enc.encode(out).length <= 512);
+    assert.ok(!out.includes("\uFFFD"));
+    assert.ok(out.endsWith("…(truncated)"));
+  });
+  await t.step("exactly 512 bytes are kept whole", () => {
+    const s = "b".repeat(512);
+    assert.equal(truncateBytes(s), s);
+  });
+});
+
+Deno.test("createStdoutSink() batches lines into one write and flushes on demand", () => {
+  const writes: string[] = [];
+  const sink = createStdoutSink({
+    intervalMs: 60_000,
+    writeSync: (b) => void writes.push(new TextDecoder().decode(b)),
+  });
+  sink.write("a\n");
+  sink.write("b\n");
+  assert.deepEqual(writes, []);
+  sink.flush();
+  assert.deepEqual(writes, ["a\nb\n"]);
+  sink.flush();
+  assert.deepEqual(writes, ["a\nb\n"]);
+});
+
+Deno.test("createStdoutSink() writes at once when the buffer is full", () => {
+  const writes: string[] = [];
+  const sink = createStdoutSink({
+    intervalMs: 60_000,
+    maxBufferedChars: 8,
+    writeSync: (b) => void writes.push(new TextDecoder().decode(b)),
+  });
+  sink.write("12345\n");
+  assert.deepEqual(writes, []);
+  sink.write("6789\n");
+  assert.deepEqual(writes, ["12345\n6789\n"]);
+  sink.flush();
+});
+
+Deno.test("createStdoutSink() flushes on its timer without keeping the process alive", async () => {
+  const { promise, resolve } = Promise.withResolvers<string>();
+  const sink = createStdoutSink({
+    intervalMs: 5,
+    writeSync: (b) => resolve(new TextDecoder().decode(b)),
+  });
+  // The sink's own timer is unref'd (it never keeps the process alive): hold the loop open here.
+  const hold = setTimeout(() => {}, 10_000);
+  sink.write("x\n");
+  assert.equal(await promise, "x\n");
+  clearTimeout(hold);
+});
+
+Deno.test("createStdoutSink() survives a failing write (closed stdout)", () => {
+  const sink = createStdoutSink({
+    intervalMs: 60_000,
+    writeSync: () => {
+      throw new Deno.errors.BrokenPipe("closed");
+    },
+  });
+  sink.write("x\n");
+  sink.flush();
+});
