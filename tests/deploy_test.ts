@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { IMAGE_BINARY_PATH, IMAGE_RUNTIME_BASE, IMAGE_USER } from "./helpers/rootfs.ts";
+import { parseConfig } from "../src/config.ts";
+import { configWarnings } from "../src/check.ts";
 
 const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const read = (path: string) => Deno.readTextFileSync(`${repo}/${path}`);
@@ -521,4 +523,31 @@ Deno.test("release workflow: four targets, the pinned Deno, compile.sh, SHA256SU
   assert.ok(release.some((s) => /gh release upload .*SHA256SUMS/.test(s.run ?? "")));
   assert.equal(wf.permissions.contents, "read", "least privilege by default");
   assert.equal(wf.jobs.release.permissions.contents, "write");
+});
+
+// ---------------------------------------------------------------------------------------------
+// The example configurations are valid, and `mcp-gate check` has nothing to say about them
+
+/** KEY=value lines of an EnvironmentFile, comments and blank lines skipped. */
+function envFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) env[m[1]] = m[2];
+  }
+  return env;
+}
+
+Deno.test("examples: every shipped configuration parses and draws no check warning", async (t) => {
+  const examples: [string, Record<string, string>][] = [
+    ["Kubernetes ConfigMap", gateEnv],
+    ["systemd mcp-gate.env.example", envFile(read("deploy/systemd/mcp-gate.env.example"))],
+    ["docker compose", composeGate.environment],
+  ];
+  for (const [name, env] of examples) {
+    await t.step(name, () => {
+      const config = parseConfig(env);
+      assert.deepEqual(configWarnings(config).map((w) => w.id), []);
+    });
+  }
 });
