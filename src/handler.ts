@@ -280,11 +280,18 @@ export function splitTarget(url: string): { path: string; search: string } {
     : { path: url.slice(start, q), search: url.slice(q) };
 }
 
+/**
+ * The declared body length. Repeated identical values (RFC 9110 §8.6 lets a recipient accept
+ * them) arrive joined as "5, 5" and count as one; the HTTP server already refused differing ones.
+ */
 function contentLength(req: Request): number | undefined {
   const v = req.headers.get("content-length");
   if (v === null) return undefined;
-  const n = Number(v);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  const first = v.includes(",") ? v.slice(0, v.indexOf(",")) : v;
+  const n = Number(first);
+  if (!Number.isSafeInteger(n) || n < 0 || first.trim() === "") return undefined;
+  if (first !== v && v.split(",").some((part) => Number(part) !== n)) return undefined;
+  return n;
 }
 
 /** X-Forwarded-Proto: our own TLS, else a trusted proxy's claim, else plain http. */

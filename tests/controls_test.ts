@@ -488,6 +488,31 @@ Deno.test("MAX_REQUEST_BODY: a declared length over the limit gets 413 and the u
   assert.equal(r.upstream.requests[0].body.length, 1024);
 });
 
+Deno.test("MAX_REQUEST_BODY: a Content-Length repeated on two lines is still the declared length", async () => {
+  // RFC 9110 §8.6 lets a recipient accept repeated identical Content-Length values; Deno's
+  // Headers joins them as "2048, 2048", which must not read as "no declared length".
+  await using r = await startRig({ env: { MAX_REQUEST_BODY: "1KiB" } });
+  const token = await r.issuer.mint();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: r.gate.port });
+  let out = "";
+  try {
+    await conn.write(new TextEncoder().encode(
+      `POST /mcp HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\n` +
+        `content-length: 2048\r\ncontent-length: 2048\r\nconnection: close\r\n\r\n` +
+        "x".repeat(2048),
+    ));
+    const buf = new Uint8Array(16 * 1024);
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+      out += new TextDecoder().decode(buf.subarray(0, n));
+    }
+  } finally {
+    conn.close();
+  }
+  const res = { status: Number(out.split(" ")[1]) };
+  assert.equal(res.status, 413);
+  r.assertUpstreamUntouched();
+});
+
 Deno.test("MAX_REQUEST_BODY: a chunked body that grows past the limit is cut and the upstream request aborted", async () => {
   await using r = await startRig({ env: { MAX_REQUEST_BODY: "1KiB" } });
   const token = await r.issuer.mint();
