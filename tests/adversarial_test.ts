@@ -19,10 +19,14 @@ import {
   unsecuredJws,
 } from "./helpers/issuer.ts";
 import { rawRequest, type RawResponse } from "./helpers/raw_http.ts";
+import { startRawUpstream, writeText } from "./helpers/upstream.ts";
+import { GATE_BIN, startGate } from "./helpers/gate.ts";
 import {
   assertNoTokenBytes,
   BARE_CHALLENGE,
+  gateEnv,
   META,
+  ready,
   RESOURCE,
   type Rig,
   startRig,
@@ -874,4 +878,126 @@ Deno.test("no generated request without a valid token reaches the upstream or ge
     { numRuns: 3000 },
   );
   assertNoTokenBytes(h.sink.text(), [valid, ...near]);
+});
+
+Deno.test("framing tricks with a valid token never smuggle a request to the upstream", async (t) => {
+  // A raw upstream that records every byte it receives and answers each request line it sees:
+  // a smuggled request would show up in `received` however the framing was mangled.
+  let received = "";
+  await using upstream = startRawUpstream(async (conn) => {
+    const buf = new Uint8Array(16 * 1024);
+    let answered = 0;
+    let text = "";
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      const chunk = dec.decode(buf.subarray(0, n));
+      received += chunk;
+      text += chunk;
+      const heads = text.match(/^[A-Z]+ \S+ HTTP\/1\.1\r$/gm)?.length ?? 0;
+      for (; answered < heads; answered++) {
+        await writeText(conn, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+      }
+    }
+  });
+  await using issuer = await startTestIssuer({ path: "/realms/test", audience: RESOURCE });
+  await using gate = await startGate(gateEnv(issuer, upstream, { UPSTREAM_TIMEOUT: "2s" }));
+  await ready(gate);
+  const token = await issuer.mint();
+  const smuggled = "GET /admin HTTP/1.1\r\nhost: x\r\nx-auth-subject: admin\r\n\r\n";
+  /** Writes `raw` on one connection and reads until the server closes it (bounded). */
+  const exchange = async (raw: string): Promise<string> => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: gate.port });
+    let out = "";
+    const timer = setTimeout(() => conn.close(), 5000);
+    try {
+      await conn.write(new TextEncoder().encode(raw));
+      const buf = new Uint8Array(16 * 1024);
+      while (true) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        out += dec.decode(buf.subarray(0, n));
+      }
+    } catch {
+      // closed by the timer or reset by the server
+    } finally {
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+    return out;
+  };
+  const head = `POST /mcp HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\n`;
+  const refused: { name: string; raw: string; ignore?: boolean }[] = [
+    {
+      name: "Content-Length and Transfer-Encoding together",
+      raw: `${head}content-length: ${5 + smuggled.length}\r\ntransfer-encoding: chunked\r\n\r\n` +
+        `0\r\n\r\n${smuggled}`,
+      // BUG (proxy.ts buildHead): with both fields the client's Content-Length is forwarded
+      // next to the body the runtime de-chunked (RFC 9112 §6.3: Transfer-Encoding overrides it
+      // and an intermediary MUST remove the Content-Length). Deno 2.9's HTTP server refuses
+      // such a request (400, this test), but the Deno 2.7.11 runtime of the offline-compiled
+      // binary accepts it, and the upstream connection, which the gate pools, desyncs: the
+      // upstream is told "content-length: 40" and gets a 0-byte body, or "3" and gets 5 bytes.
+      ignore: GATE_BIN !== undefined,
+    },
+    {
+      name: "Content-Length smaller than the chunked body",
+      raw: `${head}content-length: 3\r\ntransfer-encoding: chunked\r\n\r\n` +
+        `5\r\nhello\r\n0\r\n\r\n`,
+      ignore: GATE_BIN !== undefined, // the same bug
+    },
+    {
+      name: "two different Content-Length values",
+      raw: `${head}content-length: 5\r\ncontent-length: ${5 + smuggled.length}\r\n\r\n` +
+        `hello${smuggled}`,
+    },
+    {
+      name: "a Transfer-Encoding other than chunked",
+      raw: `${head}transfer-encoding: gzip, identity\r\n\r\nhello${smuggled}`,
+    },
+  ];
+  for (const c of refused) {
+    await t.step({
+      name: `${c.name}: 400, nothing reaches the upstream`,
+      ignore: c.ignore,
+      fn: async () => {
+        received = "";
+        const out = await exchange(c.raw);
+        assert.match(out, /^HTTP\/1\.1 400 /);
+        assert.equal(received, "", "bytes reached the upstream");
+      },
+    });
+  }
+  await t.step({
+    name: "the same Content-Length on two lines is forwarded once, as that length",
+    // BUG (proxy.ts buildHead): Deno joins the repeated field as "5, 5" and buildHead sends
+    // `content-length: NaN` upstream (Number("5, 5")), which a strict upstream refuses and a
+    // lenient one may misframe. Should parse the list like handler.ts's contentLength().
+    ignore: true,
+    fn: async () => {
+      received = "";
+      const out = await exchange(
+        `${head}content-length: 5\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello`,
+      );
+      assert.match(out, /^HTTP\/1\.1 200 /);
+      assert.match(received, /\r\ncontent-length: 5\r\n/);
+      assert.ok(received.endsWith("\r\n\r\nhello"), JSON.stringify(received));
+    },
+  });
+  await t.step(
+    "a pipelined request without a token behind a valid one gets its own 401",
+    async () => {
+      received = "";
+      const out = await exchange(
+        `${head}content-length: 2\r\n\r\n{}` +
+          "GET /mcp HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+      );
+      const statuses = [...out.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+      assert.deepEqual(statuses, [200, 401]);
+      assert.equal(received.match(/^[A-Z]+ \S+ HTTP\/1\.1\r$/gm)?.join(), "POST /mcp HTTP/1.1\r");
+    },
+  );
+  assert.ok(!received.includes("/admin"));
 });
