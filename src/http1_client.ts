@@ -251,6 +251,8 @@ export class Http1Client {
   #waiting = new Set<Exchange>();
   #tick: ReturnType<typeof setTimeout> | undefined;
   #tickMs = 1000;
+  /** Exchanges whose response body is streaming (see {@linkcode Http1Client.cutStreams}). */
+  #streaming = new Set<Exchange>();
 
   constructor(options: Http1ClientOptions) {
     this.#hostname = options.hostname;
@@ -274,6 +276,32 @@ export class Http1Client {
    */
   request(req: Http1Request): Promise<Http1Response> {
     return new Exchange(this, req).run();
+  }
+
+  /** Responses whose body is still streaming from the upstream. */
+  get streamingCount(): number {
+    return this.#streaming.size;
+  }
+
+  /**
+   * Ends every response body still streaming: each body stream errors with `reason` (so its
+   * reader, e.g. Deno.serve, ends the client's response as broken) and the exchange ends as
+   * `client_abort` with its upstream connection closed. For a shutdown drain that timed out.
+   * @returns how many streams were cut.
+   */
+  cutStreams(reason: Error): number {
+    const open = [...this.#streaming];
+    for (const ex of open) ex.cut(reason);
+    return open.length;
+  }
+
+  /** Tracks an exchange while its response body streams. */
+  streamStarted(ex: Exchange): void {
+    this.#streaming.add(ex);
+  }
+
+  streamEnded(ex: Exchange): void {
+    this.#streaming.delete(ex);
   }
 
   /** Closes idle connections; connections in use close when their exchange ends. */
@@ -723,7 +751,9 @@ class Exchange {
     }
     this.#phase = Phase.Body;
     conn.dropScratch();
-    return { status, head, body: this.#bodyStream(conn, head) };
+    const body = this.#bodyStream(conn, head);
+    this.#client.streamStarted(this);
+    return { status, head, body };
   }
 
   #bodyStream(conn: Connection, head: ResponseHead): ReadableStream<Uint8Array> {
@@ -810,6 +840,18 @@ class Exchange {
     }
   }
 
+  /** Ends a streaming body with `reason` (a shutdown drain); see Http1Client.cutStreams. */
+  cut(reason: Error): void {
+    if (this.#phase !== Phase.Body) return;
+    const c = this.#controller;
+    this.#finish("client_abort");
+    try {
+      c?.error(reason);
+    } catch {
+      // already closed, errored or cancelled
+    }
+  }
+
   /** For responses complete at once: report after `request()` has resolved. */
   #finishSoon(outcome: Http1Outcome): void {
     this.#phase = Phase.Body;
@@ -819,6 +861,7 @@ class Exchange {
   #finish(outcome: Http1Outcome): void {
     if (this.#phase === Phase.Done) return;
     this.#phase = Phase.Done;
+    if (this.#controller !== null) this.#client.streamEnded(this);
     const conn = this.#conn!;
     const head = this.#head!;
     if (outcome === "complete") {

@@ -155,6 +155,55 @@ Deno.test("Http1Client streams a body spanning many reads", async () => {
   assert.equal(body, "z".repeat(size));
 });
 
+Deno.test("Http1Client.cutStreams() errors open response bodies, reports client_abort and closes the upstream connection", async () => {
+  let eof!: () => void;
+  const sawEof = new Promise<void>((r) => eof = r);
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n");
+    if (await conn.read(new Uint8Array(1)).catch(() => null) === null) eof();
+  });
+  using c = client(up.port);
+  const results: Http1ExchangeResult[] = [];
+  const res = await c.request(get("/", { onEnd: (r) => results.push(r) }));
+  assert.ok(res.body instanceof ReadableStream);
+  const reader = res.body.getReader();
+  assert.equal(dec.decode((await reader.read()).value), "data: 1\n\n");
+  assert.equal(c.streamingCount, 1);
+  const reason = new Error("drain");
+  assert.equal(c.cutStreams(reason), 1);
+  await assert.rejects(reader.read(), (e) => e === reason);
+  assert.deepEqual(results, [{
+    status: 200,
+    outcome: "client_abort",
+    bytesSent: 0,
+    bytesReceived: 9,
+  }]);
+  assert.equal(c.streamingCount, 0);
+  assert.equal(c.cutStreams(reason), 0);
+  await sawEof;
+});
+
+Deno.test("Http1Client counts a body as streaming only until it ends", async () => {
+  let more!: () => void;
+  const sendMore = new Promise<void>((r) => more = r);
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    await sendMore;
+    await writeText(conn, "world");
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  const res = await c.request(get());
+  assert.ok(res.body instanceof ReadableStream);
+  assert.equal(c.streamingCount, 1);
+  more();
+  assert.equal(await text(res.body), "helloworld");
+  assert.equal(c.streamingCount, 0);
+  assert.equal(c.idleCount, 1);
+});
+
 Deno.test("Http1Client sends a GET again when a pooled connection died before answering", async () => {
   await using up = scripted([[OK, ""], [OK]]);
   using c = client(up.port);

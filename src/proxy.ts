@@ -58,6 +58,19 @@ export interface Forwarder {
   close(): void;
 }
 
+/** The forwarder of {@linkcode createForwarder}: also ends open streams for a shutdown drain. */
+export interface StreamingForwarder extends Forwarder {
+  /**
+   * Ends every proxied response body still streaming (SHUTDOWN_TIMEOUT reached): the client's
+   * response breaks off with `reason`, the upstream request is aborted, and each exchange's
+   * `onDone` runs (outcome `client_abort`).
+   * @returns how many streams were cut.
+   */
+  cutStreams(reason: Error): number;
+  /** Proxied response bodies still streaming. */
+  readonly streamingCount: number;
+}
+
 /** Dependencies of {@linkcode createForwarder}. */
 export interface ForwarderDeps {
   log?: Logger;
@@ -331,7 +344,7 @@ export function isUpstreamStreamError(error: unknown): boolean {
 }
 
 /** Creates the forwarder for `config.upstream`, with its own connection pool. */
-export function createForwarder(config: Config, deps: ForwarderDeps = {}): Forwarder {
+export function createForwarder(config: Config, deps: ForwarderDeps = {}): StreamingForwarder {
   const up = config.upstream;
   const plan = planFor(config);
   const log = deps.log;
@@ -421,6 +434,10 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Forwa
   return {
     forward,
     close: () => client.close(),
+    cutStreams: (reason) => client.cutStreams(reason),
+    get streamingCount() {
+      return client.streamingCount;
+    },
   };
 }
 

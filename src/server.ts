@@ -75,14 +75,6 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     });
   };
 
-  // Streaming response bodies still open, so a drain that times out can end them: Deno's
-  // shutdown() waits for them forever, and only ending the body ends the upstream request.
-  const open = new Set<() => void>();
-  const serveHandler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
-    const res = await handler(req, info);
-    return res.body === null ? res : cuttable(res, open);
-  };
-
   let gate: Deno.HttpServer<Deno.NetAddr>;
   try {
     gate = Deno.serve({
@@ -91,7 +83,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
       onListen: () => {},
       onError,
       ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
-    }, serveHandler);
+    }, handler);
   } catch (err) {
     forwarder.close();
     return Promise.reject(deps.tls ? tlsConfigError(config, err) ?? err : err);
@@ -145,13 +137,16 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
       const clean = await Promise.race([drained, timedOut]);
       clearTimeout(timer);
       if (!clean) {
-        // Cut what is still streaming: ending each response body ends the client's response and
-        // cancels the proxied upstream body, which aborts the upstream request and writes the
-        // exchange's log line (forwarder.close() alone only closes idle connections). What still
+        // Cut what is still streaming (Deno's shutdown() waits for open bodies forever): the
+        // forwarder errors each proxied body, which ends the client's response, aborts the
+        // upstream request and writes the exchange's log line (forwarder.close() alone only
+        // closes idle connections). Only proxied bodies stream; the gate's own are whole. What still
         // hangs after a short grace (a request waiting for upstream headers) is left to process
         // exit (the CLI exits).
-        log.warn("shutdown timeout reached, closing open exchanges", { streams: open.size });
-        for (const cut of [...open]) cut();
+        log.warn("shutdown timeout reached, closing open exchanges", {
+          streams: forwarder.streamingCount,
+        });
+        forwarder.cutStreams(new DrainCut());
         forwarder.close();
         let grace: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
@@ -179,54 +174,12 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   });
 }
 
-/**
- * The same response with its body passed through a stream the drain can end: `open` holds a
- * function that errors the client side and cancels the source (the proxied upstream body) while
- * the body is being sent. Pull-based with no buffer of its own, so backpressure is unchanged.
- */
 /** The error a response body is ended with when the drain times out. */
 class DrainCut extends Error {
   constructor() {
     super("Shutdown timeout reached");
     this.name = "DrainCut";
   }
-}
-
-function cuttable(res: Response, open: Set<() => void>): Response {
-  const reader = res.body!.getReader();
-  let cut!: () => void;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      cut = () => {
-        open.delete(cut);
-        const reason = new DrainCut();
-        controller.error(reason);
-        reader.cancel(reason).catch(() => {});
-      };
-      open.add(cut);
-    },
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) {
-          open.delete(cut);
-          controller.close();
-        } else controller.enqueue(value);
-      } catch (err) {
-        open.delete(cut);
-        controller.error(err);
-      }
-    },
-    cancel(reason) {
-      open.delete(cut);
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
-  return new Response(body, {
-    status: res.status,
-    statusText: res.statusText,
-    headers: res.headers,
-  });
 }
 
 /**
