@@ -55,6 +55,31 @@ export function resolveClientIp(
   return { clientIp: client, forwardedFor: `${xForwardedFor}, ${peerText}`, trustedPeer };
 }
 
+/** Most peers remembered by {@linkcode createClientIpResolver}; the memo is emptied when full. */
+const PEER_MEMO_SIZE = 1024;
+
+/**
+ * {@linkcode resolveClientIp} for a fixed `trusted` list, for the request path. With no trusted
+ * proxies the answer depends on the peer alone, so it is remembered per peer text (bounded):
+ * parsing and formatting the address once per client instead of once per request. The objects
+ * returned are frozen and shared. With trusted proxies every call resolves afresh.
+ */
+export function createClientIpResolver(
+  trusted: readonly Cidr[],
+): (peer: string, xForwardedFor: string | null) => ResolvedClient {
+  if (trusted.length > 0) return (peer, xff) => resolveClientIp(peer, xff, trusted);
+  const memo = new Map<string, ResolvedClient>();
+  return (peer) => {
+    let r = memo.get(peer);
+    if (r === undefined) {
+      if (memo.size >= PEER_MEMO_SIZE) memo.clear();
+      r = Object.freeze(resolveClientIp(peer, null, trusted));
+      memo.set(peer, r);
+    }
+    return r;
+  };
+}
+
 function isTrusted(ip: IpAddress, trusted: readonly Cidr[]): boolean {
   for (const cidr of trusted) if (cidrContains(cidr, ip)) return true;
   return false;

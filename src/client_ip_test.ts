@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Cidr } from "./config.ts";
-import { formatIp, resolveClientIp } from "./client_ip.ts";
+import { createClientIpResolver, formatIp, resolveClientIp } from "./client_ip.ts";
 import { cidrContains, parseCidr, parseIp } from "./ip.ts";
 
 function cidrs(...texts: string[]): Cidr[] {
@@ -188,6 +188,43 @@ Deno.test("resolveClientIp() returns the peer or an address from the chain, alwa
     ),
     { numRuns: 1000 },
   );
+});
+
+Deno.test("createClientIpResolver() answers as resolveClientIp() does, with or without trusted proxies", async (t) => {
+  const peers = ["203.0.113.7", "::ffff:203.0.113.7", "2001:DB8:0:0::1", "10.0.0.5", "unknown", ""];
+  const chains = [null, "198.51.100.1", "1.1.1.1, 198.51.100.1, 10.9.9.9", "garbage"];
+  for (const trusted of [[], TRUSTED]) {
+    await t.step(trusted.length ? "trusted proxies" : "no trusted proxies", () => {
+      const resolve = createClientIpResolver(trusted);
+      // Twice over, so remembered answers are compared too.
+      for (let round = 0; round < 2; round++) {
+        for (const peer of peers) {
+          for (const xff of chains) {
+            assert.deepEqual(resolve(peer, xff), resolveClientIp(peer, xff, trusted));
+          }
+        }
+      }
+    });
+  }
+});
+
+Deno.test("createClientIpResolver() without trusted proxies ignores X-Forwarded-For even when remembered", () => {
+  const resolve = createClientIpResolver([]);
+  assert.equal(resolve("203.0.113.7", null).clientIp, "203.0.113.7");
+  assert.deepEqual(resolve("203.0.113.7", "198.51.100.1"), {
+    clientIp: "203.0.113.7",
+    forwardedFor: "203.0.113.7",
+    trustedPeer: false,
+  });
+});
+
+Deno.test("createClientIpResolver() stays bounded and correct past its memo size", () => {
+  const resolve = createClientIpResolver([]);
+  for (let i = 0; i < 3000; i++) {
+    const peer = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+    assert.equal(resolve(peer, null).clientIp, peer);
+  }
+  assert.equal(resolve("::ffff:10.0.0.1", null).clientIp, "10.0.0.1");
 });
 
 Deno.test("formatIp() writes IPv6 in RFC 5952 form", async (t) => {

@@ -11,7 +11,7 @@ import { extractBearer } from "./bearer.ts";
 import { createResponder, outcomeOf } from "./challenge.ts";
 import { createMetadata } from "./metadata.ts";
 import { createCors } from "./cors.ts";
-import { resolveClientIp } from "./client_ip.ts";
+import { createClientIpResolver } from "./client_ip.ts";
 import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { requestIdFrom } from "./request_id.ts";
 import type { KeyStore } from "./jwks.ts";
@@ -67,6 +67,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   const metadata = createMetadata(config);
   const cors = createCors(config);
   const trusted = config.trustedProxies;
+  const resolveClientIp = createClientIpResolver(trusted);
   const limiting = config.rateLimitRps > 0;
   const ipLimiter: RateLimiter | undefined = limiting
     ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
@@ -141,7 +142,6 @@ export function createHandler(deps: HandlerDeps): Handler {
     const { clientIp, forwardedFor, trustedPeer } = resolveClientIp(
       peer,
       trusted.length > 0 ? req.headers.get("x-forwarded-for") : null,
-      trusted,
     );
     const requestId = requestIdFrom(req.headers);
     const done = (o: Outcome) => writeLog(req, path, started, clientIp, requestId, o);
