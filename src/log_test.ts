@@ -123,3 +123,25 @@ Deno.test("createStdoutSink() survives a failing write (closed stdout)", () => {
   sink.write("x\n");
   sink.flush();
 });
+
+Deno.test("createLogger() writes the time as Date.toISOString() would, for every clock value", () => {
+  const times = [
+    Date.UTC(2026, 10, 28, 10, 0, 0, 0),
+    Date.UTC(2026, 10, 28, 10, 0, 0, 7),
+    Date.UTC(2026, 10, 28, 10, 0, 0, 42),
+    Date.UTC(2026, 10, 28, 10, 0, 0, 999),
+    Date.UTC(2026, 10, 28, 10, 0, 1, 0),
+    Date.UTC(2026, 10, 28, 10, 0, 0, 500), // back in time: a stepped clock
+    Date.UTC(2026, 10, 28, 10, 0, 0, 500) + 0.75, // fractional
+    0,
+    -1500, // before 1970
+    253402300799999, // the last millisecond of year 9999
+    253402300800000, // year 10000: "+010000-..."
+  ];
+  let i = 0;
+  const sink = createMemorySink();
+  const log = createLogger({ sink, now: () => times[i] });
+  for (i = 0; i < times.length; i++) log.info("tick");
+  const got = sink.lines.map((l) => JSON.parse(l).time);
+  assert.deepEqual(got, times.map((t) => new Date(t).toISOString()));
+});
