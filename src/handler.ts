@@ -14,6 +14,7 @@ import { createCors } from "./cors.ts";
 import { createClientIpResolver } from "./client_ip.ts";
 import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { requestIdFrom } from "./request_id.ts";
+import { contentLengthOf } from "./http1_parse.ts";
 import type { KeyStore } from "./jwks.ts";
 import type { TokenVerifier, VerifiedToken } from "./verify.ts";
 import type { ForwardContext, Forwarder, ForwardResult } from "./proxy.ts";
@@ -285,13 +286,7 @@ export function splitTarget(url: string): { path: string; search: string } {
  * them) arrive joined as "5, 5" and count as one; the HTTP server already refused differing ones.
  */
 function contentLength(req: Request): number | undefined {
-  const v = req.headers.get("content-length");
-  if (v === null) return undefined;
-  const first = v.includes(",") ? v.slice(0, v.indexOf(",")) : v;
-  const n = Number(first);
-  if (!Number.isSafeInteger(n) || n < 0 || first.trim() === "") return undefined;
-  if (first !== v && v.split(",").some((part) => Number(part) !== n)) return undefined;
-  return n;
+  return contentLengthOf(req.headers.get("content-length"));
 }
 
 /** X-Forwarded-Proto: our own TLS, else a trusted proxy's claim, else plain http. */

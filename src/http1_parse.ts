@@ -386,3 +386,17 @@ export function encodeChunk(data: Uint8Array): Uint8Array {
 
 /** The last chunk with no trailers. */
 export const LAST_CHUNK: Uint8Array = new Uint8Array([0x30, CR, LF, CR, LF]);
+
+/**
+ * A Content-Length field value as one length, or undefined when it is not a valid one. A field
+ * sent on several lines arrives joined ("5, 5"); identical values count as one (RFC 9110 §8.6).
+ */
+export function contentLengthOf(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  try {
+    const n = parseContentLength(value);
+    return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}

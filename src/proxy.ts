@@ -14,7 +14,7 @@ import {
   type Http1ExchangeResult,
   type Http1Response,
 } from "./http1_client.ts";
-import { isToken, splitTokens, toByteString } from "./http1_parse.ts";
+import { contentLengthOf, isToken, splitTokens, toByteString } from "./http1_parse.ts";
 import type { Logger } from "./log.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
@@ -228,7 +228,7 @@ export function buildHead(
   headers.forEach((value, name) => {
     if (drop.has(name)) {
       if (name === "host") clientHost = value;
-      else if (name === "content-length") contentLength = Number(value);
+      else if (name === "content-length") contentLength = contentLengthOf(value) ?? -1;
       else if (name === "transfer-encoding") chunked = true;
       else if (name === "connection") connection = value;
       return;
@@ -255,11 +255,14 @@ export function buildHead(
   if (!hasBody) {
     contentLength = null;
     chunked = false;
-  } else if (contentLength !== null) {
-    chunked = false;
-    head += `content-length: ${contentLength}\r\n`;
-  } else if (chunked) {
+  } else if (chunked || contentLength === -1) {
+    // Transfer-Encoding overrides Content-Length and an intermediary must drop the latter
+    // (RFC 9112 §6.3); an unusable length is never forwarded either: the body goes chunked.
+    contentLength = null;
+    chunked = true;
     head += "transfer-encoding: chunked\r\n";
+  } else if (contentLength !== null) {
+    head += `content-length: ${contentLength}\r\n`;
   }
   if (ctx.forwardedFor !== "") head += `x-forwarded-for: ${clean(ctx.forwardedFor)}\r\n`;
   head += `x-forwarded-proto: ${ctx.forwardedProto}\r\n`;

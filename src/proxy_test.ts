@@ -231,3 +231,39 @@ Deno.test("responseHeaders() sets X-Accel-Buffering: no on event streams only", 
     assert.deepEqual(out, [["x-accel-buffering", "yes"], ["content-type", "application/json"]]);
   });
 });
+
+Deno.test("buildHead() frames the body by Transfer-Encoding over Content-Length, never a bad length", async (t) => {
+  const plan = planFor(config());
+  const post = (headers: [string, string][]) =>
+    new Request("http://gate/mcp", { method: "POST", headers, body: "hello" });
+  await t.step(
+    "Transfer-Encoding and Content-Length: chunked, no Content-Length (RFC 9112 §6.3)",
+    () => {
+      const { head, contentLength, chunked } = buildHead(
+        plan,
+        post([["content-length", "40"], ["transfer-encoding", "chunked"]]),
+        CTX,
+      );
+      assert.equal(contentLength, null);
+      assert.equal(chunked, true);
+      assert.ok(lines(head).includes("transfer-encoding: chunked"));
+      assert.ok(!head.includes("content-length"));
+    },
+  );
+  await t.step("the same length on two lines goes up once, as that length", () => {
+    const { head, contentLength } = buildHead(plan, post([["content-length", "5, 5"]]), CTX);
+    assert.equal(contentLength, 5);
+    assert.ok(lines(head).includes("content-length: 5"));
+  });
+  await t.step("an unusable length is replaced by chunked framing", () => {
+    const { head, contentLength, chunked } = buildHead(
+      plan,
+      post([["content-length", "5, 6"]]),
+      CTX,
+    );
+    assert.equal(contentLength, null);
+    assert.equal(chunked, true);
+    assert.ok(!head.includes("content-length"));
+    assert.ok(!head.includes("NaN"));
+  });
+});
