@@ -88,8 +88,13 @@ const serve: Command = {
     try {
       server = await startServer(config, { log, handleSignals: true, tls });
     } catch (err) {
-      // Typically a listener that cannot bind; the error does not say which one.
       log.flush();
+      // TLS material that Deno refuses (bad encoding, key/certificate mismatch) is bad config.
+      if (err instanceof ConfigError) {
+        reportConfigError(ctx.io, err);
+        return EXIT.config;
+      }
+      // Typically a listener that cannot bind; the error does not say which one.
       const where = err instanceof Deno.errors.AddrInUse ? ` (${listeners(config)})` : "";
       ctx.io.stderr(`mcp-gate: failed to start: ${oneLine(err)}${where}\n`);
       return EXIT.failure;

@@ -741,11 +741,6 @@ Deno.test({
       for (const c of cases) {
         await t.step({
           name: c.name,
-          // BUG (cli.ts): files that pass the PEM check but that TLS refuses (bad encoding,
-          // unparsable key, key/certificate mismatch) make startServer throw; `serve` maps every
-          // start failure to exit 1 "failed to start". startServer now throws a ConfigError
-          // naming the variable, so cli.ts only needs to report a ConfigError with EXIT.config.
-          ignore: c.pemShaped === true,
           fn: async () => {
             await using gate = await spawnGate({ ...base, ...c.env }, { waitListening: false });
             const status = await gate.exited(20_000);
