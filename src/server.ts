@@ -80,6 +80,9 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     gate = Deno.serve({
       hostname: config.listen.hostname,
       port: config.listen.port,
+      // Bodies pass through unchanged: never let the runtime re-encode them (older Deno
+      // runtimes, such as an offline-compiled binary's, compressed by default).
+      automaticCompression: false,
       onListen: () => {},
       onError,
       ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
