@@ -14,6 +14,7 @@ import { createCors } from "./cors.ts";
 import { createClientIpResolver } from "./client_ip.ts";
 import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { requestIdFrom } from "./request_id.ts";
+import { annotateAuth } from "./tracing.ts";
 import { contentLengthOf } from "./http1_parse.ts";
 import type { KeyStore } from "./jwks.ts";
 import type { TokenVerifier, VerifiedToken } from "./verify.ts";
@@ -189,6 +190,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       }
       sub = verified.sub;
       metrics?.authOutcome("ok");
+      annotateAuth({ outcome: "ok", sub });
       if (subjectLimiter) {
         const wait = subjectLimiter.take(`s:${sub}`);
         if (wait > 0) {
@@ -254,7 +256,10 @@ export function createHandler(deps: HandlerDeps): Handler {
       else if (final.code === "upstream_timeout") metrics?.upstreamError("timeout");
       const outcome = outcomeOf(final.code);
       // A verified request was already counted as "ok" above.
-      if (sub === undefined) metrics?.authOutcome(outcome, final.reason);
+      if (sub === undefined) {
+        metrics?.authOutcome(outcome, final.reason);
+        annotateAuth({ outcome, reason: final.reason });
+      }
       const res = reject(final, origin);
       done({
         route: sub ? "proxy" : "rejected",
