@@ -75,18 +75,21 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     });
   };
 
+  // Bodies pass through unchanged: the runtime must never re-encode them. Deno 2.9 does not by
+  // default; the option is spelled out for that, and is not a literal so that older runtimes'
+  // types (which lack it) still check. Deno 2.7 ignores it and compresses compressible bodies
+  // the client accepts gzip for, unless they are already encoded or say no-transform.
+  const gateOptions = {
+    hostname: config.listen.hostname,
+    port: config.listen.port,
+    automaticCompression: false,
+    onListen: () => {},
+    onError,
+    ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
+  };
   let gate: Deno.HttpServer<Deno.NetAddr>;
   try {
-    gate = Deno.serve({
-      hostname: config.listen.hostname,
-      port: config.listen.port,
-      // Bodies pass through unchanged: never let the runtime re-encode them (older Deno
-      // runtimes, such as an offline-compiled binary's, compressed by default).
-      automaticCompression: false,
-      onListen: () => {},
-      onError,
-      ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
-    }, handler);
+    gate = Deno.serve(gateOptions, handler);
   } catch (err) {
     forwarder.close();
     return Promise.reject(deps.tls ? tlsConfigError(config, err) ?? err : err);
