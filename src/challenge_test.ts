@@ -3,43 +3,15 @@ import fc from "fast-check";
 import type { Config } from "./config.ts";
 import { GateError, type GateErrorCode, type RejectReason } from "./errors.ts";
 import { createResponder, ERROR_RULES, metricLabelOf, outcomeOf, statusOf } from "./challenge.ts";
+import { testConfig } from "../tests/helpers/config.ts";
 
-function testConfig(overrides: Partial<Config> = {}): Config {
-  return {
-    upstream: {
-      url: "http://127.0.0.1:3000",
-      protocol: "http:",
-      hostname: "127.0.0.1",
-      port: 3000,
-      host: "127.0.0.1:3000",
-      basePath: "",
-    },
-    resourceUri: "https://mcp.example.com/mcp",
-    resourcePath: "/mcp",
-    authorizationServer: "https://auth.example.com",
-    listen: { hostname: "0.0.0.0", port: 8080 },
-    expectedAudience: ["https://mcp.example.com/mcp"],
+/** The test config with scopes: the challenge's `scope` attribute reports them. */
+function scopedConfig(overrides: Partial<Config> = {}): Config {
+  return testConfig({
     requiredScopes: ["mcp:read", "mcp:write"],
     scopesSupported: ["mcp:read", "mcp:write", "mcp:admin"],
-    scopeClaims: ["scope", "scp"],
-    requiredClaims: {},
-    allowedAlgs: ["RS256"],
-    clockSkewMs: 30_000,
-    jwksRefreshIntervalMs: 600_000,
-    jwksMinRefreshIntervalMs: 30_000,
-    upstreamTimeoutMs: 120_000,
-    shutdownTimeoutMs: 30_000,
-    maxRequestBodyBytes: 10 * 1024 * 1024,
-    trustedProxies: [],
-    allowedOrigins: [],
-    forwardAuthorization: false,
-    claimHeaders: [],
-    preserveHost: false,
-    rateLimitRps: 0,
-    rateLimitBurst: 0,
-    logLevel: "info",
     ...overrides,
-  };
+  });
 }
 
 const URL_PARAM =
@@ -54,7 +26,7 @@ interface Expected {
 }
 
 Deno.test("createResponder() answers each code with the contract's status, challenge and body", async (t) => {
-  const responder = createResponder(testConfig());
+  const responder = createResponder(scopedConfig());
   const cases: [string, GateError, Expected][] = [
     ["no_token", new GateError("no_token"), {
       status: 401,
@@ -197,13 +169,13 @@ Deno.test("createResponder() answers each code with the contract's status, chall
 });
 
 Deno.test("createResponder() sends no error attribute when the request had no token (RFC 6750 §3.1)", async () => {
-  const res = createResponder(testConfig()).respond(new GateError("no_token"));
+  const res = createResponder(scopedConfig()).respond(new GateError("no_token"));
   await res.body?.cancel();
   assert.doesNotMatch(res.headers.get("www-authenticate")!, /error/);
 });
 
 Deno.test("createResponder() omits scope attributes when no scopes are configured", async (t) => {
-  const responder = createResponder(testConfig({ requiredScopes: [], scopesSupported: [] }));
+  const responder = createResponder(scopedConfig({ requiredScopes: [], scopesSupported: [] }));
   const cases: [GateErrorCode, string][] = [
     ["no_token", `Bearer ${URL_PARAM}`],
     [
@@ -236,7 +208,7 @@ Deno.test("createResponder() points resource_metadata at the path-inserted URL (
   ];
   for (const [resourceUri, url] of cases) {
     await t.step(resourceUri, async () => {
-      const responder = createResponder(testConfig({ resourceUri, scopesSupported: [] }));
+      const responder = createResponder(scopedConfig({ resourceUri, scopesSupported: [] }));
       assert.equal(responder.resourceMetadataUrl, url);
       const res = responder.respond(new GateError("no_token"));
       await res.body?.cancel();
@@ -246,7 +218,7 @@ Deno.test("createResponder() points resource_metadata at the path-inserted URL (
 });
 
 Deno.test("createResponder() escapes quotes and backslashes in configured values", async () => {
-  const responder = createResponder(testConfig({ scopesSupported: ['a"b', "c\\d"] }));
+  const responder = createResponder(scopedConfig({ scopesSupported: ['a"b', "c\\d"] }));
   const res = responder.respond(new GateError("no_token"));
   await res.body?.cancel();
   assert.equal(
@@ -256,11 +228,11 @@ Deno.test("createResponder() escapes quotes and backslashes in configured values
 });
 
 Deno.test("createResponder() refuses at construction a value that cannot be a header", () => {
-  assert.throws(() => createResponder(testConfig({ scopesSupported: ["a\nb"] })), TypeError);
+  assert.throws(() => createResponder(scopedConfig({ scopesSupported: ["a\nb"] })), TypeError);
 });
 
 Deno.test("createResponder() sets extra headers and appends Vary", async () => {
-  const responder = createResponder(testConfig());
+  const responder = createResponder(scopedConfig());
   const res = responder.respond(new GateError("invalid_token"), [
     ["Access-Control-Allow-Origin", "https://app.example"],
     ["Vary", "Origin"],
@@ -279,7 +251,7 @@ Deno.test("createResponder() sets extra headers and appends Vary", async () => {
 });
 
 Deno.test("createResponder() gives each response its own headers", async () => {
-  const responder = createResponder(testConfig());
+  const responder = createResponder(scopedConfig());
   const first = responder.respond(new GateError("invalid_token"));
   first.headers.set("x-extra", "1");
   const second = responder.respond(new GateError("invalid_token"));
@@ -288,7 +260,7 @@ Deno.test("createResponder() gives each response its own headers", async () => {
 });
 
 Deno.test("createResponder() never tells the client the reason or detail", async () => {
-  const responder = createResponder(testConfig());
+  const responder = createResponder(scopedConfig());
   const reasons: RejectReason[] = ["expired", "signature", "audience", "issuer", "unknown_kid"];
   fc.assert(
     fc.property(
@@ -315,7 +287,7 @@ Deno.test("createResponder() never tells the client the reason or detail", async
 });
 
 Deno.test("createResponder() keeps every error_description within RFC 6750 §3's characters", async () => {
-  const responder = createResponder(testConfig());
+  const responder = createResponder(scopedConfig());
   const errors = [
     ...ALL_CODES.map((code) => new GateError(code)),
     new GateError("invalid_request", { reason: "multiple_authorization" }),
@@ -352,7 +324,7 @@ Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
 });
 
 Deno.test("statusOf() and metricLabelOf() agree with the responder", async () => {
-  const responder = createResponder(testConfig());
+  const responder = createResponder(scopedConfig());
   for (const code of ALL_CODES) {
     const res = responder.respond(new GateError(code));
     await res.body?.cancel();

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Config } from "./config.ts";
 import {
   CORS_ALLOW_HEADERS,
   CORS_ALLOW_METHODS,
@@ -8,42 +7,11 @@ import {
   createCors,
   normalizeOrigin,
 } from "./cors.ts";
+import { testConfig } from "../tests/helpers/config.ts";
 
-function testConfig(allowedOrigins: string[]): Config {
-  return {
-    upstream: {
-      url: "http://127.0.0.1:3000",
-      protocol: "http:",
-      hostname: "127.0.0.1",
-      port: 3000,
-      host: "127.0.0.1:3000",
-      basePath: "",
-    },
-    resourceUri: "https://mcp.example.com/mcp",
-    resourcePath: "/mcp",
-    authorizationServer: "https://auth.example.com",
-    listen: { hostname: "0.0.0.0", port: 8080 },
-    expectedAudience: ["https://mcp.example.com/mcp"],
-    requiredScopes: [],
-    scopesSupported: [],
-    scopeClaims: ["scope", "scp"],
-    requiredClaims: {},
-    allowedAlgs: ["RS256"],
-    clockSkewMs: 30_000,
-    jwksRefreshIntervalMs: 600_000,
-    jwksMinRefreshIntervalMs: 30_000,
-    upstreamTimeoutMs: 120_000,
-    shutdownTimeoutMs: 30_000,
-    maxRequestBodyBytes: 10 * 1024 * 1024,
-    trustedProxies: [],
-    allowedOrigins,
-    forwardAuthorization: false,
-    claimHeaders: [],
-    preserveHost: false,
-    rateLimitRps: 0,
-    rateLimitBurst: 0,
-    logLevel: "info",
-  };
+/** The CORS policy for these ALLOWED_ORIGINS. */
+function corsFor(allowedOrigins: string[]) {
+  return createCors(testConfig({ allowedOrigins }));
 }
 
 const APP = "https://app.example.com";
@@ -84,13 +52,13 @@ Deno.test("originAllowed() follows ALLOWED_ORIGINS", async (t) => {
   for (const [name, list, origin, want] of cases) {
     await t.step(
       name,
-      () => assert.equal(createCors(testConfig(list)).originAllowed(origin), want),
+      () => assert.equal(corsFor(list).originAllowed(origin), want),
     );
   }
 });
 
 Deno.test("originAllowed() refuses every origin not in the list", () => {
-  const cors = createCors(testConfig(LISTED));
+  const cors = corsFor(LISTED);
   const listed = new Set(LISTED);
   fc.assert(
     fc.property(fc.oneof(fc.string(), fc.webUrl().map((u) => new URL(u).origin)), (origin) => {
@@ -114,7 +82,7 @@ Deno.test("normalizeOrigin() canonicalises configured origins", async (t) => {
 });
 
 Deno.test("isPreflight() needs OPTIONS and Access-Control-Request-Method", async (t) => {
-  const cors = createCors(testConfig(LISTED));
+  const cors = corsFor(LISTED);
   const cases: [string, Request, boolean][] = [
     ["preflight", preflightRequest(APP), true],
     ["preflight without Origin", preflightRequest(null), true],
@@ -134,7 +102,7 @@ Deno.test("isPreflight() needs OPTIONS and Access-Control-Request-Method", async
 });
 
 Deno.test("preflight() answers an allowed origin with the full CORS set", () => {
-  const res = createCors(testConfig(LISTED)).preflight(preflightRequest(APP));
+  const res = corsFor(LISTED).preflight(preflightRequest(APP));
   assert.equal(res.status, 204);
   assert.equal(res.body, null);
   assert.deepEqual(Object.fromEntries(res.headers), {
@@ -155,20 +123,22 @@ Deno.test("preflight() answers an allowed origin with the full CORS set", () => 
 });
 
 Deno.test("preflight() answers * when ALLOWED_ORIGINS is *", () => {
-  const res = createCors(testConfig(["*"])).preflight(preflightRequest("https://any.example"));
+  const res = corsFor(["*"]).preflight(preflightRequest("https://any.example"));
   assert.equal(res.headers.get("access-control-allow-origin"), "*");
   assert.equal(res.headers.get("access-control-allow-methods"), CORS_ALLOW_METHODS);
 });
 
+/** Requests that get no CORS headers: [name, ALLOWED_ORIGINS, Origin]. */
+const NOT_ALLOWED: [string, string[], string | null][] = [
+  ["no Origin", LISTED, null],
+  ["ALLOWED_ORIGINS empty", [], APP],
+  ["unlisted origin", LISTED, "https://evil.example"],
+];
+
 Deno.test("preflight() sends no CORS headers unless the origin is present and listed", async (t) => {
-  const cases: [string, string[], string | null][] = [
-    ["no Origin", LISTED, null],
-    ["ALLOWED_ORIGINS empty", [], APP],
-    ["unlisted origin", LISTED, "https://evil.example"],
-  ];
-  for (const [name, list, origin] of cases) {
+  for (const [name, list, origin] of NOT_ALLOWED) {
     await t.step(name, () => {
-      const res = createCors(testConfig(list)).preflight(preflightRequest(origin));
+      const res = corsFor(list).preflight(preflightRequest(origin));
       assert.equal(res.status, 204);
       for (const [key] of res.headers) assert.ok(!key.startsWith("access-control-"), key);
       assert.equal(res.headers.get("cache-control"), "no-store");
@@ -177,7 +147,7 @@ Deno.test("preflight() sends no CORS headers unless the origin is present and li
 });
 
 Deno.test("preflight() echoes requested Mcp-Param-* headers and nothing else", async (t) => {
-  const cors = createCors(testConfig(LISTED));
+  const cors = corsFor(LISTED);
   const cases: [string, string, string][] = [
     ["listed headers only", "authorization, content-type", ""],
     ["one Mcp-Param header", "authorization, mcp-param-city", ", mcp-param-city"],
@@ -197,21 +167,21 @@ Deno.test("preflight() echoes requested Mcp-Param-* headers and nothing else", a
 
 Deno.test("preflight() echoes at most 32 Mcp-Param-* headers", () => {
   const requested = Array.from({ length: 100 }, (_, i) => `mcp-param-p${i}`).join(", ");
-  const res = createCors(testConfig(LISTED)).preflight(preflightRequest(APP, requested));
+  const res = corsFor(LISTED).preflight(preflightRequest(APP, requested));
   const names = res.headers.get("access-control-allow-headers")!.split(", ");
   assert.equal(names.filter((n) => n.startsWith("mcp-param-")).length, 32);
 });
 
 Deno.test("preflight() never allows credentials", () => {
   for (const list of [LISTED, ["*"], []]) {
-    const res = createCors(testConfig(list)).preflight(preflightRequest(APP));
+    const res = corsFor(list).preflight(preflightRequest(APP));
     assert.equal(res.headers.get("access-control-allow-credentials"), null);
   }
 });
 
 Deno.test("decorate() adds CORS headers for a present, allowed origin", () => {
   const headers = new Headers({ "content-type": "application/json" });
-  createCors(testConfig(LISTED)).decorate(headers, APP);
+  corsFor(LISTED).decorate(headers, APP);
   assert.deepEqual(Object.fromEntries(headers), {
     "access-control-allow-origin": APP,
     "access-control-expose-headers": CORS_EXPOSE_HEADERS,
@@ -222,18 +192,13 @@ Deno.test("decorate() adds CORS headers for a present, allowed origin", () => {
 });
 
 Deno.test("decorate() leaves headers alone otherwise", async (t) => {
-  const cases: [string, string[], string | null][] = [
-    ["no Origin", LISTED, null],
-    ["ALLOWED_ORIGINS empty", [], APP],
-    ["unlisted origin", LISTED, "https://evil.example"],
-  ];
-  for (const [name, list, origin] of cases) {
+  for (const [name, list, origin] of NOT_ALLOWED) {
     await t.step(name, () => {
       const headers = new Headers({
         "content-type": "text/plain",
         "access-control-allow-origin": "https://upstream.example",
       });
-      createCors(testConfig(list)).decorate(headers, origin);
+      corsFor(list).decorate(headers, origin);
       assert.deepEqual(Object.fromEntries(headers), {
         "access-control-allow-origin": "https://upstream.example",
         "content-type": "text/plain",
@@ -249,7 +214,7 @@ Deno.test("decorate() overrides the upstream's CORS and drops Allow-Credentials"
     "access-control-expose-headers": "X-Other",
     vary: "Accept-Encoding",
   });
-  createCors(testConfig(LISTED)).decorate(headers, APP);
+  corsFor(LISTED).decorate(headers, APP);
   assert.equal(headers.get("access-control-allow-origin"), APP);
   assert.equal(headers.get("access-control-allow-credentials"), null);
   assert.equal(headers.get("access-control-expose-headers"), CORS_EXPOSE_HEADERS);
@@ -260,7 +225,7 @@ Deno.test("decorate() does not repeat Origin in Vary", async (t) => {
   for (const vary of ["Origin", "origin", "Accept, Origin", "*"]) {
     await t.step(vary, () => {
       const headers = new Headers({ vary });
-      createCors(testConfig(LISTED)).decorate(headers, APP);
+      corsFor(LISTED).decorate(headers, APP);
       assert.equal(headers.get("vary"), vary);
     });
   }
@@ -268,7 +233,7 @@ Deno.test("decorate() does not repeat Origin in Vary", async (t) => {
 
 Deno.test("decorate() sends * when ALLOWED_ORIGINS is *", () => {
   const headers = new Headers();
-  createCors(testConfig(["*"])).decorate(headers, "https://any.example");
+  corsFor(["*"]).decorate(headers, "https://any.example");
   assert.equal(headers.get("access-control-allow-origin"), "*");
   assert.equal(headers.get("access-control-expose-headers"), CORS_EXPOSE_HEADERS);
 });

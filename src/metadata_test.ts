@@ -1,48 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Config } from "./config.ts";
 import { createMetadata, metadataPaths, resourceMetadataUrl, WELL_KNOWN_PATH } from "./metadata.ts";
-
-/** A complete Config for tests; only the fields metadata reads matter. */
-function testConfig(overrides: Partial<Config> = {}): Config {
-  return {
-    upstream: {
-      url: "http://127.0.0.1:3000",
-      protocol: "http:",
-      hostname: "127.0.0.1",
-      port: 3000,
-      host: "127.0.0.1:3000",
-      basePath: "",
-    },
-    resourceUri: "https://mcp.example.com/mcp",
-    resourcePath: "/mcp",
-    authorizationServer: "https://auth.example.com/tenant1",
-    listen: { hostname: "0.0.0.0", port: 8080 },
-    expectedAudience: ["https://mcp.example.com/mcp", "https://mcp.example.com/mcp/"],
-    requiredScopes: [],
-    scopesSupported: [],
-    scopeClaims: ["scope", "scp"],
-    requiredClaims: {},
-    allowedAlgs: ["RS256"],
-    clockSkewMs: 30_000,
-    jwksRefreshIntervalMs: 600_000,
-    jwksMinRefreshIntervalMs: 30_000,
-    upstreamTimeoutMs: 120_000,
-    shutdownTimeoutMs: 30_000,
-    maxRequestBodyBytes: 10 * 1024 * 1024,
-    trustedProxies: [],
-    allowedOrigins: [],
-    forwardAuthorization: false,
-    claimHeaders: [],
-    preserveHost: false,
-    rateLimitRps: 0,
-    rateLimitBurst: 0,
-    logLevel: "info",
-    ...overrides,
-  };
-}
+import { testConfig } from "../tests/helpers/config.ts";
 
 const BASE = "https://mcp.example.com";
+/** An issuer with a path, so that "verbatim" is visible. */
+const AS = "https://auth.example.com/tenant1";
 
 Deno.test("resourceMetadataUrl() inserts the well-known path between host and path (RFC 9728 §3.1)", async (t) => {
   const cases: [string, string][] = [
@@ -82,6 +45,7 @@ Deno.test("metadataPaths() lists the root form and, for a path, both slash forms
 Deno.test("createMetadata() publishes the configured values verbatim", () => {
   const endpoint = createMetadata(testConfig({
     resourceUri: "https://MCP.example.com/mcp",
+    authorizationServer: AS,
     scopesSupported: ["mcp:read", "mcp:write"],
     resourceName: "Example MCP",
     resourceDocumentation: "https://docs.example.com/mcp",
@@ -90,7 +54,7 @@ Deno.test("createMetadata() publishes the configured values verbatim", () => {
     endpoint.json,
     JSON.stringify({
       resource: "https://MCP.example.com/mcp",
-      authorization_servers: ["https://auth.example.com/tenant1"],
+      authorization_servers: [AS],
       bearer_methods_supported: ["header"],
       scopes_supported: ["mcp:read", "mcp:write"],
       resource_name: "Example MCP",
@@ -101,10 +65,10 @@ Deno.test("createMetadata() publishes the configured values verbatim", () => {
 });
 
 Deno.test("createMetadata() omits empty and unset members (RFC 9728 §3.2)", () => {
-  const endpoint = createMetadata(testConfig());
+  const endpoint = createMetadata(testConfig({ authorizationServer: AS }));
   assert.deepEqual(JSON.parse(endpoint.json), {
     resource: "https://mcp.example.com/mcp",
-    authorization_servers: ["https://auth.example.com/tenant1"],
+    authorization_servers: [AS],
     bearer_methods_supported: ["header"],
   });
   assert.ok(!endpoint.json.includes("[]"));

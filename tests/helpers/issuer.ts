@@ -13,6 +13,7 @@ import * as jose from "jose";
 import type { Config } from "../../src/config.ts";
 import { createKeyStore, type KeyStore, type TimerId, type Timers } from "../../src/jwks.ts";
 import { createLogger, createMemorySink, type Logger } from "../../src/log.ts";
+import { TEST_RESOURCE, testConfig } from "./config.ts";
 
 /** Algorithms the test issuer can sign with. */
 export type TestAlg =
@@ -36,9 +37,6 @@ export interface TestKey {
   /** The JWK as published: public members plus `kid`, `alg`, `use: "sig"`. */
   readonly publicJwk: Readonly<Record<string, unknown>>;
 }
-
-/** The default resource (and token audience). */
-export const TEST_RESOURCE = "https://mcp.example.com/mcp";
 
 let kidCounter = 0;
 
@@ -400,56 +398,11 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
 }
 
 /**
- * A complete Config for tests, pointing at `issuer` (an AUTHORIZATION_SERVER value), with
- * defaults matching contract §1. Discovery is used unless `jwksUri` is given in `overrides`.
+ * {@linkcode testConfig} pointing at `issuer` (an AUTHORIZATION_SERVER value). Discovery is used
+ * unless `jwksUri` is given in `overrides`.
  */
 export function configFor(issuer: string, overrides: Partial<Config> = {}): Config {
-  return {
-    upstream: {
-      url: "http://127.0.0.1:9",
-      protocol: "http:",
-      hostname: "127.0.0.1",
-      port: 9,
-      host: "127.0.0.1:9",
-      basePath: "",
-    },
-    resourceUri: TEST_RESOURCE,
-    resourcePath: "/mcp",
-    authorizationServer: issuer,
-    listen: { hostname: "127.0.0.1", port: 0 },
-    expectedAudience: [TEST_RESOURCE, `${TEST_RESOURCE}/`],
-    requiredScopes: [],
-    scopesSupported: [],
-    scopeClaims: ["scope", "scp"],
-    requiredClaims: {},
-    allowedAlgs: [
-      "RS256",
-      "RS384",
-      "RS512",
-      "PS256",
-      "PS384",
-      "PS512",
-      "ES256",
-      "ES384",
-      "ES512",
-      "EdDSA",
-    ],
-    clockSkewMs: 30_000,
-    jwksRefreshIntervalMs: 600_000,
-    jwksMinRefreshIntervalMs: 30_000,
-    upstreamTimeoutMs: 120_000,
-    shutdownTimeoutMs: 30_000,
-    maxRequestBodyBytes: 10 * 1024 * 1024,
-    trustedProxies: [],
-    allowedOrigins: [],
-    forwardAuthorization: false,
-    claimHeaders: [],
-    preserveHost: false,
-    rateLimitRps: 0,
-    rateLimitBurst: 0,
-    logLevel: "info",
-    ...overrides,
-  };
+  return testConfig({ authorizationServer: issuer, ...overrides });
 }
 
 /** Timers that only run when the test fires them; every scheduled delay is recorded. */
