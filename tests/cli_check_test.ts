@@ -10,6 +10,8 @@ import { type CheckWarning, configWarnings, runCheck } from "../src/check.ts";
 import { healthcheckTarget, localHostFor, runHealthcheck } from "../src/healthcheck.ts";
 import { startTestIssuer } from "./helpers/issuer.ts";
 import { GATE_BIN, startGate, type TestGate } from "./helpers/gate.ts";
+import { closedPort } from "./helpers/net.ts";
+import { HAVE_OPENSSL, selfSignedCert } from "./helpers/tls.ts";
 
 const ROOT = new URL("..", import.meta.url);
 const RESOURCE = "https://mcp.example.com/mcp";
@@ -281,7 +283,7 @@ Deno.test("mcp-gate healthcheck exits 0 once the gate is ready and 1 when nothin
     assert.equal(r.code, 0, r.stderr);
   });
   await t.step("1: nothing listens there", async () => {
-    const { port } = await freePort();
+    const port = closedPort();
     const r = await mcpGate(["healthcheck"], { ...env, LISTEN_ADDR: `127.0.0.1:${port}` });
     assert.equal(r.code, 1);
     assert.match(
@@ -295,15 +297,6 @@ Deno.test("mcp-gate healthcheck exits 0 once the gate is ready and 1 when nothin
     assert.match(r.stderr, /^mcp-gate: healthcheck: invalid configuration: Missing "UPSTREAM_URL"/);
   });
 });
-
-/** A port nothing listens on (bound, then released). */
-async function freePort(): Promise<{ port: number }> {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  await Promise.resolve();
-  return { port };
-}
 
 // ---------------------------------------------------------------------------------------------
 // healthcheck in-process
@@ -410,43 +403,18 @@ Deno.test("runHealthcheck() gives up at its deadline when the listener never ans
   assert.match(io.err(), /^mcp-gate: healthcheck: GET http:\/\/127\.0\.0\.1:\d+\/readyz: /);
 });
 
-/** A self-signed end-entity certificate for mcp.example.com, or undefined without openssl. */
-async function selfSignedCert(dir: string): Promise<{ cert: string; key: string } | undefined> {
-  const args = [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=mcp.example.com",
-    "-addext",
-    "subjectAltName=DNS:mcp.example.com",
-    "-addext",
-    "basicConstraints=critical,CA:FALSE",
-    "-keyout",
-    `${dir}/key.pem`,
-    "-out",
-    `${dir}/cert.pem`,
-  ];
-  const made = await new Deno.Command("openssl", { args, stdout: "null", stderr: "null" }).output()
-    .catch(() => null);
-  if (!made?.success) return undefined;
-  return { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
-}
-
 Deno.test("runHealthcheck() speaks TLS to loopback, verifying the certificate for RESOURCE_URI's host", async (t) => {
   const dir = await Deno.makeTempDir();
   try {
-    const files = await selfSignedCert(dir);
-    if (!files) {
+    if (!HAVE_OPENSSL) {
       await t.step({ name: "openssl is not available", ignore: true, fn() {} });
       return;
     }
+    const files = await selfSignedCert({
+      dir,
+      commonName: "mcp.example.com",
+      subjectAltName: "DNS:mcp.example.com",
+    });
     await using server = Deno.serve(
       {
         hostname: "127.0.0.1",

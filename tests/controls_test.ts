@@ -10,6 +10,8 @@ import { rawRequest } from "./helpers/raw_http.ts";
 import { assertNoTokenBytes, BARE_CHALLENGE, gateEnv, RESOURCE, startRig } from "./helpers/rig.ts";
 import { startTestIssuer } from "./helpers/issuer.ts";
 import { spawnGate } from "./helpers/process.ts";
+import { HAVE_OPENSSL, selfSignedCert } from "./helpers/tls.ts";
+import { withTimeout } from "./helpers/wait.ts";
 import { parseConfig } from "../src/config.ts";
 import { createHandler } from "../src/handler.ts";
 import { GateError } from "../src/errors.ts";
@@ -540,13 +542,7 @@ Deno.test("MAX_REQUEST_BODY: a chunked body that grows past the limit is cut and
   const res = await pending;
   assert.equal(res.status, 413);
   await res.body?.cancel();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    seen.abortedEvent,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error("the upstream request was not aborted")), 2000);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  await withTimeout(seen.abortedEvent, 2000, "the upstream request was not aborted");
   assert.equal(seen.aborted, true);
   assert.ok(seen.body.length <= 1024, `the upstream got ${seen.body.length} bytes`);
   assert.equal(r.upstream.requests.length, 1);
@@ -578,61 +574,15 @@ Deno.test("MAX_REQUEST_BODY: a chunked body that grows past the limit is cut and
 
 // ---- TLS ----
 
-const OPENSSL = await (async () => {
-  try {
-    const out = await new Deno.Command("openssl", {
-      args: ["version"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .output();
-    return out.success;
-  } catch {
-    return false;
-  }
-})();
-if (!OPENSSL) console.warn("controls_test: openssl not found, TLS tests are skipped");
-
-/** A self-signed leaf certificate for 127.0.0.1 in a fresh temp dir. */
-async function selfSigned(dir: string, name = "gate"): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/${name}.crt`;
-  const key = `${dir}/${name}.key`;
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`openssl failed: ${new TextDecoder().decode(out.stderr)}`);
-  return { cert, key };
-}
+if (!HAVE_OPENSSL) console.warn("controls_test: openssl not found, TLS tests are skipped");
 
 Deno.test({
   name: "TLS_CERT_FILE/TLS_KEY_FILE: the gate serves HTTPS itself and tells the upstream so",
-  ignore: !OPENSSL,
+  ignore: !HAVE_OPENSSL,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "mcp-gate-tls-" });
     try {
-      const files = await selfSigned(dir);
+      const files = await selfSignedCert({ dir });
       await using issuer = await startTestIssuer({ path: "/realms/test", audience: RESOURCE });
       await using upstream = await startUpstream();
       await using gate = await spawnGate(
@@ -674,12 +624,12 @@ Deno.test({
 
 Deno.test({
   name: "bad TLS files are a configuration error: exit 2 naming the variable",
-  ignore: !OPENSSL,
+  ignore: !HAVE_OPENSSL,
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "mcp-gate-tls-" });
     try {
-      const good = await selfSigned(dir, "good");
-      const other = await selfSigned(dir, "other");
+      const good = await selfSignedCert({ dir, name: "good" });
+      const other = await selfSignedCert({ dir, name: "other" });
       const notPem = `${dir}/not.pem`;
       await Deno.writeTextFile(notPem, "hello\n");
       const fakeCert = `${dir}/fake.crt`;

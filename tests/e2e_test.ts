@@ -31,6 +31,7 @@ import {
 } from "../demo/authorization_server.ts";
 import { startMcpServer } from "../demo/mcp_server.ts";
 import { DevLoginOAuthProvider } from "./helpers/mcp_oauth_client.ts";
+import { closedPort } from "./helpers/net.ts";
 
 const PUBLIC_ORIGIN = "http://mcp.test";
 const RESOURCE = `${PUBLIC_ORIGIN}/mcp`;
@@ -359,9 +360,7 @@ async function hasCurl(): Promise<boolean> {
 
 Deno.test("deno task demo starts the three servers, its printed commands work, and it exits 0 on SIGINT", async (t) => {
   // The gate's port is part of RESOURCE_URI, so the demo needs it up front: take a free one.
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const gatePort = probe.addr.port;
-  probe.close();
+  const gatePort = closedPort();
   const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
   const task: string[] = denoJson.tasks.demo.split(" ");
   assert.deepEqual(task.slice(0, 2), ["deno", "run"]);

@@ -16,19 +16,8 @@ import {
 } from "./helpers/upstream.ts";
 import { startGate } from "./helpers/gate.ts";
 import { gateEnv, ready, RESOURCE, startRig } from "./helpers/rig.ts";
-
-/** Rejects after `ms` with `message`, unless `p` settles first. */
-async function within<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { closedPort } from "./helpers/net.ts";
+import { withTimeout } from "./helpers/wait.ts";
 
 /**
  * GET /mcp over a raw socket with `token`; returns everything read until EOF or a reset. A
@@ -151,9 +140,7 @@ Deno.test("a garbage, oversized or empty key set never replaces the keys the gat
 Deno.test("upstream refusing connections: 502 within a second, every time, and the gate stays up", async () => {
   const issuer = await startTestIssuer({ path: "/realms/test", audience: RESOURCE });
   await using _i = issuer;
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
+  const port = closedPort();
   await using gate = await startGate(gateEnv(issuer, { url: `http://127.0.0.1:${port}` }));
   await ready(gate);
   const token = await issuer.mint();
@@ -266,7 +253,7 @@ Deno.test("a client leaving mid-SSE aborts the upstream request within two secon
   const t0 = performance.now();
   ac.abort();
   await reader.cancel().catch(() => {});
-  await within(upstreamSawCancel, 2000, "the upstream never saw the client leave");
+  await withTimeout(upstreamSawCancel, 2000, "the upstream never saw the client leave");
   const elapsed = performance.now() - t0;
   assert.ok(elapsed < 2000, `${elapsed} ms`);
   const [line] = await r.gate.requestLogs(1);
@@ -319,7 +306,7 @@ Deno.test("a slow client reading a 256 MiB response: the gate reads the upstream
   } finally {
     conn.close();
   }
-  await within(
+  await withTimeout(
     upstreamCancelled,
     2000,
     "the upstream body was not cancelled after the client left",

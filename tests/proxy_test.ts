@@ -31,6 +31,8 @@ import {
   upstreamOf,
   writeText,
 } from "./helpers/upstream.ts";
+import { closedPort } from "./helpers/net.ts";
+import { withTimeout } from "./helpers/wait.ts";
 
 const STATUS: Record<string, number> = {
   upstream_error: 502,
@@ -182,27 +184,6 @@ function concat(...parts: Uint8Array[]): Uint8Array {
     off += p.length;
   }
   return out;
-}
-
-/** Fails with `what` if `p` does not settle within `ms`. */
-async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A port nothing listens on. */
-function closedPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 const enc = new TextEncoder();
@@ -494,7 +475,7 @@ Deno.test("forward() streams SSE: the first event arrives before the upstream fi
   assert.equal(res.headers.get("x-accel-buffering"), "no");
   assert.equal(res.headers.get("cache-control"), "no-cache, no-transform");
   const reader = res.body!.getReader();
-  const first = await within(2000, "the first event", reader.read());
+  const first = await withTimeout(reader.read(), 2000, "Timed out waiting for the first event");
   assert.equal(dec.decode(first.value), 'event: message\ndata: {"n":1}\n\n');
   assert.equal(gate.results.length, 0, "the exchange is still open");
   release();
@@ -627,10 +608,10 @@ Deno.test("forward() streams the request body: the upstream has the first piece 
       step++;
     },
   });
-  const res = await within(
-    5000,
-    "the streamed upload",
+  const res = await withTimeout(
     fetch(gate.url + "/upload", { method: "POST", body }),
+    5000,
+    "Timed out waiting for the streamed upload",
   );
   assert.equal(await res.text(), "first second");
 });
@@ -660,8 +641,12 @@ Deno.test("forward() aborts the upstream request when the client goes away mid-s
   await writeText(conn, "GET /mcp HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n");
   await readUntil(conn, "data: first");
   conn.close();
-  await within(3000, "the upstream to see its stream cancelled", upstreamCancelled);
-  const result = await within(3000, "onDone", gate.result(0));
+  await withTimeout(
+    upstreamCancelled,
+    3000,
+    "Timed out waiting for the upstream to see its stream cancelled",
+  );
+  const result = await withTimeout(gate.result(0), 3000, "Timed out waiting for onDone");
   assert.equal(result.outcome, "client_abort");
   assert.equal(result.upstreamStatus, 200);
 });
@@ -682,7 +667,7 @@ Deno.test("forward() aborts the upstream request when the client leaves before t
   await writeText(conn, "GET /mcp HTTP/1.1\r\nHost: a\r\n\r\n");
   await requestArrived;
   conn.close();
-  await within(3000, "the upstream connection to close", upstreamSawEof);
+  await withTimeout(upstreamSawEof, 3000, "Timed out waiting for the upstream connection to close");
   assert.equal(gate.errors[0]?.reason, "client_closed");
   assert.equal(gate.results.length, 0, "onDone is only for resolved forwards");
 });
@@ -743,7 +728,7 @@ Deno.test("forward() breaks the client's body when the upstream resets mid-strea
       assert.equal(res.status, 200);
       await partSent;
       await assert.rejects(res.bytes());
-      const r = await within(3000, "onDone", gate.result(0));
+      const r = await withTimeout(gate.result(0), 3000, "Timed out waiting for onDone");
       assert.equal(r.outcome, "upstream_abort");
     });
   }
@@ -765,7 +750,11 @@ Deno.test("forward() cuts a chunked request body over MAX_REQUEST_BODY with 413"
   assert.equal(await res.text(), '{"error":"payload_too_large"}');
   assert.equal(gate.errors[0].reason, "body_too_large");
   const rec = await up.request(0);
-  await within(3000, "the upstream to see its request aborted", rec.abortedEvent);
+  await withTimeout(
+    rec.abortedEvent,
+    3000,
+    "Timed out waiting for the upstream to see its request aborted",
+  );
   assert.ok(rec.body.length <= 100_000);
 });
 
@@ -785,10 +774,14 @@ Deno.test("forward() ends a streaming exchange with body_too_large when the upst
   const res = await fetch(gate.url + "/upload", { method: "POST", body });
   assert.equal(res.status, 200);
   await assert.rejects(res.bytes());
-  const r = await within(3000, "onDone", gate.result(0));
+  const r = await withTimeout(gate.result(0), 3000, "Timed out waiting for onDone");
   assert.equal(r.outcome, "body_too_large");
   const rec = await up.request(0);
-  await within(3000, "the upstream to see its request aborted", rec.abortedEvent);
+  await withTimeout(
+    rec.abortedEvent,
+    3000,
+    "Timed out waiting for the upstream to see its request aborted",
+  );
 });
 
 Deno.test("forward() rejects a declared Content-Length over MAX_REQUEST_BODY without contacting the upstream", async () => {
