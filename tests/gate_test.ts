@@ -4,7 +4,7 @@
  * MCP_GATE_BIN). Every status of CONTRACT §3 with its exact headers.
  */
 import assert from "node:assert/strict";
-import { startTestIssuer, type TestIssuer } from "./helpers/issuer.ts";
+import { startTestIssuer } from "./helpers/issuer.ts";
 import {
   echoStream,
   gzip,
@@ -13,66 +13,28 @@ import {
   sha256,
   sse,
   startUpstream,
-  type Upstream,
 } from "./helpers/upstream.ts";
-import { startGate, type TestGate } from "./helpers/gate.ts";
+import { startGate } from "./helpers/gate.ts";
 import { rawRequest } from "./helpers/raw_http.ts";
+import {
+  BARE_CHALLENGE,
+  gateEnv,
+  META,
+  ready,
+  RESOURCE,
+  type Rig,
+  type RigOptions,
+  startRig,
+} from "./helpers/rig.ts";
+import { closedPort } from "./helpers/net.ts";
+import { withTimeout } from "./helpers/wait.ts";
 
-const RESOURCE = "https://mcp.example.com/mcp";
-const META = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+/** Refetches for an unknown kid or after an outage are not held back for 30 s here. */
+const FAST_REFETCH = { JWKS_MIN_REFRESH_INTERVAL: "100ms" };
 
-function gateEnv(
-  issuer: TestIssuer,
-  upstream: { url: string },
-  extra: Record<string, string> = {},
-) {
-  return {
-    UPSTREAM_URL: upstream.url,
-    RESOURCE_URI: RESOURCE,
-    AUTHORIZATION_SERVER: issuer.issuer,
-    SCOPES_SUPPORTED: "mcp:tools",
-    JWKS_MIN_REFRESH_INTERVAL: "100ms",
-    ...extra,
-  };
-}
-
-/** Waits until /readyz says 200 (the key set loads in the background). */
-async function ready(gate: TestGate, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const res = await fetch(`${gate.origin}/readyz`);
-    await res.body?.cancel();
-    if (res.status === 200) return;
-    await gate.waitForLog((l) => l.msg === "key set loaded", deadline - Date.now()).catch(() => {});
-  }
-  throw new Error("gate did not become ready");
-}
-
-interface Rig extends AsyncDisposable {
-  issuer: TestIssuer;
-  upstream: Upstream;
-  gate: TestGate;
-}
-
-async function rig(
-  handler?: Parameters<typeof startUpstream>[0],
-  extra: Record<string, string> = {},
-  upstreamOptions?: Parameters<typeof startUpstream>[1],
-): Promise<Rig> {
-  const issuer = await startTestIssuer({ path: "/realms/test", audience: RESOURCE });
-  const upstream = await startUpstream(handler, upstreamOptions);
-  const gate = await startGate(gateEnv(issuer, upstream, extra));
-  await ready(gate);
-  return {
-    issuer,
-    upstream,
-    gate,
-    async [Symbol.asyncDispose]() {
-      await gate.close();
-      await upstream.close();
-      await issuer.close();
-    },
-  };
+/** The shared rig with {@linkcode FAST_REFETCH}. */
+function rig(options: RigOptions = {}): Promise<Rig> {
+  return startRig({ ...options, env: { ...FAST_REFETCH, ...options.env } });
 }
 
 Deno.test("gate proxies a verified request with the token removed and forwarding headers set", async () => {
@@ -119,7 +81,7 @@ Deno.test("gate proxies a verified request with the token removed and forwarding
 });
 
 Deno.test("gate answers each rejection of CONTRACT §3 with its exact status and challenge", async (t) => {
-  await using r = await rig(undefined, { REQUIRED_SCOPES: "mcp:tools" });
+  await using r = await rig({ env: { REQUIRED_SCOPES: "mcp:tools" } });
   const good = await r.issuer.mint({ scope: "mcp:tools" });
   const noScope = await r.issuer.mint({ scope: "other" });
   const expired = await r.issuer.mint({
@@ -134,7 +96,7 @@ Deno.test("gate answers each rejection of CONTRACT §3 with its exact status and
     assert.equal(res.status, 401);
     assert.equal(
       res.headers.get("www-authenticate"),
-      `Bearer resource_metadata="${META}", scope="mcp:tools"`,
+      BARE_CHALLENGE,
     );
     assert.equal(res.headers.get("content-type"), "application/json");
     assert.equal(res.headers.get("cache-control"), "no-store");
@@ -211,7 +173,7 @@ Deno.test("gate answers 503 until the key set loads, then serves without a resta
   await using _i = issuer;
   await issuer.down("503");
   await using upstream = await startUpstream();
-  await using gate = await startGate(gateEnv(issuer, upstream));
+  await using gate = await startGate(gateEnv(issuer, upstream, FAST_REFETCH));
   const token = await issuer.mint();
   const ready0 = await fetch(`${gate.origin}/readyz`);
   assert.equal(ready0.status, 503);
@@ -273,7 +235,7 @@ Deno.test("gate accepts a rotated key without restart and keeps cached keys thro
 Deno.test("gate streams SSE: the first event arrives before the upstream has finished", async () => {
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
-  await using r = await rig(sse({ events: ["one", "two"], gate: () => released }));
+  await using r = await rig({ handler: sse({ events: ["one", "two"], gate: () => released }) });
   const token = await r.issuer.mint();
   const res = await fetch(`${r.gate.origin}/mcp`, {
     headers: { authorization: `Bearer ${token}`, accept: "text/event-stream" },
@@ -297,7 +259,11 @@ Deno.test("gate streams SSE: the first event arrives before the upstream has fin
 });
 
 Deno.test("gate round-trips a 20 MB streamed body with identical checksums", async () => {
-  await using r = await rig(echoStream(), { MAX_REQUEST_BODY: "32MiB" }, { readBody: false });
+  await using r = await rig({
+    handler: echoStream(),
+    env: { MAX_REQUEST_BODY: "32MiB" },
+    upstream: { readBody: false },
+  });
   const token = await r.issuer.mint();
   const size = 20 * 1024 * 1024;
   const body = pattern(7, size);
@@ -315,7 +281,7 @@ Deno.test("gate round-trips a 20 MB streamed body with identical checksums", asy
 Deno.test("gate passes a gzip response through byte-identical with consistent headers", async () => {
   const json = JSON.stringify({ jsonrpc: "2.0", id: 1, result: { text: "x".repeat(5000) } });
   const { handler, bytes } = await gzip(json);
-  await using r = await rig(handler);
+  await using r = await rig({ handler });
   const token = await r.issuer.mint();
   const res = await rawRequest(r.gate.port, {
     method: "GET",
@@ -331,7 +297,9 @@ Deno.test("gate passes a gzip response through byte-identical with consistent he
 Deno.test("gate aborts the upstream request when the client disconnects mid-stream", async () => {
   let cancelled!: () => void;
   const upstreamSawCancel = new Promise<void>((r) => (cancelled = r));
-  await using r = await rig(sse({ events: ["hello"], hold: true, onCancel: () => cancelled() }));
+  await using r = await rig({
+    handler: sse({ events: ["hello"], hold: true, onCancel: () => cancelled() }),
+  });
   const token = await r.issuer.mint();
   const ac = new AbortController();
   const res = await fetch(`${r.gate.origin}/mcp`, {
@@ -342,11 +310,7 @@ Deno.test("gate aborts the upstream request when the client disconnects mid-stre
   await reader.read();
   ac.abort();
   await reader.cancel().catch(() => {});
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("upstream never saw the abort")), 3000);
-  });
-  await Promise.race([upstreamSawCancel, timeout]).finally(() => clearTimeout(timer));
+  await withTimeout(upstreamSawCancel, 3000, "upstream never saw the abort");
   const [line] = await r.gate.requestLogs(1);
   assert.equal(line.status, 200);
 });
@@ -354,10 +318,10 @@ Deno.test("gate aborts the upstream request when the client disconnects mid-stre
 Deno.test("gate answers 502 when the upstream is unreachable, without naming it", async () => {
   const issuer = await startTestIssuer({ audience: RESOURCE });
   await using _i = issuer;
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  await using gate = await startGate(gateEnv(issuer, { url: `http://127.0.0.1:${port}` }));
+  const port = closedPort();
+  await using gate = await startGate(
+    gateEnv(issuer, { url: `http://127.0.0.1:${port}` }, FAST_REFETCH),
+  );
   await ready(gate);
   const res = await fetch(`${gate.origin}/mcp`, {
     headers: { authorization: `Bearer ${await issuer.mint()}` },
@@ -370,7 +334,7 @@ Deno.test("gate answers 502 when the upstream is unreachable, without naming it"
 });
 
 Deno.test("gate answers 504 when the upstream sends no headers within UPSTREAM_TIMEOUT", async () => {
-  await using r = await rig(never(), { UPSTREAM_TIMEOUT: "300ms" });
+  await using r = await rig({ handler: never(), env: { UPSTREAM_TIMEOUT: "300ms" } });
   const started = Date.now();
   const res = await fetch(`${r.gate.origin}/mcp`, {
     headers: { authorization: `Bearer ${await r.issuer.mint()}` },
@@ -415,7 +379,7 @@ Deno.test("gate publishes metadata from config whatever Host or X-Forwarded-Host
   assert.equal(challenge.status, 401);
   assert.equal(
     challenge.headers.get("www-authenticate"),
-    `Bearer resource_metadata="${META}", scope="mcp:tools"`,
+    BARE_CHALLENGE,
   );
   assert.equal(r.upstream.requests.length, 0);
 });
