@@ -24,8 +24,10 @@ import { GATE_BIN, startGate } from "./helpers/gate.ts";
 import {
   assertNoTokenBytes,
   BARE_CHALLENGE,
+  expectedMetadata,
   gateEnv,
   META,
+  METADATA_PATHS,
   ready,
   RESOURCE,
   type Rig,
@@ -645,21 +647,10 @@ Deno.test("Host, X-Forwarded-* and Forwarded never change the metadata or the ch
   for (const trusted of [false, true]) {
     await t.step(trusted ? "from a trusted proxy" : "from an untrusted peer", async () => {
       await using r = await startRig({ env: trusted ? { TRUSTED_PROXIES: "127.0.0.0/8" } : {} });
-      for (
-        const path of [
-          "/.well-known/oauth-protected-resource",
-          "/.well-known/oauth-protected-resource/mcp",
-          "/.well-known/oauth-protected-resource/mcp/",
-        ]
-      ) {
+      for (const path of METADATA_PATHS) {
         const res = await rawRequest(r.gate.port, { method: "GET", path, headers: spoof });
         assert.equal(res.status, 200);
-        assert.deepEqual(JSON.parse(dec.decode(res.body)), {
-          resource: RESOURCE,
-          authorization_servers: [r.issuer.issuer],
-          bearer_methods_supported: ["header"],
-          scopes_supported: ["mcp:tools"],
-        });
+        assert.deepEqual(JSON.parse(dec.decode(res.body)), expectedMetadata(r.issuer));
       }
       const noToken = await rawRequest(r.gate.port, {
         method: "POST",
@@ -839,9 +830,7 @@ Deno.test("no generated request without a valid token reaches the upstream or ge
     "/livez",
     "/readyz",
     "/healthz",
-    "/.well-known/oauth-protected-resource",
-    "/.well-known/oauth-protected-resource/mcp",
-    "/.well-known/oauth-protected-resource/mcp/",
+    ...METADATA_PATHS,
   ]);
 
   await fc.assert(

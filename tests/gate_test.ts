@@ -18,8 +18,10 @@ import { startGate } from "./helpers/gate.ts";
 import { rawRequest } from "./helpers/raw_http.ts";
 import {
   BARE_CHALLENGE,
+  expectedMetadata,
   gateEnv,
   META,
+  METADATA_PATHS,
   ready,
   RESOURCE,
   type Rig,
@@ -348,13 +350,7 @@ Deno.test("gate answers 504 when the upstream sends no headers within UPSTREAM_T
 
 Deno.test("gate publishes metadata from config whatever Host or X-Forwarded-Host say", async () => {
   await using r = await rig();
-  for (
-    const path of [
-      "/.well-known/oauth-protected-resource",
-      "/.well-known/oauth-protected-resource/mcp",
-      "/.well-known/oauth-protected-resource/mcp/",
-    ]
-  ) {
+  for (const path of METADATA_PATHS) {
     const res = await rawRequest(r.gate.port, {
       method: "GET",
       path,
@@ -364,12 +360,7 @@ Deno.test("gate publishes metadata from config whatever Host or X-Forwarded-Host
     assert.equal(res.headers.get("cache-control"), "public, max-age=300");
     assert.equal(res.headers.get("access-control-allow-origin"), "*");
     const doc = JSON.parse(new TextDecoder().decode(res.body));
-    assert.deepEqual(doc, {
-      resource: RESOURCE,
-      authorization_servers: [r.issuer.issuer],
-      bearer_methods_supported: ["header"],
-      scopes_supported: ["mcp:tools"],
-    });
+    assert.deepEqual(doc, expectedMetadata(r.issuer));
   }
   const challenge = await rawRequest(r.gate.port, {
     method: "POST",

@@ -16,6 +16,23 @@ export const META = "https://mcp.example.com/.well-known/oauth-protected-resourc
 /** The bare challenge for a request without a token (SCOPES_SUPPORTED is "mcp:tools"). */
 export const BARE_CHALLENGE = `Bearer resource_metadata="${META}", scope="mcp:tools"`;
 
+/** Every path the metadata is served at: the root form and both slash forms of /mcp. */
+export const METADATA_PATHS: readonly string[] = [
+  "/.well-known/oauth-protected-resource",
+  "/.well-known/oauth-protected-resource/mcp",
+  "/.well-known/oauth-protected-resource/mcp/",
+];
+
+/** The metadata document (RFC 9728 §2) a gate for `issuer` must publish, from config alone. */
+export function expectedMetadata(issuer: { issuer: string }): Record<string, unknown> {
+  return {
+    resource: RESOURCE,
+    authorization_servers: [issuer.issuer],
+    bearer_methods_supported: ["header"],
+    scopes_supported: ["mcp:tools"],
+  };
+}
+
 /** The gate's environment for `issuer` and `upstream`, plus `extra`. */
 export function gateEnv(
   issuer: { issuer: string },
