@@ -26,6 +26,30 @@ function get(path = "/", extra: Partial<Http1Request> = {}): Http1Request {
   };
 }
 
+/** A POST of `body`: framed by Content-Length for bytes, chunked for a stream. */
+function post(
+  path: string,
+  body: Uint8Array | ReadableStream<Uint8Array>,
+  extra: Partial<Http1Request> = {},
+): Http1Request {
+  const chunked = body instanceof ReadableStream;
+  const framing = chunked ? "transfer-encoding: chunked" : `content-length: ${body.length}`;
+  return {
+    head: `POST ${path} HTTP/1.1\r\nhost: up\r\n${framing}\r\n\r\n`,
+    method: "POST",
+    body,
+    chunked,
+    headersTimeoutMs: 3000,
+    ...extra,
+  };
+}
+
+/** A GET whose exchange results (onEnd) are collected in `results`. */
+function trackedGet(): { request: Http1Request; results: Http1ExchangeResult[] } {
+  const results: Http1ExchangeResult[] = [];
+  return { request: get("/", { onEnd: (r) => results.push(r) }), results };
+}
+
 async function text(body: Uint8Array | ReadableStream<Uint8Array> | null): Promise<string> {
   if (body === null) return "";
   if (body instanceof Uint8Array) return dec.decode(body);
@@ -128,8 +152,8 @@ Deno.test("Http1Client reads a body delimited by the connection close", async ()
     await writeText(conn, "part two");
   });
   using c = client(up.port);
-  const results: Http1ExchangeResult[] = [];
-  const res = await c.request(get("/", { onEnd: (r) => results.push(r) }));
+  const { request, results } = trackedGet();
+  const res = await c.request(request);
   assert.equal(await text(res.body), "part one, part two");
   assert.deepEqual(results, [{
     status: 200,
@@ -164,8 +188,8 @@ Deno.test("Http1Client.cutStreams() errors open response bodies, reports client_
     if (await conn.read(new Uint8Array(1)).catch(() => null) === null) eof();
   });
   using c = client(up.port);
-  const results: Http1ExchangeResult[] = [];
-  const res = await c.request(get("/", { onEnd: (r) => results.push(r) }));
+  const { request, results } = trackedGet();
+  const res = await c.request(request);
   assert.ok(res.body instanceof ReadableStream);
   const reader = res.body.getReader();
   assert.equal(dec.decode((await reader.read()).value), "data: 1\n\n");
@@ -220,14 +244,8 @@ Deno.test("Http1Client never sends a POST with a body twice", async () => {
   using c = client(up.port);
   await text((await c.request(get("/one"))).body);
   await Promise.resolve();
-  const post: Http1Request = {
-    head: "POST /tools HTTP/1.1\r\nhost: up\r\ncontent-length: 2\r\n\r\n",
-    method: "POST",
-    body: new TextEncoder().encode("{}"),
-    chunked: false,
-    headersTimeoutMs: 3000,
-  };
-  await assert.rejects(c.request(post), (e: Http1Error) => e.kind === "closed");
+  const tools = post("/tools", new TextEncoder().encode("{}"));
+  await assert.rejects(c.request(tools), (e: Http1Error) => e.kind === "closed");
   assert.match(up.seen[0][1], /^POST \/tools /);
   assert.equal(up.accepted, 1, "no second connection was opened for it");
 });
@@ -254,13 +272,7 @@ Deno.test("Http1Client drops a pooled connection the upstream closed while idle"
   while (c.idleCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   assert.equal(c.idleCount, 0);
   // So even a POST (never sent twice) finds a live connection.
-  const res = await c.request({
-    head: "POST / HTTP/1.1\r\nhost: up\r\ncontent-length: 2\r\n\r\n",
-    method: "POST",
-    body: new TextEncoder().encode("{}"),
-    chunked: false,
-    headersTimeoutMs: 3000,
-  });
+  const res = await c.request(post("/", new TextEncoder().encode("{}")));
   assert.equal(await text(res.body), "ok");
   assert.equal(up.accepted, 2);
 });
@@ -308,13 +320,7 @@ Deno.test("Http1Client streams a request body without buffering it", async () =>
       step++;
     },
   });
-  const res = await c.request({
-    head: "POST / HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n",
-    method: "POST",
-    body,
-    chunked: true,
-    headersTimeoutMs: 3000,
-  });
+  const res = await c.request(post("/", body));
   assert.equal(await text(res.body), "ok");
 });
 
@@ -335,14 +341,7 @@ Deno.test("Http1Client does not reuse a connection whose request body the upstre
     },
   });
   const ended = Promise.withResolvers<Http1ExchangeResult>();
-  const res = await c.request({
-    head: "POST / HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n",
-    method: "POST",
-    body,
-    chunked: true,
-    headersTimeoutMs: 3000,
-    onEnd: ended.resolve,
-  });
+  const res = await c.request(post("/", body, { onEnd: ended.resolve }));
   assert.equal(res.status, 413);
   assert.equal((await ended.promise).outcome, "complete");
   assert.equal(c.idleCount, 0);
