@@ -32,6 +32,7 @@ import {
   writeText,
 } from "./helpers/upstream.ts";
 import { closedPort } from "./helpers/net.ts";
+import { concatBytes } from "./helpers/bytes.ts";
 import { withTimeout } from "./helpers/wait.ts";
 
 const STATUS: Record<string, number> = {
@@ -132,7 +133,7 @@ async function raw(port: number, head: string, body?: Uint8Array): Promise<RawRe
   try {
     const enc = new TextEncoder();
     const h = enc.encode(head.replace(/\r\n\r\n$/, "\r\nconnection: close\r\n\r\n"));
-    await conn.write(body ? concat(h, body) : h);
+    await conn.write(body ? concatBytes(h, body) : h);
     const parts: Uint8Array[] = [];
     const buf = new Uint8Array(65536);
     for (;;) {
@@ -140,7 +141,7 @@ async function raw(port: number, head: string, body?: Uint8Array): Promise<RawRe
       if (n === null) break;
       parts.push(buf.slice(0, n));
     }
-    return parseRaw(concat(...parts), head.startsWith("HEAD "));
+    return parseRaw(concatBytes(...parts), head.startsWith("HEAD "));
   } finally {
     conn.close();
   }
@@ -173,17 +174,7 @@ function dechunk(wire: Uint8Array): Uint8Array {
     parts.push(wire.subarray(lineEnd + 1, lineEnd + 1 + size));
     i = lineEnd + 1 + size + 2;
   }
-  return concat(...parts);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }
 
 const enc = new TextEncoder();
@@ -456,7 +447,7 @@ async function readUntil(conn: Deno.Conn, marker: string): Promise<Uint8Array> {
     const n = await conn.read(buf);
     if (n === null) throw new Error(`EOF before ${JSON.stringify(marker)}`);
     parts.push(buf.slice(0, n));
-    const all = concat(...parts);
+    const all = concatBytes(...parts);
     if (new TextDecoder("latin1").decode(all).includes(marker)) return all;
   }
 }
@@ -704,7 +695,7 @@ Deno.test("forward() errors never name the upstream in what the client gets", as
   const port = closedPort();
   await using gate = startGate(testConfig(`http://127.0.0.1:${port}/base`));
   const res = await raw(gate.port, "GET /mcp HTTP/1.1\r\nHost: a\r\n\r\n");
-  const everything = dec.decode(concat(enc.encode(JSON.stringify(res.headers)), res.wire));
+  const everything = dec.decode(concatBytes(enc.encode(JSON.stringify(res.headers)), res.wire));
   assert.ok(!everything.includes(String(port)), everything);
   assert.ok(!everything.includes("/base"), everything);
 });

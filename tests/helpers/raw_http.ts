@@ -2,6 +2,7 @@
  * A one-shot HTTP/1.1 client over a raw socket, for what `fetch` cannot do in tests: send repeated
  * header lines or a forged Host, and read a compressed body without decompressing it.
  */
+import { concatBytes } from "./bytes.ts";
 
 /** A request to send as written. */
 export interface RawRequestInit {
@@ -56,13 +57,7 @@ async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
-  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return concatBytes(...chunks);
 }
 
 function parse(raw: Uint8Array, head: boolean): RawResponse {
@@ -105,11 +100,5 @@ function dechunk(data: Uint8Array): Uint8Array {
     parts.push(data.subarray(lineEnd + 2, lineEnd + 2 + size));
     off = lineEnd + 2 + size + 2;
   }
-  const out = new Uint8Array(parts.reduce((a, c) => a + c.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }

@@ -125,7 +125,7 @@ export function startUpstream(
     };
     rec.delivered.then((ok) => ok || abort());
     if (readBody && req.body !== null) {
-      const done = readAll(req.body).then(
+      const done = new Response(req.body).bytes().then(
         (b) => void (rec.body = b),
         () => abort(),
       );
@@ -156,22 +156,6 @@ export function startUpstream(
     close,
     [Symbol.asyncDispose]: close,
   });
-}
-
-async function readAll(body: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const p of body) {
-    parts.push(p);
-    n += p.length;
-  }
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 // ---- handlers ----
