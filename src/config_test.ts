@@ -32,6 +32,26 @@ function messageFor(variable: string, value: string): string {
   return found[0].message;
 }
 
+/**
+ * One step per `[value, detail]`: `variable` set to `prefix + value` is refused with the one
+ * message `Invalid "<variable>": <detail>, got "<value>"`.
+ */
+async function refusesEach(
+  t: Deno.TestContext,
+  variable: string,
+  cases: readonly [string, string][],
+  prefix = "",
+): Promise<void> {
+  for (const [value, detail] of cases) {
+    await t.step(value, () => {
+      assert.equal(
+        messageFor(variable, prefix + value),
+        `Invalid "${variable}": ${detail}, got ${JSON.stringify(value)}`,
+      );
+    });
+  }
+}
+
 Deno.test("parseConfig() fills every default from the three required variables", () => {
   // The test config is contract §1's defaults but for what makes it safe to start.
   assert.deepEqual(
@@ -185,14 +205,7 @@ Deno.test("parseConfig() refuses an UPSTREAM_URL that is not a plain http(s) bas
     ["http://up/a b", "expected a URL without whitespace, control characters or backslashes"],
     ["http://up\\path", "expected a URL without whitespace, control characters or backslashes"],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("UPSTREAM_URL", value),
-        `Invalid "UPSTREAM_URL": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "UPSTREAM_URL", cases);
 });
 
 Deno.test("parseConfig() keeps RESOURCE_URI verbatim and derives its path", async (t) => {
@@ -221,14 +234,7 @@ Deno.test("parseConfig() refuses a RESOURCE_URI with a fragment, user info or an
     ["wss://mcp.example.com/mcp", "expected an http or https URL"],
     ["mcp.example.com/mcp", "expected an http or https URL"],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("RESOURCE_URI", value),
-        `Invalid "RESOURCE_URI": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "RESOURCE_URI", cases);
 });
 
 Deno.test("parseConfig() keeps AUTHORIZATION_SERVER exactly as given", async (t) => {
@@ -252,14 +258,7 @@ Deno.test("parseConfig() refuses an AUTHORIZATION_SERVER that is not an RFC 8414
     ["https://auth.example.com/#x", "expected a URL without a fragment"],
     ["auth.example.com", "expected an http or https URL"],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("AUTHORIZATION_SERVER", value),
-        `Invalid "AUTHORIZATION_SERVER": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "AUTHORIZATION_SERVER", cases);
 });
 
 Deno.test("parseConfig() accepts JWKS_URI over https, or http to a loopback host", async (t) => {
@@ -498,14 +497,7 @@ Deno.test("parseConfig() refuses malformed, negative and too long durations", as
     ["597h", "expected a duration of at most 596h"],
   ];
   for (const variable of Object.keys(DURATIONS)) {
-    for (const [value, detail] of cases) {
-      await t.step(`${variable}=${value}`, () => {
-        assert.equal(
-          messageFor(variable, value),
-          `Invalid "${variable}": ${detail}, got ${JSON.stringify(value)}`,
-        );
-      });
-    }
+    await t.step(variable, (t) => refusesEach(t, variable, cases));
   }
 });
 
@@ -559,14 +551,7 @@ Deno.test("parseConfig() refuses sizes that are not a positive whole number of b
     ["1.5", "expected a positive whole number of bytes"],
     ["0.1KiB", "expected a positive whole number of bytes"],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("MAX_REQUEST_BODY", value),
-        `Invalid "MAX_REQUEST_BODY": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "MAX_REQUEST_BODY", cases);
 });
 
 Deno.test("parseConfig() reads LISTEN_ADDR forms", async (t) => {
@@ -599,14 +584,7 @@ Deno.test("parseConfig() refuses malformed LISTEN_ADDR values", async (t) => {
     ["a b:80", "expected a host name or IP address before the port"],
     ["-host:80", "expected a host name or IP address before the port"],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("LISTEN_ADDR", value),
-        `Invalid "LISTEN_ADDR": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "LISTEN_ADDR", cases);
 });
 
 Deno.test("parseConfig() reads METRICS_ADDR, and an empty value disables it", async (t) => {
@@ -671,14 +649,7 @@ Deno.test("parseConfig() refuses TRUSTED_PROXIES that trust everyone or do not p
     ["proxy.internal", bad],
     ["010.0.0.1", bad],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("TRUSTED_PROXIES", `10.0.0.1,${value}`),
-        `Invalid "TRUSTED_PROXIES": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "TRUSTED_PROXIES", cases, "10.0.0.1,");
 });
 
 Deno.test("parseConfig() normalises ALLOWED_ORIGINS to serialised origins", async (t) => {
@@ -718,14 +689,7 @@ Deno.test("parseConfig() refuses null, patterns and non-origins in ALLOWED_ORIGI
     ["https://user@a.example.com", origin],
     ["https://a.example.com:99999", origin],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("ALLOWED_ORIGINS", value),
-        `Invalid "ALLOWED_ORIGINS": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "ALLOWED_ORIGINS", cases);
 });
 
 Deno.test("parseConfig() reads booleans", async (t) => {
@@ -811,14 +775,7 @@ Deno.test("parseConfig() refuses CLAIM_HEADERS the gate manages or cannot send",
     ["sub=X-Sub:", "expected an HTTP header name"],
     ["sub=X-Süb", "expected an HTTP header name"],
   ];
-  for (const [value, detail] of cases) {
-    await t.step(value, () => {
-      assert.equal(
-        messageFor("CLAIM_HEADERS", value),
-        `Invalid "CLAIM_HEADERS": ${detail}, got ${JSON.stringify(value)}`,
-      );
-    });
-  }
+  await refusesEach(t, "CLAIM_HEADERS", cases);
   await t.step("the same header twice", () => {
     assert.equal(
       messageFor("CLAIM_HEADERS", "sub=X-Id,oid=x-id"),
