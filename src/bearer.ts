@@ -25,7 +25,14 @@ const BEARER_PART = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
  * `invalid_token` (`malformed`) when the Bearer credentials are not one b64token.
  */
 export function extractBearer(headers: Headers, search: string): string | undefined {
-  const value = headers.get("authorization");
+  return bearerFrom(headers.get("authorization"), search);
+}
+
+/**
+ * {@linkcode extractBearer} for an `Authorization` value already read (as `Headers.get()` gives
+ * it: repeated fields joined with ", "; null when absent). Same results and errors.
+ */
+export function bearerFrom(value: string | null, search: string): string | undefined {
   if (value === null) return undefined;
 
   // Headers joins repeated fields with ", ". A b64token never contains a comma, so a comma next

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { extractBearer, hasAccessTokenParam } from "./bearer.ts";
+import { bearerFrom, extractBearer, hasAccessTokenParam } from "./bearer.ts";
 import { GateError, type GateErrorCode, type RejectReason } from "./errors.ts";
 
 const TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln-_~+/==";
@@ -216,5 +216,32 @@ Deno.test("hasAccessTokenParam() finds the parameter by decoded name only", asyn
   ];
   for (const [search, want] of cases) {
     await t.step(JSON.stringify(search), () => assert.equal(hasAccessTokenParam(search), want));
+  }
+});
+
+Deno.test("bearerFrom() answers as extractBearer() does for the same Authorization value", async (t) => {
+  const cases: [string, string[], string][] = [
+    ["absent", [], ""],
+    ["token", [`Bearer ${TOKEN}`], ""],
+    ["other scheme", ["Basic dXNlcjpwYXNz"], ""],
+    ["two headers", [`Bearer ${TOKEN}`, `Bearer ${TOKEN}`], ""],
+    ["token in query too", [`Bearer ${TOKEN}`], "?access_token=x"],
+    ["malformed", ["Bearer a b"], ""],
+  ];
+  for (const [name, values, search] of cases) {
+    await t.step(name, () => {
+      const headers = headersOf(...values);
+      const run = (f: () => string | undefined) => {
+        try {
+          return { token: f() };
+        } catch (e) {
+          return { error: e instanceof GateError ? [e.code, e.reason] : String(e) };
+        }
+      };
+      assert.deepEqual(
+        run(() => bearerFrom(headers.get("authorization"), search)),
+        run(() => extractBearer(headers, search)),
+      );
+    });
   }
 });

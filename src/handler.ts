@@ -7,18 +7,25 @@
 import type { Config } from "./config.ts";
 import { GateError, type RejectReason } from "./errors.ts";
 import { type Logger, truncateBytes } from "./log.ts";
-import { extractBearer } from "./bearer.ts";
+import { bearerFrom } from "./bearer.ts";
 import { createResponder, outcomeOf } from "./challenge.ts";
 import { createMetadata } from "./metadata.ts";
 import { createCors } from "./cors.ts";
 import { createClientIpResolver } from "./client_ip.ts";
 import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
-import { requestIdFrom } from "./request_id.ts";
+import { requestIdFor } from "./request_id.ts";
 import { annotateAuth } from "./tracing.ts";
 import { contentLengthOf } from "./http1_parse.ts";
 import type { KeyStore } from "./jwks.ts";
 import type { TokenVerifier, VerifiedToken } from "./verify.ts";
-import type { ForwardContext, Forwarder, ForwardResult } from "./proxy.ts";
+import {
+  type ForwardContext,
+  type Forwarder,
+  type ForwardResult,
+  planFor,
+  readRequestFields,
+  type RequestFields,
+} from "./proxy.ts";
 import type { Metrics, Route } from "./metrics.ts";
 
 /** What {@linkcode createHandler} needs; every part is built once by server.ts (or a test). */
@@ -47,6 +54,16 @@ const CLIENT_CLOSED_STATUS = 499;
 
 /** Health paths are exact (no prefix, no case folding): anything else is protected. */
 const HEALTH_PATHS = new Set(["/livez", "/readyz", "/healthz"]);
+
+/** What the log line needs from the start of an exchange. */
+interface Exchange {
+  readonly method: string;
+  readonly path: string;
+  readonly started: number;
+  readonly clientIp: string;
+  readonly requestId: string;
+  readonly fields: RequestFields;
+}
 
 /** Fields of the per-request log line that are known only at the end. */
 interface Outcome {
@@ -78,6 +95,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
     : undefined;
   const maxBody = config.maxRequestBodyBytes;
+  const plan = planFor(config);
   const claimHeaders = config.claimHeaders;
   const jsonHeaders = {
     "content-type": "application/json",
@@ -100,31 +118,24 @@ export function createHandler(deps: HandlerDeps): Handler {
     });
   };
 
-  const writeLog = (
-    req: Request,
-    path: string,
-    started: number,
-    ip: string,
-    requestId: string,
-    o: Outcome,
-  ) => {
-    const durationMs = now() - started;
-    metrics?.requestFinished({ route: o.route, method: req.method, status: o.status, durationMs });
+  const writeLog = (x: Exchange, o: Outcome) => {
+    const durationMs = now() - x.started;
+    metrics?.requestFinished({ route: o.route, method: x.method, status: o.status, durationMs });
     const fields: Record<string, unknown> = {
-      method: req.method,
-      path: truncateBytes(path),
+      method: x.method,
+      path: truncateBytes(x.path),
       status: o.status,
       duration_ms: Math.round(durationMs * 1000) / 1000,
-      client_ip: ip,
-      user_agent: truncateBytes(req.headers.get("user-agent") ?? ""),
-      request_id: requestId,
+      client_ip: x.clientIp,
+      user_agent: truncateBytes(x.fields.userAgent ?? ""),
+      request_id: x.requestId,
       auth: o.auth,
     };
     if (o.reason) fields.reason = o.reason;
     if (o.detail && log.enabled("debug")) fields.detail = o.detail;
     if (o.sub !== undefined) fields.sub = o.sub;
     if (o.upstreamStatus !== undefined) fields.upstream_status = o.upstreamStatus;
-    fields.bytes_in = o.bytesIn ?? contentLength(req) ?? 0;
+    fields.bytes_in = o.bytesIn ?? contentLengthOf(x.fields.contentLength) ?? 0;
     if (o.bytesOut !== undefined) fields.bytes_out = o.bytesOut;
     if (o.status >= 500) log.warn("request", fields);
     else log.info("request", fields);
@@ -140,13 +151,24 @@ export function createHandler(deps: HandlerDeps): Handler {
     const started = now();
     metrics?.requestStarted();
     const { path, search } = splitTarget(req.url);
-    const peer = "hostname" in info.remoteAddr ? info.remoteAddr.hostname : "unknown";
+    const addr = info.remoteAddr;
+    const peer = "hostname" in addr ? addr.hostname : "unknown";
+    // Every field the chain looks at, and those the upstream gets, in one pass.
+    const fields = readRequestFields(plan, req.headers);
     const { clientIp, forwardedFor, trustedPeer } = resolveClientIp(
       peer,
-      trusted.length > 0 ? req.headers.get("x-forwarded-for") : null,
+      trusted.length > 0 ? fields.forwardedFor : null,
     );
-    const requestId = requestIdFrom(req.headers);
-    const done = (o: Outcome) => writeLog(req, path, started, clientIp, requestId, o);
+    const requestId = requestIdFor(fields.requestId);
+    const exchange: Exchange = {
+      method: req.method,
+      path,
+      started,
+      clientIp,
+      requestId,
+      fields,
+    };
+    const done = (o: Outcome) => writeLog(exchange, o);
 
     if (HEALTH_PATHS.has(path)) {
       const res = health(req, path);
@@ -159,7 +181,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       return res;
     }
 
-    const origin = req.headers.get("origin");
+    const origin = fields.origin;
     let sub: string | undefined;
     try {
       // CONTRACT §3.1: a present, unlisted Origin is refused before anything else.
@@ -172,7 +194,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         done({ route: "preflight", status: res.status, auth: "exempt" });
         return res;
       }
-      const token = extractBearer(req.headers, search);
+      const token = bearerFrom(fields.authorization, search);
       if (!keys.ready) {
         throw new GateError("not_ready", { reason: "keys_not_loaded", retryAfterSeconds: 5 });
       }
@@ -197,7 +219,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
       }
-      const declared = contentLength(req);
+      const declared = contentLengthOf(fields.contentLength);
       if (declared !== undefined && declared > maxBody) {
         throw new GateError("payload_too_large", { reason: "body_too_large" });
       }
@@ -205,11 +227,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       const ctx: ForwardContext = {
         clientIp,
         forwardedFor,
-        forwardedProto: forwardedProto(req, deps.tls === true, trustedPeer),
+        forwardedProto: forwardedProto(fields, deps.tls === true, trustedPeer),
         requestId,
         setHeaders: claimHeaders.length > 0
           ? claimValues(claimHeaders, verified.claims)
           : undefined,
+        fields,
         onDone: (r: ForwardResult) => {
           if (r.outcome === "upstream_abort") metrics?.upstreamError("reset");
           done({
@@ -286,19 +309,15 @@ export function splitTarget(url: string): { path: string; search: string } {
     : { path: url.slice(start, q), search: url.slice(q) };
 }
 
-/**
- * The declared body length. Repeated identical values (RFC 9110 §8.6 lets a recipient accept
- * them) arrive joined as "5, 5" and count as one; the HTTP server already refused differing ones.
- */
-function contentLength(req: Request): number | undefined {
-  return contentLengthOf(req.headers.get("content-length"));
-}
-
 /** X-Forwarded-Proto: our own TLS, else a trusted proxy's claim, else plain http. */
-function forwardedProto(req: Request, tls: boolean, trustedPeer: boolean): "http" | "https" {
+function forwardedProto(
+  fields: RequestFields,
+  tls: boolean,
+  trustedPeer: boolean,
+): "http" | "https" {
   if (tls) return "https";
   if (trustedPeer) {
-    const p = req.headers.get("x-forwarded-proto");
+    const p = fields.forwardedProto;
     if (p !== null && p.trim().toLowerCase() === "https") return "https";
   }
   return "http";

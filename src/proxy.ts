@@ -30,6 +30,11 @@ export interface ForwardContext {
   /** Claim headers to set (lower-case names), from the verified token. */
   setHeaders?: readonly (readonly [string, string])[];
   /**
+   * The request's fields as the handler already read them with {@linkcode readRequestFields}
+   * (for the same plan), so they are not read twice; read from the request when absent.
+   */
+  fields?: RequestFields;
+  /**
    * Called exactly once when the exchange is over (response body fully sent, client gone, or
    * upstream failed mid-stream), and only when forward() resolved.
    */
@@ -131,8 +136,19 @@ export interface Plan {
   readonly timeoutMs: number;
 }
 
-/** Builds the plan for the request path from Config. Exported for tests. */
+const plans = new WeakMap<Config, Plan>();
+
+/**
+ * The plan for the request path from Config, built once per Config object (the handler and the
+ * forwarder share it, see {@linkcode readRequestFields}). Exported for tests.
+ */
 export function planFor(config: Config): Plan {
+  let plan = plans.get(config);
+  if (plan === undefined) plans.set(config, plan = buildPlan(config));
+  return plan;
+}
+
+function buildPlan(config: Config): Plan {
   const drop = new Set<string>([...HOP_BY_HOP_HEADERS, ...GATE_SET_HEADERS]);
   if (!config.forwardAuthorization) {
     drop.add("authorization");
@@ -194,6 +210,88 @@ function formDecode(s: string): string {
   }
 }
 
+/**
+ * A request's header fields read in one pass: the values the gate itself looks at, each as
+ * `Headers.get()` returns it (repeated fields joined with ", ", null when absent), and the fields
+ * the upstream gets as they are, already serialised.
+ */
+export interface RequestFields {
+  readonly authorization: string | null;
+  readonly origin: string | null;
+  readonly requestId: string | null;
+  readonly userAgent: string | null;
+  readonly forwardedFor: string | null;
+  readonly forwardedProto: string | null;
+  readonly contentLength: string | null;
+  readonly host: string | null;
+  readonly transferEncoding: string | null;
+  readonly connection: string | null;
+  /** `name: value\r\n` for each field outside the plan's drop set, in Headers order. */
+  readonly forwarded: string;
+  /** The drop set `forwarded` was built with. */
+  readonly drop: ReadonlySet<string>;
+}
+
+/**
+ * Reads a request's fields once (contract §3.8 rules: the plan's drop set). On a Deno.serve
+ * request each `Headers.get()` is a call into the server, and the `forEach` that the upstream
+ * head needs anyway reads them all: one pass does both.
+ */
+export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
+  const drop = plan.drop;
+  const f = {
+    authorization: null as string | null,
+    origin: null as string | null,
+    requestId: null as string | null,
+    userAgent: null as string | null,
+    forwardedFor: null as string | null,
+    forwardedProto: null as string | null,
+    contentLength: null as string | null,
+    host: null as string | null,
+    transferEncoding: null as string | null,
+    connection: null as string | null,
+    forwarded: "",
+    drop,
+  };
+  // forEach, not for-of: several times cheaper on Deno's Headers (no iterator entries).
+  headers.forEach((value, name) => {
+    switch (name) {
+      case "authorization":
+        f.authorization = value;
+        break;
+      case "origin":
+        f.origin = value;
+        break;
+      case "x-request-id":
+        f.requestId = value;
+        break;
+      case "user-agent":
+        f.userAgent = value;
+        break;
+      case "x-forwarded-for":
+        f.forwardedFor = value;
+        break;
+      case "x-forwarded-proto":
+        f.forwardedProto = value;
+        break;
+      case "content-length":
+        f.contentLength = value;
+        break;
+      case "host":
+        f.host = value;
+        break;
+      case "transfer-encoding":
+        f.transferEncoding = value;
+        break;
+      case "connection":
+        f.connection = value;
+        break;
+    }
+    if (!drop.has(name)) f.forwarded += `${name}: ${value}\r\n`;
+  });
+  return f;
+}
+
 /** The request head for the upstream and how its body is framed. Exported for tests. */
 export interface UpstreamHead {
   head: string;
@@ -213,35 +311,27 @@ export function buildHead(
   ctx: ForwardContext,
   log?: Logger,
 ): UpstreamHead {
-  const headers = req.headers;
   const drop = plan.drop;
   const method = req.method;
   // Deno.serve gives GET/HEAD/CONNECT no body even when framed with one; reading req.body here
   // would also turn a buffered body into a stream.
   const hasBody = method !== "GET" && method !== "HEAD" && method !== "CONNECT";
-  let clientHost = "";
-  let contentLength: number | null = null;
-  let chunked = false;
-  let connection: string | null = null;
-  let fields = "";
-  // forEach, not for-of: several times cheaper on Deno's Headers (no iterator entries).
-  headers.forEach((value, name) => {
-    if (drop.has(name)) {
-      if (name === "host") clientHost = value;
-      else if (name === "content-length") contentLength = contentLengthOf(value) ?? -1;
-      else if (name === "transfer-encoding") chunked = true;
-      else if (name === "connection") connection = value;
-      return;
-    }
-    fields += `${name}: ${value}\r\n`;
-  });
-  if (connection !== null) {
+  const read = ctx.fields !== undefined && ctx.fields.drop === drop
+    ? ctx.fields
+    : readRequestFields(plan, req.headers);
+  let clientHost = read.host ?? "";
+  let contentLength: number | null = read.contentLength === null
+    ? null
+    : contentLengthOf(read.contentLength) ?? -1;
+  let chunked = read.transferEncoding !== null;
+  let fields = read.forwarded;
+  if (read.connection !== null) {
     // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1); rare beyond the
     // standard ones, so the common case pays nothing for it.
-    const named = splitTokens(connection).filter((t) => !drop.has(t));
+    const named = splitTokens(read.connection).filter((t) => !drop.has(t));
     if (named.length > 0) {
       fields = "";
-      headers.forEach((value, name) => {
+      req.headers.forEach((value, name) => {
         if (!drop.has(name) && !named.includes(name)) fields += `${name}: ${value}\r\n`;
       });
     }

@@ -7,6 +7,7 @@ import {
   type ForwardContext,
   HOP_BY_HOP_HEADERS,
   planFor,
+  readRequestFields,
   responseHeaders,
   stripAccessToken,
   upstreamTarget,
@@ -265,5 +266,104 @@ Deno.test("buildHead() frames the body by Transfer-Encoding over Content-Length,
     assert.equal(chunked, true);
     assert.ok(!head.includes("content-length"));
     assert.ok(!head.includes("NaN"));
+  });
+});
+
+Deno.test("readRequestFields() gives each value as Headers.get() does, and serialises the forwarded fields", () => {
+  const plan = planFor(config());
+  const headers = new Headers([
+    ["Authorization", "Bearer a"],
+    ["authorization", "Bearer b"],
+    ["Origin", "https://app.example"],
+    ["X-Request-Id", "rid"],
+    ["User-Agent", "ua/1"],
+    ["X-Forwarded-For", "198.51.100.1"],
+    ["X-Forwarded-Proto", "https"],
+    ["Content-Length", "5"],
+    ["Host", "gate.example"],
+    ["Transfer-Encoding", "chunked"],
+    ["Connection", "keep-alive"],
+    ["Accept", "application/json"],
+    ["x-multi", "1"],
+    ["X-Multi", "2"],
+    ["cookie", "c=1"],
+  ]);
+  const f = readRequestFields(plan, headers);
+  const names = [
+    ["authorization", f.authorization],
+    ["origin", f.origin],
+    ["x-request-id", f.requestId],
+    ["user-agent", f.userAgent],
+    ["x-forwarded-for", f.forwardedFor],
+    ["x-forwarded-proto", f.forwardedProto],
+    ["content-length", f.contentLength],
+    ["host", f.host],
+    ["transfer-encoding", f.transferEncoding],
+    ["connection", f.connection],
+  ] as const;
+  for (const [name, value] of names) assert.equal(value, headers.get(name), name);
+  assert.equal(f.authorization, "Bearer a, Bearer b");
+  // Dropped: authorization, cookie (FORWARD_AUTHORIZATION off), hop-by-hop and gate-set fields.
+  assert.equal(
+    f.forwarded,
+    "accept: application/json\r\norigin: https://app.example\r\nuser-agent: ua/1\r\n" +
+      "x-multi: 1, 2\r\n",
+  );
+  assert.equal(f.drop, plan.drop);
+
+  const none = readRequestFields(plan, new Headers());
+  for (const key of Object.keys(none) as (keyof typeof none)[]) {
+    if (key !== "forwarded" && key !== "drop") assert.equal(none[key], null, key);
+  }
+  assert.equal(none.forwarded, "");
+});
+
+Deno.test("planFor() builds one plan per Config object", () => {
+  const c = config();
+  assert.equal(planFor(c), planFor(c));
+  assert.notEqual(planFor(c), planFor(config()));
+});
+
+Deno.test("buildHead() gives the same head from fields the handler read as from the request", async (t) => {
+  const cases: [string, Config, RequestInit & { url: string }][] = [
+    ["POST with a length", config(), {
+      url: "http://gate.example/mcp?access_token=x&a=1",
+      method: "POST",
+      body: "hello",
+      headers: { "content-type": "text/plain", authorization: "Bearer t", "x-a": "1" },
+    }],
+    ["Connection naming a field", config(), {
+      url: "http://gate.example/",
+      headers: { connection: "x-private", "x-private": "1", "x-kept": "2" },
+    }],
+    [
+      "FORWARD_AUTHORIZATION and PRESERVE_HOST",
+      config({
+        forwardAuthorization: true,
+        preserveHost: true,
+      }),
+      {
+        url: "http://gate.example/x",
+        headers: { authorization: "Bearer t", cookie: "c=1" },
+      },
+    ],
+  ];
+  for (const [name, cfg, init] of cases) {
+    await t.step(name, () => {
+      const plan = planFor(cfg);
+      const req = new Request(init.url, init);
+      const fields = readRequestFields(plan, req.headers);
+      assert.deepEqual(buildHead(plan, req, { ...CTX, fields }), buildHead(plan, req, CTX));
+    });
+  }
+  await t.step("fields read with another plan are not used", () => {
+    const req = new Request("http://gate.example/", {
+      headers: { authorization: "Bearer t", "x-kept": "1" },
+    });
+    const other = readRequestFields(planFor(config({ forwardAuthorization: true })), req.headers);
+    const plan = planFor(config());
+    const { head } = buildHead(plan, req, { ...CTX, fields: other });
+    assert.equal(lines(head).find((l) => l.startsWith("authorization:")), undefined);
+    assert.deepEqual(head, buildHead(plan, req, CTX).head);
   });
 });

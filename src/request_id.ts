@@ -11,6 +11,10 @@ export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
  * fresh `crypto.randomUUID()`.
  */
 export function requestIdFrom(headers: Headers): string {
-  const id = headers.get("x-request-id");
+  return requestIdFor(headers.get("x-request-id"));
+}
+
+/** {@linkcode requestIdFrom} for an `X-Request-Id` value already read (null when absent). */
+export function requestIdFor(id: string | null): string {
   return id !== null && REQUEST_ID_PATTERN.test(id) ? id : crypto.randomUUID();
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { REQUEST_ID_PATTERN, requestIdFrom } from "./request_id.ts";
+import { REQUEST_ID_PATTERN, requestIdFor, requestIdFrom } from "./request_id.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -57,4 +57,11 @@ Deno.test("requestIdFrom() always returns an id matching the pattern", () => {
       if (id !== headers.get("x-request-id")) assert.match(id, UUID);
     }),
   );
+});
+
+Deno.test("requestIdFor() keeps a well-formed value and mints a UUID otherwise", () => {
+  assert.equal(requestIdFor("abc-123"), "abc-123");
+  assert.match(requestIdFor(null), UUID);
+  assert.match(requestIdFor("a b"), UUID);
+  assert.match(requestIdFor("x".repeat(129)), UUID);
 });
