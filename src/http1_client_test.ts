@@ -228,6 +228,60 @@ Deno.test("Http1Client counts a body as streaming only until it ends", async () 
   assert.equal(c.idleCount, 1);
 });
 
+Deno.test("Http1Client times out each waiting exchange on its own deadline while others complete", async () => {
+  // Requests for /slow never get an answer; /fast ones are answered at once.
+  await using up = startRawUpstream(async (conn) => {
+    const head = await readRequestHead(conn);
+    if (head?.startsWith("GET /fast")) await writeText(conn, OK);
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  const started = Date.now();
+  const slow = [100, 300, 200].map((ms) =>
+    c.request(get("/slow", { headersTimeoutMs: ms })).then(
+      () => assert.fail("a slow request resolved"),
+      (e: Http1Error) => ({ kind: e.kind, ms, after: Date.now() - started }),
+    )
+  );
+  // Completes while the others wait: unlinked from the middle of the waiting list.
+  const fast = await c.request(get("/fast", { headersTimeoutMs: 5000 }));
+  assert.equal(await text(fast.body), "ok");
+  const results = await Promise.all(slow);
+  for (const r of results) {
+    assert.equal(r.kind, "timeout");
+    assert.ok(r.after >= r.ms, `expired after ${r.after} ms, deadline ${r.ms} ms`);
+    assert.ok(r.after < r.ms + 1000, `expired after ${r.after} ms, deadline ${r.ms} ms`);
+  }
+});
+
+Deno.test("Http1Client reads a lazy signal once the head is slow, and aborts on it", async () => {
+  let arrived!: () => void;
+  const requestArrived = new Promise<void>((r) => arrived = r);
+  await using up = startRawUpstream(async (conn) => {
+    await readRequestHead(conn);
+    arrived();
+    await conn.read(new Uint8Array(1)).catch(() => null);
+  });
+  using c = client(up.port);
+  const ac = new AbortController();
+  let asked = 0;
+  let signalRead!: () => void;
+  const signalWasRead = new Promise<void>((r) => signalRead = r);
+  const pending = c.request(get("/", {
+    headersTimeoutMs: 200, // ticks every 20 ms
+    signal: () => {
+      asked++;
+      signalRead();
+      return ac.signal;
+    },
+  }));
+  await requestArrived;
+  await signalWasRead;
+  ac.abort();
+  await assert.rejects(pending, (e: Http1Error) => e.kind === "aborted");
+  assert.equal(asked, 1);
+});
+
 Deno.test("Http1Client sends a GET again when a pooled connection died before answering", async () => {
   await using up = scripted([[OK, ""], [OK]]);
   using c = client(up.port);
