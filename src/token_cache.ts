@@ -41,6 +41,12 @@ export const DEFAULT_MAX_ENTRIES = 10_000;
 export const DEFAULT_MAX_TOKEN_BYTES = 8 * 1024;
 export const DEFAULT_MAX_TOTAL_BYTES = 32 * 1024 * 1024;
 
+/** A cached value with the key string it was stored under. */
+interface Slot<V> {
+  readonly key: string;
+  readonly value: V;
+}
+
 /** Creates an empty {@linkcode TokenCache}. */
 export function createTokenCache<V extends Expiring>(
   options: TokenCacheOptions = {},
@@ -49,7 +55,10 @@ export function createTokenCache<V extends Expiring>(
   const maxTokenBytes = options.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
   const maxTotalBytes = options.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
   // A Map iterates in insertion order: re-inserting on a hit makes the first key the LRU one.
-  const map = new Map<string, V>();
+  // Each slot keeps the key string it was stored with: a hit re-inserts that one, not the
+  // caller's equal copy, which is a fresh string on every request and would otherwise be kept
+  // (and promoted by the GC) in its place.
+  const map = new Map<string, Slot<V>>();
   let bytes = 0;
 
   const remove = (token: string) => {
@@ -58,15 +67,15 @@ export function createTokenCache<V extends Expiring>(
 
   return {
     get(token, nowMs) {
-      const v = map.get(token);
-      if (v === undefined) return undefined;
-      if (nowMs >= v.expMs) {
+      const slot = map.get(token);
+      if (slot === undefined) return undefined;
+      if (nowMs >= slot.value.expMs) {
         remove(token);
         return undefined;
       }
       map.delete(token);
-      map.set(token, v);
-      return v;
+      map.set(slot.key, slot);
+      return slot.value;
     },
     set(token, value, nowMs) {
       // Tokens are ASCII (base64url and dots), so length is the byte count.
@@ -75,7 +84,7 @@ export function createTokenCache<V extends Expiring>(
       while (map.size >= maxEntries || (map.size > 0 && bytes + token.length > maxTotalBytes)) {
         remove(map.keys().next().value!);
       }
-      map.set(token, value);
+      map.set(token, { key: token, value });
       bytes += token.length;
       return true;
     },
