@@ -194,6 +194,18 @@ export function splitTokens(value: string): string[] {
 }
 
 function parseContentLength(value: string): number {
+  // Fast path, the usual case: 1 to 15 digits and nothing else (what DIGITS accepts).
+  const len = value.length;
+  if (len > 0 && len <= 15) {
+    let v = 0;
+    let i = 0;
+    for (; i < len; i++) {
+      const d = value.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) break;
+      v = v * 10 + d;
+    }
+    if (i === len) return v;
+  }
   // A list of identical values is tolerated (RFC 9110 §8.6).
   let n = -1;
   for (const part of value.split(",")) {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   ChunkedDecoder,
+  contentLengthOf,
   encodeChunk,
   findHeadEnd,
   Http1ProtocolError,
@@ -210,4 +212,45 @@ Deno.test("toByteString() turns a Unicode string into its UTF-8 bytes", () => {
   assert.equal(toByteString("plain"), "plain");
   assert.equal(toByteString("caf\u00e9"), "caf\u00c3\u00a9");
   assert.equal(toByteString("\u20ac"), "\u00e2\u0082\u00ac");
+});
+
+Deno.test("contentLengthOf() reads a length as RFC 9110 §8.6 allows, the same for every input", async (t) => {
+  const cases: [string | null, number | undefined][] = [
+    [null, undefined],
+    ["0", 0],
+    ["160", 160],
+    ["007", 7],
+    ["123456789012345", 123456789012345],
+    ["1234567890123456", undefined], // more than 15 digits
+    ["", undefined],
+    [" 5", 5],
+    ["5 ", 5],
+    ["5, 5", 5],
+    ["5,5", 5],
+    ["5, 6", undefined],
+    ["+5", undefined],
+    ["-1", undefined],
+    ["5.0", undefined],
+    ["1e3", undefined],
+    ["0x10", undefined],
+    ["\u0665", undefined], // a non-ASCII digit
+  ];
+  for (const [value, want] of cases) {
+    await t.step(JSON.stringify(value), () => assert.equal(contentLengthOf(value), want));
+  }
+  await t.step("any string of digits, commas and spaces: as the list rule says", () => {
+    // The reference: every comma-separated member is 1-15 digits after trimming, all equal.
+    const reference = (v: string): number | undefined => {
+      const parts = v.split(",").map((p) => p.trim());
+      if (!parts.every((p) => /^[0-9]{1,15}$/.test(p))) return undefined;
+      const nums = parts.map(Number);
+      return nums.every((n) => n === nums[0]) ? nums[0] : undefined;
+    };
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[0-9, ]{0,20}$/),
+        (v) => assert.equal(contentLengthOf(v), reference(v)),
+      ),
+    );
+  });
 });
