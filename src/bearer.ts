@@ -45,12 +45,18 @@ export function bearerFrom(value: string | null, search: string): string | undef
     return undefined;
   }
 
-  const match = CREDENTIALS.exec(value.trim());
-  if (match === null) return undefined; // empty header
-  // RFC 9110 §11.1: the auth-scheme is case-insensitive.
-  if (match[1].toLowerCase() !== "bearer") return undefined;
-  const token = match[2];
-  if (token === undefined || token === "") return undefined;
+  let token: string | undefined;
+  if (isPlainBearer(value)) {
+    // The usual "Bearer <token>": what the split below gives, without a trim and a regex.
+    token = value.slice(7);
+  } else {
+    const match = CREDENTIALS.exec(value.trim());
+    if (match === null) return undefined; // empty header
+    // RFC 9110 §11.1: the auth-scheme is case-insensitive.
+    if (match[1].toLowerCase() !== "bearer") return undefined;
+    token = match[2];
+    if (token === undefined || token === "") return undefined;
+  }
 
   if (hasAccessTokenParam(search)) {
     throw new GateError("invalid_request", { reason: "token_in_query" });
@@ -59,6 +65,23 @@ export function bearerFrom(value: string | null, search: string): string | undef
     throw new GateError("invalid_token", { reason: "malformed" });
   }
   return token;
+}
+
+/**
+ * `Bearer` or `bearer`, one space, then a first token character; ending in a token character so
+ * that trimming would change nothing.
+ */
+function isPlainBearer(value: string): boolean {
+  const n = value.length;
+  if (n < 8 || value.charCodeAt(6) !== 32) return false;
+  if (!value.startsWith("Bearer") && !value.startsWith("bearer")) return false;
+  return isTokenChar(value.charCodeAt(7)) && isTokenChar(value.charCodeAt(n - 1));
+}
+
+/** A b64token character or `=` (RFC 6750 §2.1). */
+function isTokenChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 ||
+    c === 46 || c === 95 || c === 126 || c === 43 || c === 47 || c === 61;
 }
 
 /**

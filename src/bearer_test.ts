@@ -245,3 +245,35 @@ Deno.test("bearerFrom() answers as extractBearer() does for the same Authorizati
     });
   }
 });
+
+Deno.test("bearerFrom() gives the same answer on its fast path as the general parse", () => {
+  // Values built around "Bearer <token>": the fast path must agree with the regex-based parse
+  // (reproduced here) on every one of them.
+  const CRED = /^([^ \t]+)(?:[ \t]+([^]*))?$/;
+  const B64 = /^[A-Za-z0-9\-._~+/]+=*$/;
+  const reference = (value: string): string => {
+    const m = CRED.exec(value.trim());
+    if (m === null || m[1].toLowerCase() !== "bearer" || !m[2]) return "none";
+    return B64.test(m[2]) ? `token:${m[2]}` : "malformed";
+  };
+  const actual = (value: string): string => {
+    try {
+      const t = bearerFrom(value, "");
+      return t === undefined ? "none" : `token:${t}`;
+    } catch (e) {
+      assert.ok(e instanceof GateError);
+      return e.reason === "malformed" ? "malformed" : String(e.reason);
+    }
+  };
+  const part = fc.constantFrom("Bearer", "bearer", "BEARER", "Basic", "Bearer:", "");
+  const gap = fc.constantFrom(" ", "  ", "\t", " \t", "");
+  const body = fc.stringMatching(/^[A-Za-z0-9._~+/=\- \t\u00a0\u000b]{0,12}$/);
+  fc.assert(
+    fc.property(gap, part, gap, body, gap, (lead, scheme, mid, rest, tail) => {
+      const value = lead + scheme + mid + rest + tail;
+      if (value.includes(",")) return;
+      assert.equal(actual(value), reference(value), JSON.stringify(value));
+    }),
+    { numRuns: 2000 },
+  );
+});
