@@ -6,7 +6,7 @@
  */
 import type { Config } from "./config.ts";
 import { GateError, type RejectReason } from "./errors.ts";
-import { type Logger, truncateBytes } from "./log.ts";
+import { jsonNumber, jsonString, type Logger, truncateBytes } from "./log.ts";
 import { bearerFrom } from "./bearer.ts";
 import { createResponder, outcomeOf } from "./challenge.ts";
 import { createMetadata } from "./metadata.ts";
@@ -121,24 +121,26 @@ export function createHandler(deps: HandlerDeps): Handler {
   const writeLog = (x: Exchange, o: Outcome) => {
     const durationMs = now() - x.started;
     metrics?.requestFinished({ route: o.route, method: x.method, status: o.status, durationMs });
-    const fields: Record<string, unknown> = {
-      method: x.method,
-      path: truncateBytes(x.path),
-      status: o.status,
-      duration_ms: Math.round(durationMs * 1000) / 1000,
-      client_ip: x.clientIp,
-      user_agent: truncateBytes(x.fields.userAgent ?? ""),
-      request_id: x.requestId,
-      auth: o.auth,
-    };
-    if (o.reason) fields.reason = o.reason;
-    if (o.detail && log.enabled("debug")) fields.detail = o.detail;
-    if (o.sub !== undefined) fields.sub = o.sub;
-    if (o.upstreamStatus !== undefined) fields.upstream_status = o.upstreamStatus;
-    fields.bytes_in = o.bytesIn ?? contentLengthOf(x.fields.contentLength) ?? 0;
-    if (o.bytesOut !== undefined) fields.bytes_out = o.bytesOut;
-    if (o.status >= 500) log.warn("request", fields);
-    else log.info("request", fields);
+    const level = o.status >= 500 ? "warn" : "info";
+    if (!log.enabled(level)) return;
+    // The fields of contract §5 in a fixed order, serialised here: the same text
+    // JSON.stringify would give for them, at a fraction of its cost.
+    let line = `"method":${jsonString(x.method)},"path":${jsonString(truncateBytes(x.path))},` +
+      `"status":${jsonNumber(o.status)},` +
+      `"duration_ms":${jsonNumber(Math.round(durationMs * 1000) / 1000)},` +
+      `"client_ip":${jsonString(x.clientIp)},` +
+      `"user_agent":${jsonString(truncateBytes(x.fields.userAgent ?? ""))},` +
+      `"request_id":${jsonString(x.requestId)},"auth":${jsonString(o.auth)}`;
+    if (o.reason) line += `,"reason":${jsonString(o.reason)}`;
+    if (o.detail && log.enabled("debug")) line += `,"detail":${jsonString(o.detail)}`;
+    if (o.sub !== undefined) line += `,"sub":${jsonString(o.sub)}`;
+    if (o.upstreamStatus !== undefined) {
+      line += `,"upstream_status":${jsonNumber(o.upstreamStatus)}`;
+    }
+    const bytesIn = o.bytesIn ?? contentLengthOf(x.fields.contentLength) ?? 0;
+    line += `,"bytes_in":${jsonNumber(bytesIn)}`;
+    if (o.bytesOut !== undefined) line += `,"bytes_out":${jsonNumber(o.bytesOut)}`;
+    log.writeMembers(level, "request", line);
   };
 
   const reject = (err: GateError, origin: string | null): Response => {

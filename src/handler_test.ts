@@ -320,3 +320,42 @@ Deno.test("handler rate-limits per subject after auth and per IP before it", asy
   assert.equal(other.status, 401);
   await other.body?.cancel();
 });
+
+Deno.test("handler writes each request line exactly as JSON.stringify would, fields in contract order", async () => {
+  const f = fixture();
+  const agent = 'ua "quoted" \\ back\tslash é';
+  const res = await f.handle(
+    new Request(url("/mcp/x?q=1"), {
+      headers: { ...bearer(GOOD), "user-agent": agent, "x-request-id": "rid-1" },
+    }),
+  );
+  await res.body?.cancel();
+  const rejected = await f.handle(new Request(url("/mcp"), { headers: bearer(BAD) }));
+  await rejected.body?.cancel();
+  const lines = f.logText().split("\n").filter((l) => l.includes('"msg":"request"'));
+  assert.equal(lines.length, 2);
+  for (const line of lines) assert.equal(JSON.stringify(JSON.parse(line)), line);
+  const [ok, bad] = lines.map((l) => JSON.parse(l));
+  assert.deepEqual(Object.keys(ok), [
+    "time",
+    "level",
+    "msg",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "auth",
+    "sub",
+    "upstream_status",
+    "bytes_in",
+    "bytes_out",
+  ]);
+  assert.equal(ok.user_agent, agent);
+  assert.equal(ok.path, "/mcp/x");
+  assert.equal(ok.request_id, "rid-1");
+  assert.equal(bad.reason, "signature");
+  assert.equal(bad.status, 401);
+});

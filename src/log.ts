@@ -23,6 +23,12 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** Whether a line at `level` would be written (to skip building fields). */
   enabled(level: LogLevel): boolean;
+  /**
+   * Writes a line whose fields are already serialised: `members` is the inside of a JSON object
+   * (`"a":1,"b":"x"`, or "" for none), built with {@linkcode jsonString} and
+   * {@linkcode jsonNumber}. For the per-request line, which is written on every request.
+   */
+  writeMembers(level: LogLevel, msg: string, members: string): void;
   flush(): void;
 }
 
@@ -62,8 +68,29 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     warn: (m, f) => emit("warn", m, f),
     error: (m, f) => emit("error", m, f),
     enabled: (lvl) => RANK[lvl] >= min,
+    writeMembers(lvl, msg, members) {
+      if (RANK[lvl] < min) return;
+      const head = `{"time":"${isoTime(now())}","level":"${lvl}","msg":${JSON.stringify(msg)}`;
+      sink.write(members === "" ? head + "}\n" : `${head},${members}}\n`);
+    },
     flush: () => sink.flush(),
   };
+}
+
+// deno-lint-ignore no-control-regex
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * `JSON.stringify(s)` for a string: quoted as it is when nothing in it needs an escape (quote,
+ * backslash, control character, surrogate), else by JSON.stringify itself.
+ */
+export function jsonString(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+}
+
+/** `JSON.stringify(n)` for a number: its shortest text, or `null` when not finite. */
+export function jsonNumber(n: number): string {
+  return Number.isFinite(n) ? String(n) : "null";
 }
 
 /** Date.prototype.toISOString gives "+YYYYYY-..." from year 10000 on: not the cached form. */

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { createLogger, createMemorySink, createStdoutSink, truncateBytes } from "./log.ts";
+import fc from "fast-check";
+import {
+  createLogger,
+  createMemorySink,
+  createStdoutSink,
+  jsonNumber,
+  jsonString,
+  truncateBytes,
+} from "./log.ts";
 
 const T0 = Date.UTC(2026, 10, 28, 10, 0, 0);
 
@@ -144,4 +152,51 @@ Deno.test("createLogger() writes the time as Date.toISOString() would, for every
   for (i = 0; i < times.length; i++) log.info("tick");
   const got = sink.lines.map((l) => JSON.parse(l).time);
   assert.deepEqual(got, times.map((t) => new Date(t).toISOString()));
+});
+
+Deno.test("jsonString() and jsonNumber() give exactly JSON.stringify's text", async (t) => {
+  await t.step("strings, including quotes, controls, lone and paired surrogates", () => {
+    for (
+      const v of [
+        "",
+        "plain",
+        'q"q',
+        "b\\s",
+        "\n\t\u0000\u001f",
+        "\ud800",
+        "a\udfffb",
+        "😀",
+        "\u2028é",
+      ]
+    ) {
+      assert.equal(jsonString(v), JSON.stringify(v), JSON.stringify(v));
+    }
+    fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 40 }), (v) => {
+      assert.equal(jsonString(v), JSON.stringify(v));
+    }));
+  });
+  await t.step("numbers, including -0, fractions and non-finite ones", () => {
+    for (const v of [0, -0, 1, 200, 1.5, 0.001, 12.345, 1e21, -3, NaN, Infinity, -Infinity]) {
+      assert.equal(jsonNumber(v), JSON.stringify(v), String(v));
+    }
+    fc.assert(fc.property(fc.double(), (v) => assert.equal(jsonNumber(v), JSON.stringify(v))));
+  });
+});
+
+Deno.test("Logger.writeMembers() writes the same line as the fields would, and honours the level", () => {
+  const a = createMemorySink();
+  const b = createMemorySink();
+  const viaFields = createLogger({ level: "info", sink: a, now: () => T0 });
+  const viaMembers = createLogger({ level: "info", sink: b, now: () => T0 });
+  const fields = { method: "GET", status: 200, sub: 'a"b' };
+  viaFields.info("request", fields);
+  viaMembers.writeMembers(
+    "info",
+    "request",
+    `"method":${jsonString("GET")},"status":${jsonNumber(200)},"sub":${jsonString('a"b')}`,
+  );
+  viaFields.warn("plain");
+  viaMembers.writeMembers("warn", "plain", "");
+  viaMembers.writeMembers("debug", "hidden", '"x":1');
+  assert.deepEqual(b.lines, a.lines);
 });
