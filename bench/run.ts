@@ -331,7 +331,14 @@ async function startGate(ctx: Context, keySetSize = 1, profile = false): Promise
     if (value !== undefined) env[name] = value;
   }
   const bin = Deno.env.get("MCP_GATE_BIN");
-  const denoArgs = ["run", "--allow-net", "--allow-env", "--allow-read"];
+  // The flags of `deno task start` (and of the compiled binary, scripts/compile.sh).
+  const denoArgs = [
+    "run",
+    "--allow-net",
+    "--allow-env",
+    "--allow-read",
+    "--v8-flags=--max-semi-space-size=16",
+  ];
   if (profile && ctx.options.cpuProfDir) {
     denoArgs.push("--cpu-prof", `--cpu-prof-dir=${ctx.options.cpuProfDir}`);
   }
