@@ -267,6 +267,8 @@ Deno.test("bearerFrom() gives the same answer on its fast path as the general pa
   };
   const part = fc.constantFrom("Bearer", "bearer", "BEARER", "Basic", "Bearer:", "");
   const gap = fc.constantFrom(" ", "  ", "\t", " \t", "");
+  // Includes whitespace that trim() removes but the fast path must not accept (\u000b, \u00a0).
+  // deno-lint-ignore no-control-regex
   const body = fc.stringMatching(/^[A-Za-z0-9._~+/=\- \t\u00a0\u000b]{0,12}$/);
   fc.assert(
     fc.property(gap, part, gap, body, gap, (lead, scheme, mid, rest, tail) => {
