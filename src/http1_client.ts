@@ -121,8 +121,6 @@ const READ_SIZE = 8 * 1024;
 /** Per-connection buffer for request heads (and small bodies sent with them). */
 const SCRATCH_SIZE = 8 * 1024;
 const utf8 = new TextEncoder();
-// deno-lint-ignore no-control-regex
-const NON_ASCII = /[^\x00-\x7f]/;
 const MAX_READ_SIZE = 256 * 1024;
 /** Payloads up to this size are copied out so the read buffer can be reused. */
 const COPY_BELOW = 4096;
@@ -207,11 +205,15 @@ class Connection {
    */
   compose(head: string, tail: Uint8Array | null): Uint8Array {
     const tailLength = tail === null ? 0 : tail.length;
-    if (head.length + tailLength <= SCRATCH_SIZE && !NON_ASCII.test(head)) {
+    if (head.length + tailLength <= SCRATCH_SIZE) {
       const scratch = this.#scratch ??= new Uint8Array(SCRATCH_SIZE);
-      const { written } = utf8.encodeInto(head, scratch);
-      if (tail !== null) scratch.set(tail, written);
-      return scratch.subarray(0, written + tailLength);
+      const { read, written } = utf8.encodeInto(head, scratch);
+      // One byte per char means all ASCII (a byte string's chars 0x80-0xFF take two bytes in
+      // UTF-8): no separate scan of the head. Otherwise the scratch bytes are just ignored.
+      if (read === head.length && written === head.length) {
+        if (tail !== null) scratch.set(tail, written);
+        return scratch.subarray(0, written + tailLength);
+      }
     }
     const bytes = isomorphicEncode(head);
     return tail === null ? bytes : concat(bytes, tail);

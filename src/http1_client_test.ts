@@ -350,6 +350,52 @@ Deno.test("Http1Client aborts before the head when the signal fires", async () =
   await sawEof;
 });
 
+Deno.test("Http1Client sends a head byte for byte: ASCII, and a byte string with bytes over 0x7F", async (t) => {
+  for (
+    const [name, value, bytes] of [
+      ["ASCII", "plain", [0x70, 0x6c, 0x61, 0x69, 0x6e]],
+      ["byte string", "caf\u00e9\u00ff", [0x63, 0x61, 0x66, 0xe9, 0xff]],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      let received!: (b: Uint8Array) => void;
+      const got = new Promise<Uint8Array>((r) => received = r);
+      await using up = startRawUpstream(async (conn) => {
+        const buf = new Uint8Array(4096);
+        let all = new Uint8Array(0);
+        // The head and the 4-byte body; read until the body's last byte.
+        while (all.length < 4 || all[all.length - 1] !== 0x21) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          const next = new Uint8Array(all.length + n);
+          next.set(all);
+          next.set(buf.subarray(0, n), all.length);
+          all = next;
+        }
+        received(all);
+        await writeText(conn, OK);
+        await conn.read(new Uint8Array(1)).catch(() => null);
+      });
+      using c = client(up.port);
+      const head = `POST / HTTP/1.1\r\nhost: up\r\nx-v: ${value}\r\ncontent-length: 4\r\n\r\n`;
+      const res = await c.request({
+        head,
+        method: "POST",
+        body: new TextEncoder().encode("body!").subarray(1),
+        chunked: false,
+        headersTimeoutMs: 3000,
+      });
+      assert.equal(await text(res.body), "ok");
+      const want = [
+        ...new TextEncoder().encode("POST / HTTP/1.1\r\nhost: up\r\nx-v: "),
+        ...bytes,
+        ...new TextEncoder().encode("\r\ncontent-length: 4\r\n\r\nody!"),
+      ];
+      assert.deepEqual([...await got], want);
+    });
+  }
+});
+
 Deno.test("Http1Client streams a request body without buffering it", async () => {
   let firstChunk!: () => void;
   const upstreamGotFirst = new Promise<void>((r) => firstChunk = r);
