@@ -216,7 +216,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       metrics?.authOutcome("ok");
       annotateAuth({ outcome: "ok", sub });
       if (subjectLimiter) {
-        const wait = subjectLimiter.take(`s:${sub}`);
+        const wait = subjectLimiter.take(sub);
         if (wait > 0) {
           throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
@@ -269,7 +269,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         ipLimiter && (final.code === "no_token" || final.code === "invalid_token" ||
           final.code === "invalid_request")
       ) {
-        const wait = ipLimiter.take(`i:${clientIp}`);
+        const wait = ipLimiter.take(clientIp);
         if (wait > 0) {
           final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
