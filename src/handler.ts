@@ -15,7 +15,7 @@ import { createClientIpResolver } from "./client_ip.ts";
 import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { requestIdFor } from "./request_id.ts";
 import { annotateAuth } from "./tracing.ts";
-import { contentLengthOf } from "./http1_parse.ts";
+import { contentLengthOf } from "./http1/mod.ts";
 import type { KeyStore } from "./jwks.ts";
 import type { TokenVerifier, VerifiedToken } from "./verify.ts";
 import {

@@ -2,7 +2,7 @@
  * The streaming reverse proxy (contract §3.8): one authenticated request in, the same request to
  * the upstream MCP server, its response streamed back. Header rules are applied while the
  * request head is serialised, in one pass; everything constant comes from Config at
- * construction. The upstream client is the raw HTTP/1.1 client of http1_client.ts: bytes pass
+ * construction. The upstream client is the raw HTTP/1.1 client of src/http1/: bytes pass
  * through untouched (no decompression, unlike `fetch`), bodies stream both ways, redirects are
  * never followed.
  */
@@ -13,8 +13,11 @@ import {
   Http1Error,
   type Http1ExchangeResult,
   type Http1Response,
-} from "./http1_client.ts";
-import { contentLengthOf, isToken, splitTokens, toByteString } from "./http1_parse.ts";
+  contentLengthOf,
+  isToken,
+  splitTokens,
+  toByteString,
+} from "./http1/mod.ts";
 import type { Logger } from "./log.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import type { Config } from "./config.ts";
-import type { Http1Response } from "./http1_client.ts";
-import { parseResponseHead } from "./http1_parse.ts";
+import { type Http1Response, parseResponseHead } from "./http1/mod.ts";
 import {
   buildHead,
   type ForwardContext,

@@ -10,7 +10,7 @@ import {
   isomorphicEncode,
   parseResponseHead,
   toByteString,
-} from "./http1_parse.ts";
+} from "./parse.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -5,8 +5,8 @@ import {
   type Http1Error,
   type Http1ExchangeResult,
   type Http1Request,
-} from "./http1_client.ts";
-import { readRequestHead, startRawUpstream, writeText } from "../tests/helpers/upstream.ts";
+} from "./client.ts";
+import { readRequestHead, startRawUpstream, writeText } from "../../tests/helpers/upstream.ts";
 
 const dec = new TextDecoder();
 

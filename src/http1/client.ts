@@ -17,9 +17,9 @@ import {
   LAST_CHUNK,
   parseResponseHead,
   type ResponseHead,
-} from "./http1_parse.ts";
+} from "./parse.ts";
 
-export { Http1ProtocolError, type ResponseHead } from "./http1_parse.ts";
+export { Http1ProtocolError, type ResponseHead } from "./parse.ts";
 
 /** Why a request failed before the response head arrived. */
 export type Http1ErrorKind =

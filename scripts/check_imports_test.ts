@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { findViolations } from "./check_imports.ts";
+
+Deno.test("findViolations() reports an import from behind a module's mod.ts, and only that", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(root, "src", "wire"), { recursive: true });
+    await Deno.mkdir(join(root, "bench"));
+    await Deno.writeTextFile(join(root, "src", "wire", "mod.ts"), 'export * from "./inner.ts";\n');
+    await Deno.writeTextFile(join(root, "src", "wire", "inner.ts"), "export const x = 1;\n");
+    await Deno.writeTextFile(join(root, "src", "ok.ts"), 'import { x } from "./wire/mod.ts";\n');
+    await Deno.writeTextFile(
+      join(root, "bench", "bad.ts"),
+      'import { y } from "node:path";\nimport {\n  x,\n} from "../src/wire/inner.ts";\n',
+    );
+    const found = await findViolations(root);
+    assert.deepEqual(found, [{
+      file: join("bench", "bad.ts"),
+      line: 4,
+      specifier: "../src/wire/inner.ts",
+      module: join("src", "wire"),
+    }]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("the repository keeps every module boundary", async () => {
+  const root = new URL("..", import.meta.url).pathname;
+  assert.deepEqual(await findViolations(root), []);
+});
