@@ -45,6 +45,12 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     error: "unauthorized",
     description: "Bearer token required",
   },
+  bad_request: {
+    status: 400,
+    outcome: "invalid_request",
+    error: "invalid_request",
+    description: "The request is malformed",
+  },
   invalid_request: {
     status: 400,
     outcome: "invalid_request",
@@ -68,6 +74,12 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     outcome: "forbidden",
     error: "forbidden",
     description: "Origin not allowed",
+  },
+  claim_unrepresentable: {
+    status: 403,
+    outcome: "forbidden",
+    error: "forbidden",
+    description: "A claim of the access token cannot be passed to the service",
   },
   not_ready: {
     status: 503,
@@ -110,6 +122,13 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
 const INVALID_REQUEST_DESCRIPTIONS: Partial<Record<RejectReason, string>> = {
   multiple_authorization: "Only one Authorization header is allowed",
   token_in_query: "The access token was sent by more than one method",
+};
+
+/** `bad_request` descriptions per reason: which part of the request is malformed. */
+const BAD_REQUEST_DESCRIPTIONS: Partial<Record<RejectReason, string>> = {
+  invalid_target: "The request target is not a valid URI path and query",
+  invalid_host: "The Host header or request authority is not a valid host",
+  invalid_header: "A header field value cannot be forwarded",
 };
 
 /** The HTTP status for a code. */
@@ -205,12 +224,21 @@ export function createResponder(config: Config): Responder {
   for (const [reason, description] of Object.entries(INVALID_REQUEST_DESCRIPTIONS)) {
     invalidRequestByReason.set(reason as RejectReason, prepare("invalid_request", description!));
   }
+  const badRequestByReason = new Map<RejectReason, Prepared>();
+  for (const [reason, description] of Object.entries(BAD_REQUEST_DESCRIPTIONS)) {
+    badRequestByReason.set(reason as RejectReason, prepare("bad_request", description!));
+  }
 
   return {
     resourceMetadataUrl: url,
     respond(err, extra) {
-      const prepared = (err.code === "invalid_request" && err.reason !== undefined &&
-        invalidRequestByReason.get(err.reason)) || byCode.get(err.code);
+      const byReason = err.code === "invalid_request"
+        ? invalidRequestByReason
+        : err.code === "bad_request"
+        ? badRequestByReason
+        : undefined;
+      const prepared = (byReason !== undefined && err.reason !== undefined &&
+        byReason.get(err.reason)) || byCode.get(err.code);
       if (prepared === undefined) {
         // Only reachable when a caller builds a GateError with a code outside the union.
         throw new TypeError(`Unknown gate error code "${String(err.code)}"`);

@@ -132,6 +132,39 @@ Deno.test("createResponder() answers each code with the contract's status, chall
       body: { error: "rate_limited", error_description: "Too many requests" },
       retryAfter: "1",
     }],
+    [
+      "bad_request for a request target",
+      new GateError("bad_request", {
+        reason: "invalid_target",
+      }),
+      {
+        status: 400,
+        wwwAuthenticate: null,
+        body: {
+          error: "invalid_request",
+          error_description: "The request target is not a valid URI path and query",
+        },
+        retryAfter: null,
+      },
+    ],
+    ["bad_request for a Host", new GateError("bad_request", { reason: "invalid_host" }), {
+      status: 400,
+      wwwAuthenticate: null,
+      body: {
+        error: "invalid_request",
+        error_description: "The Host header or request authority is not a valid host",
+      },
+      retryAfter: null,
+    }],
+    ["claim_unrepresentable", new GateError("claim_unrepresentable"), {
+      status: 403,
+      wwwAuthenticate: null,
+      body: {
+        error: "forbidden",
+        error_description: "A claim of the access token cannot be passed to the service",
+      },
+      retryAfter: null,
+    }],
     ["payload_too_large", new GateError("payload_too_large"), {
       status: 413,
       wwwAuthenticate: null,
@@ -307,10 +340,12 @@ Deno.test("createResponder() keeps every error_description within RFC 6750 §3's
 Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
   const cases: [GateErrorCode, string][] = [
     ["no_token", "none"],
+    ["bad_request", "invalid_request"],
     ["invalid_request", "invalid_request"],
     ["invalid_token", "invalid_token"],
     ["insufficient_scope", "insufficient_scope"],
     ["forbidden", "forbidden"],
+    ["claim_unrepresentable", "forbidden"],
     ["not_ready", "not_ready"],
     ["rate_limited", "rate_limited"],
     ["payload_too_large", "ok"],

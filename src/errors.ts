@@ -5,6 +5,11 @@
 export type GateErrorCode =
   /** No bearer token at all: 401 with a bare challenge (RFC 6750 §3.1, no `error`). */
   | "no_token"
+  /**
+   * A request the gate will not pass on as it is: a request target or Host that is not a valid
+   * URI part (src/target.ts), refused before authentication with 400 and no challenge.
+   */
+  | "bad_request"
   /** Malformed request: two Authorization headers, token in header and query (RFC 6750 §3.1). */
   | "invalid_request"
   /** The token failed a check of contract §4 (RFC 6750 §3.1). */
@@ -13,6 +18,8 @@ export type GateErrorCode =
   | "insufficient_scope"
   /** A present `Origin` that is not allowed (MCP transport, DNS rebinding). */
   | "forbidden"
+  /** A verified claim for CLAIM_HEADERS cannot be sent faithfully (403, never normalised). */
+  | "claim_unrepresentable"
   /** No key set loaded yet. */
   | "not_ready"
   /** Token bucket empty. */
@@ -46,12 +53,24 @@ export type RejectReason =
   | "claim"
   | "multiple_authorization"
   | "token_in_query"
+  /** The request target has a "%" that starts no valid escape, or is not a path. */
+  | "invalid_target"
+  /** Host, or an absolute-form or HTTP/2 authority, is not `uri-host [":" port]`. */
+  | "invalid_host"
+  /** An inbound field to forward cannot be serialised as it is. */
+  | "invalid_header"
+  /** A CLAIM_HEADERS claim has a control character, surrounding space, or is too long. */
+  | "claim_unrepresentable"
+  /** Admission control: too many requests in flight (per client IP or in total). */
+  | "too_many_in_flight"
   | "origin"
   | "body_too_large"
   | "keys_not_loaded"
   | "rate_limit"
   | "upstream_unreachable"
   | "upstream_timeout"
+  /** The serialiser refused the upstream head (nothing was sent). */
+  | "head_unrepresentable"
   /** The client went away before the upstream answered (nginx logs these as 499). */
   | "client_closed";
 
@@ -63,6 +82,11 @@ export interface GateErrorOptions {
   detail?: string;
   /** Seconds for a `Retry-After` header (503, 429). */
   retryAfterSeconds?: number;
+  /**
+   * The verified subject, when the token verified but was refused (403): the refusal is charged
+   * to its rate-limit bucket and the log names it.
+   */
+  subject?: string;
   cause?: unknown;
 }
 
@@ -72,6 +96,7 @@ export class GateError extends Error {
   readonly reason?: RejectReason;
   readonly detail?: string;
   readonly retryAfterSeconds?: number;
+  readonly subject?: string;
 
   constructor(code: GateErrorCode, options: GateErrorOptions = {}) {
     super(options.detail ?? options.reason ?? code, { cause: options.cause });
@@ -80,6 +105,7 @@ export class GateError extends Error {
     this.reason = options.reason;
     this.detail = options.detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.subject = options.subject;
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The request chain, in one visible place (CONTRACT.md §2, §3):
- * health → metadata → origin → preflight → bearer → readiness → verify → rate limit → body size
- * → proxy. Exactly one log line per request, written when the exchange is over (for a stream, when
+ * request URL and Host checks → health → metadata → origin → preflight → bearer → readiness →
+ * client-IP bucket → verify → claim fields → rate limit → body size → proxy. Exactly one log line per request, written when the exchange is over (for a stream, when
  * it ends). The handler never throws: every failure becomes a response.
  */
 import type { Config } from "./config.ts";
@@ -16,9 +16,11 @@ import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { requestIdFor } from "./request_id.ts";
 import { annotateAuth } from "./tracing.ts";
 import { contentLengthOf } from "./http1/mod.ts";
+import { isUriHost, parseRequestUrl, type RequestTarget } from "./target.ts";
 import type { KeyStore } from "./jwks.ts";
 import type { TokenVerifier, VerifiedToken } from "./verify.ts";
 import {
+  claimFieldValues,
   type ForwardContext,
   type Forwarder,
   type ForwardResult,
@@ -97,6 +99,14 @@ export function createHandler(deps: HandlerDeps): Handler {
   const maxBody = config.maxRequestBodyBytes;
   const plan = planFor(config);
   const claimHeaders = config.claimHeaders;
+  const claimFieldValuesOf = (verified: VerifiedToken): [string, string][] => {
+    try {
+      return claimFieldValues(claimHeaders, verified.claims);
+    } catch (e) {
+      if (!(e instanceof GateError)) throw e;
+      throw new GateError(e.code, { reason: e.reason, detail: e.detail, subject: verified.sub });
+    }
+  };
   const jsonHeaders = {
     "content-type": "application/json",
     "x-content-type-options": "nosniff",
@@ -152,7 +162,8 @@ export function createHandler(deps: HandlerDeps): Handler {
   const handle = async (req: Request, info: PeerInfo): Promise<Response> => {
     const started = now();
     metrics?.requestStarted();
-    const { path, search } = splitTarget(req.url);
+    const target = parseRequestUrl(req.url);
+    const path = typeof target === "string" ? splitTarget(req.url).path : target.path;
     const addr = info.remoteAddr;
     const peer = "hostname" in addr ? addr.hostname : "unknown";
     // Every field the chain looks at, and those the upstream gets, in one pass.
@@ -171,6 +182,25 @@ export function createHandler(deps: HandlerDeps): Handler {
       fields,
     };
     const done = (o: Outcome) => writeLog(exchange, o);
+
+    // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
+    // before any other work (src/target.ts, docs/security.md).
+    const malformed: RejectReason | undefined = typeof target === "string"
+      ? target
+      : fields.host !== null && !isUriHost(fields.host)
+      ? "invalid_host"
+      : fields.unrepresentable !== null
+      ? "invalid_header"
+      : undefined;
+    if (malformed !== undefined) {
+      const err = new GateError("bad_request", { reason: malformed });
+      metrics?.authOutcome(outcomeOf(err.code), malformed);
+      const res = reject(err, null);
+      done({ route: "rejected", status: res.status, auth: outcomeOf(err.code), reason: malformed });
+      return res;
+    }
+    const checked = target as RequestTarget;
+    const search = checked.query;
 
     if (HEALTH_PATHS.has(path)) {
       const res = health(req, path);
@@ -201,6 +231,14 @@ export function createHandler(deps: HandlerDeps): Handler {
         throw new GateError("not_ready", { reason: "keys_not_loaded", retryAfterSeconds: 5 });
       }
       if (token === undefined) throw new GateError("no_token");
+      // Failed authentication drains the client IP's bucket; once it is empty, the client is
+      // refused before any signature work (a flood of bad tokens costs the gate nothing more).
+      if (ipLimiter) {
+        const wait = ipLimiter.peek(clientIp);
+        if (wait > 0) {
+          throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
+        }
+      }
 
       let verified: VerifiedToken;
       try {
@@ -212,6 +250,9 @@ export function createHandler(deps: HandlerDeps): Handler {
           detail: String(err),
         });
       }
+      // Claim fields are built before the request counts as authenticated: a claim that cannot
+      // be sent faithfully refuses it (403, charged to the subject like any other 403).
+      const setHeaders = claimHeaders.length > 0 ? claimFieldValuesOf(verified) : undefined;
       sub = verified.sub;
       metrics?.authOutcome("ok");
       annotateAuth({ outcome: "ok", sub });
@@ -231,9 +272,8 @@ export function createHandler(deps: HandlerDeps): Handler {
         forwardedFor,
         forwardedProto: forwardedProto(fields, deps.tls === true, trustedPeer),
         requestId,
-        setHeaders: claimHeaders.length > 0
-          ? claimValues(claimHeaders, verified.claims)
-          : undefined,
+        target: checked,
+        setHeaders,
         fields,
         onDone: (r: ForwardResult) => {
           if (r.outcome === "upstream_abort") metrics?.upstreamError("reset");
@@ -264,12 +304,17 @@ export function createHandler(deps: HandlerDeps): Handler {
         return res;
       }
       let final = gateErr;
-      // Failed authentication is charged to the client IP (per-subject buckets need a subject).
-      if (
-        ipLimiter && (final.code === "no_token" || final.code === "invalid_token" ||
-          final.code === "invalid_request")
-      ) {
-        const wait = ipLimiter.take(clientIp);
+      // Failed authentication is charged to the client IP; a verified token that is refused
+      // (403: scope, claims) to its subject. Either way abuse costs the abuser, not the gate.
+      const refusedSubject = sub === undefined ? gateErr.subject : undefined;
+      const limiter = refusedSubject !== undefined
+        ? subjectLimiter
+        : final.code === "no_token" || final.code === "invalid_token" ||
+            final.code === "invalid_request"
+        ? ipLimiter
+        : undefined;
+      if (limiter !== undefined) {
+        const wait = limiter.take(refusedSubject ?? clientIp);
         if (wait > 0) {
           final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
@@ -292,7 +337,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         auth: outcome,
         reason: final.reason,
         detail: final.detail,
-        sub,
+        sub: sub ?? refusedSubject,
       });
       return res;
     }
@@ -323,26 +368,4 @@ function forwardedProto(
     if (p !== null && p.trim().toLowerCase() === "https") return "https";
   }
   return "http";
-}
-
-/** Header values from verified claims; control characters are dropped so Headers never throws. */
-function claimValues(
-  pairs: Config["claimHeaders"],
-  claims: Readonly<Record<string, unknown>>,
-): [string, string][] {
-  const out: [string, string][] = [];
-  for (const { claim, header } of pairs) {
-    const v = claims[claim];
-    if (v === undefined || v === null) continue;
-    const text = typeof v === "string"
-      ? v
-      : Array.isArray(v)
-      ? v.map((x) => (typeof x === "string" ? x : JSON.stringify(x))).join(",")
-      : typeof v === "object"
-      ? JSON.stringify(v)
-      : String(v);
-    // deno-lint-ignore no-control-regex
-    out.push([header, text.replace(/[\x00-\x1f\x7f]/g, "").trim()]);
-  }
-  return out;
 }

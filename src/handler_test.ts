@@ -21,8 +21,20 @@ const NOSCOPE = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlLW5vc2NvcGU
 const BAD = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJldmUifQ.c2lnbmF0dXJlLWJhZA";
 const META = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
+/** Calls of stubVerifier.verify (tests read the difference around what they do). */
+let verifyCalls = 0;
+const CONTROL = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJlLWN0bA";
+
 const stubVerifier: TokenVerifier = {
   verify(token: string) {
+    verifyCalls++;
+    if (token === CONTROL) {
+      return Promise.resolve({
+        sub: "mallory",
+        claims: { sub: "mallory", email: "adm\u0000in@example.com" },
+        expMs: Date.now() + 60_000,
+      });
+    }
     if (token === GOOD) {
       return Promise.resolve({
         sub: "alice",
@@ -31,7 +43,9 @@ const stubVerifier: TokenVerifier = {
       });
     }
     if (token === NOSCOPE) {
-      return Promise.reject(new GateError("insufficient_scope", { reason: "scope" }));
+      return Promise.reject(
+        new GateError("insufficient_scope", { reason: "scope", subject: "bob" }),
+      );
     }
     return Promise.reject(new GateError("invalid_token", { reason: "signature" }));
   },
@@ -358,4 +372,100 @@ Deno.test("handler writes each request line exactly as JSON.stringify would, fie
   assert.equal(ok.request_id, "rid-1");
   assert.equal(bad.reason, "signature");
   assert.equal(bad.status, 401);
+});
+
+Deno.test("handler answers 400 before auth for a target or Host it cannot pass on", async (t) => {
+  const f = fixture();
+  const cases: [string, Request, string][] = [
+    [
+      "a bad percent escape",
+      new Request(url("/mcp%zz"), { headers: bearer(GOOD) }),
+      "invalid_target",
+    ],
+    [
+      "a Host with a slash",
+      new Request(url("/mcp"), { headers: { ...bearer(GOOD), host: "evil/inj" } }),
+      "invalid_host",
+    ],
+    [
+      "a Host with a space",
+      new Request(url("/mcp"), { headers: { ...bearer(GOOD), host: "a b" } }),
+      "invalid_host",
+    ],
+    [
+      "a Host with userinfo",
+      new Request(url("/mcp"), { headers: { ...bearer(GOOD), host: "u@h" } }),
+      "invalid_host",
+    ],
+  ];
+  for (const [name, req, reason] of cases) {
+    await t.step(name, async () => {
+      const before = verifyCalls;
+      const res = await f.handle(req);
+      assert.equal(res.status, 400);
+      assert.equal(res.headers.get("www-authenticate"), null);
+      assert.equal((await res.json()).error, "invalid_request");
+      assert.equal(verifyCalls, before, "no token work");
+      assert.equal(f.logs().at(-1)!.reason, reason);
+    });
+  }
+  assert.equal(f.forwarded.length, 0);
+});
+
+Deno.test("handler passes the checked, re-encoded target to the forwarder", async () => {
+  const f = fixture();
+  const res = await f.handle(
+    new Request(url("/mcp/\u00e9 x?q=\u010d\u010a"), {
+      headers: bearer(GOOD),
+    }),
+  );
+  await res.body?.cancel();
+  assert.equal(res.status, 200);
+  const target = f.forwarded[0].ctx.target!;
+  assert.equal(target.path, "/mcp/%C3%A9%20x");
+  assert.equal(target.query, "?q=%C4%8D%C4%8A");
+  assert.equal(f.logs().at(-1)!.path, "/mcp/%C3%A9%20x");
+});
+
+Deno.test("handler refuses a client IP with an empty bucket before any signature work", async () => {
+  const f = fixture({ RATE_LIMIT_RPS: "0.001", RATE_LIMIT_BURST: "2" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const res = await f.handle(new Request(url("/mcp"), { headers: bearer(BAD) }));
+    statuses.push(res.status);
+    await res.body?.cancel();
+  }
+  assert.deepEqual(statuses, [401, 401]);
+  const before = verifyCalls;
+  const res = await f.handle(new Request(url("/mcp"), { headers: bearer(BAD) }));
+  await res.body?.cancel();
+  assert.equal(res.status, 429);
+  assert.equal(verifyCalls, before, "the verifier was not called");
+});
+
+Deno.test("handler charges a 403 to the token's subject", async () => {
+  const f = fixture({ RATE_LIMIT_RPS: "0.001", RATE_LIMIT_BURST: "2" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const res = await f.handle(new Request(url("/mcp"), { headers: bearer(NOSCOPE) }));
+    statuses.push(res.status);
+    await res.body?.cancel();
+  }
+  assert.deepEqual(statuses, [403, 403, 429]);
+  assert.equal(f.logs().at(-2)!.sub, "bob");
+  // The IP's bucket was not charged: another subject from the same IP still passes.
+  const ok = await f.handle(new Request(url("/mcp"), { headers: bearer(GOOD) }));
+  await ok.body?.cancel();
+  assert.equal(ok.status, 200);
+});
+
+Deno.test("handler answers 403 claim_unrepresentable for a claim it cannot send as it is", async () => {
+  const f = fixture({ CLAIM_HEADERS: "email=X-Auth-Email" });
+  const res = await f.handle(new Request(url("/mcp"), { headers: bearer(CONTROL) }));
+  assert.equal(res.status, 403);
+  assert.equal((await res.json()).error, "forbidden");
+  const line = f.logs().at(-1)!;
+  assert.equal(line.reason, "claim_unrepresentable");
+  assert.equal(line.sub, "mallory");
+  assert.equal(f.forwarded.length, 0);
 });

@@ -1,28 +1,34 @@
 /**
  * The streaming reverse proxy (contract §3.8): one authenticated request in, the same request to
- * the upstream MCP server, its response streamed back. Header rules are applied while the
- * request head is serialised, in one pass; everything constant comes from Config at
- * construction. The upstream client is the raw HTTP/1.1 client of src/http1/: bytes pass
+ * the upstream MCP server, its response streamed back. This module owns the header rules: which
+ * inbound fields are managed by the gate (never forwarded in any spelling), which it sets, and
+ * how claim values become fields. Every line of the upstream head is built by the serialiser of
+ * src/http1/ (`requestLine`, `fieldLine`), which refuses what it cannot send exactly
+ * (docs/security.md). The upstream client is the raw HTTP/1.1 client of src/http1/: bytes pass
  * through untouched (no decompression, unlike `fetch`), bodies stream both ways, redirects are
  * never followed.
  */
 import type { Config } from "./config.ts";
 import { GateError } from "./errors.ts";
 import {
+  contentLengthOf,
+  fieldLine,
   Http1Client,
   Http1Error,
   type Http1ExchangeResult,
+  Http1HeadError,
   type Http1Response,
-  contentLengthOf,
-  isToken,
+  isFieldValue,
+  requestLine,
   splitTokens,
   toByteString,
 } from "./http1/mod.ts";
 import type { Logger } from "./log.ts";
+import { parseRequestUrl, type RequestTarget } from "./target.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
 export interface ForwardContext {
-  /** Resolved client IP. */
+  /** Resolved client IP (also sent as X-Real-IP). */
   clientIp: string;
   /** Full X-Forwarded-For value to send (the handler computes it). */
   forwardedFor: string;
@@ -30,7 +36,15 @@ export interface ForwardContext {
   forwardedProto: "http" | "https";
   /** Value for X-Request-Id. */
   requestId: string;
-  /** Claim headers to set (lower-case names), from the verified token. */
+  /**
+   * The request URL as the handler checked it (see src/target.ts); parsed from `req.url` when
+   * absent.
+   */
+  target?: RequestTarget;
+  /**
+   * Claim fields to set: lower-case names and byte-string values, from
+   * {@linkcode claimFieldValues} (which refuses values that cannot be sent as they are).
+   */
   setHeaders?: readonly (readonly [string, string])[];
   /**
    * The request's fields as the handler already read them with {@linkcode readRequestFields}
@@ -58,8 +72,10 @@ export interface ForwardResult {
 export interface Forwarder {
   /**
    * Sends `req` upstream and resolves with the streamed response once its head arrived.
-   * @throws {GateError} `upstream_error` (unreachable, broke before headers, or the client went
-   *   away first: reason `client_closed`), `upstream_timeout`, or `payload_too_large`.
+   * @throws {GateError} `upstream_error` (unreachable, broke before headers, a head that cannot
+   *   be sent as is: reason `head_unrepresentable`, or the client went away first: reason
+   *   `client_closed`), `upstream_timeout`, `payload_too_large`, or `bad_request` (a URL that
+   *   fails src/target.ts, when the context carries no checked target).
    */
   forward(req: Request, ctx: ForwardContext): Promise<Response>;
   /** Closes idle upstream connections. */
@@ -106,33 +122,68 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
 
 /**
  * Request fields the gate sets itself, so inbound copies are dropped: Host (rewritten unless
- * PRESERVE_HOST), the X-Forwarded-* trio and X-Request-Id, and `Forwarded` (RFC 7239), which
- * would otherwise let a client claim any address past the X-Forwarded-For the gate computed (Go's
- * ReverseProxy drops it too). Content-Length is re-emitted with the body framing.
+ * PRESERVE_HOST), Content-Length (re-emitted with the body framing), the X-Forwarded-* trio,
+ * X-Real-IP and X-Request-Id, and `Forwarded` (RFC 7239), which would otherwise let a client
+ * claim any address past the X-Forwarded-For the gate computed (Go's ReverseProxy drops it too).
  */
-const GATE_SET_HEADERS = [
+export const GATE_SET_HEADERS: readonly string[] = Object.freeze([
   "host",
   "content-length",
   "x-forwarded-for",
   "x-forwarded-proto",
   "x-forwarded-host",
+  "x-real-ip",
   "x-request-id",
   "forwarded",
-];
+]);
 
-/** Names a claim header may never take: they would change framing or routing. */
-const RESERVED = new Set([...HOP_BY_HOP_HEADERS, "host", "content-length"]);
+/**
+ * Fields through which proxies and CDNs tell an application who the client is, or which URL it
+ * asked for. The gate is the proxy in front of the upstream: a client's own copy would be a
+ * forgery, so they are dropped (docs/security.md lists them). The gate sends its own answer in
+ * X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP.
+ */
+export const CLIENT_ADDRESS_HEADERS: readonly string[] = Object.freeze([
+  "true-client-ip",
+  "x-client-ip",
+  "cf-connecting-ip",
+  "fastly-client-ip",
+  "x-cluster-client-ip",
+  "x-forwarded",
+  "forwarded-for",
+  "x-forwarded-port",
+  "x-forwarded-prefix",
+  "x-forwarded-server",
+  "x-forwarded-ssl",
+  "x-forwarded-scheme",
+  "x-forwarded-uri",
+  "x-forwarded-path",
+  "x-original-url",
+  "x-original-uri",
+  "x-rewrite-url",
+  "x-original-host",
+  "x-original-forwarded-for",
+  "x-envoy-external-address",
+]);
+
+/**
+ * A field name as CGI, WSGI, Rack and PHP see it: they map `-` and `_` both to `_`, so
+ * `X_Auth_Email` reaches them as the same variable as `X-Auth-Email`. The managed set is matched
+ * on this spelling.
+ */
+export function managedKey(name: string): string {
+  return name.includes("_") ? name.replaceAll("_", "-") : name;
+}
 
 /** Bodies up to this size are read whole before sending (Deno hands them over buffered). */
 const SMALL_BODY = 64 * 1024;
 
-const BAD_VALUE = /[\r\n\0]/;
-
 /** What the request path needs from Config, precomputed once (see {@linkcode planFor}). */
 export interface Plan {
   readonly basePath: string;
+  /** The upstream's Host line (or "" under PRESERVE_HOST). */
   readonly hostLine: string;
-  /** Inbound request fields never copied as they are. */
+  /** Inbound request fields never forwarded, by {@linkcode managedKey} spelling. */
   readonly drop: ReadonlySet<string>;
   readonly preserveHost: boolean;
   readonly maxBody: number;
@@ -152,16 +203,20 @@ export function planFor(config: Config): Plan {
 }
 
 function buildPlan(config: Config): Plan {
-  const drop = new Set<string>([...HOP_BY_HOP_HEADERS, ...GATE_SET_HEADERS]);
+  const drop = new Set<string>([
+    ...HOP_BY_HOP_HEADERS,
+    ...GATE_SET_HEADERS,
+    ...CLIENT_ADDRESS_HEADERS,
+  ]);
   if (!config.forwardAuthorization) {
     drop.add("authorization");
     drop.add("cookie");
   }
   // Inbound copies of claim headers are always removed (contract §1 CLAIM_HEADERS).
-  for (const c of config.claimHeaders) drop.add(c.header.toLowerCase());
+  for (const c of config.claimHeaders) drop.add(managedKey(c.header.toLowerCase()));
   return {
     basePath: config.upstream.basePath,
-    hostLine: `host: ${config.upstream.host}\r\n`,
+    hostLine: config.preserveHost ? "" : fieldLine("host", config.upstream.host),
     drop,
     preserveHost: config.preserveHost,
     maxBody: config.maxRequestBodyBytes,
@@ -170,16 +225,11 @@ function buildPlan(config: Config): Plan {
 }
 
 /**
- * The origin-form target for the upstream: base path + the request's raw path and query, with
- * every `access_token` query parameter removed (contract §3.8) and the rest left byte for byte.
+ * The origin-form target for the upstream: base path + the checked path and query, with every
+ * `access_token` query parameter removed (contract §3.8) and the rest left as it is.
  */
-export function upstreamTarget(basePath: string, url: string): string {
-  // req.url is absolute ("http://host/path?query"); the path starts at the first "/" after "//".
-  const start = url.indexOf("/", url.indexOf("//") + 2);
-  if (start === -1) return basePath + "/";
-  const q = url.indexOf("?", start);
-  if (q === -1) return basePath + url.slice(start);
-  return basePath + url.slice(start, q) + stripAccessToken(url.slice(q));
+export function upstreamTarget(basePath: string, target: RequestTarget): string {
+  return basePath + target.path + stripAccessToken(target.query);
 }
 
 /**
@@ -231,6 +281,11 @@ export interface RequestFields {
   readonly connection: string | null;
   /** `name: value\r\n` for each field outside the plan's drop set, in Headers order. */
   readonly forwarded: string;
+  /**
+   * The name of a field to forward whose name or value cannot be serialised as it is (Deno's
+   * parser refuses such fields first; this is the serialiser's own check), or null.
+   */
+  readonly unrepresentable: string | null;
   /** The drop set `forwarded` was built with. */
   readonly drop: ReadonlySet<string>;
 }
@@ -254,6 +309,7 @@ export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
     transferEncoding: null as string | null,
     connection: null as string | null,
     forwarded: "",
+    unrepresentable: null as string | null,
     drop,
   };
   // forEach, not for-of: several times cheaper on Deno's Headers (no iterator entries).
@@ -290,7 +346,9 @@ export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
         f.connection = value;
         break;
     }
-    if (!drop.has(name)) f.forwarded += `${name}: ${value}\r\n`;
+    if (drop.has(managedKey(name))) return;
+    if (isFieldValue(value)) f.forwarded += `${name}: ${value}\r\n`;
+    else f.unrepresentable ??= name;
   });
   return f;
 }
@@ -307,43 +365,50 @@ export interface UpstreamHead {
 /**
  * Serialises the upstream request head (a byte string: inbound values already are). One pass
  * over the inbound fields; the fields named in Connection are dropped with it (RFC 9110 §7.6.1).
+ * `unframedBody`: the request has a body that arrived without Content-Length or Transfer-Encoding
+ * (HTTP/2 frames bodies itself), so it goes chunked.
+ * @throws {Http1HeadError} when a part of the head cannot be sent exactly as it is.
+ * @throws {GateError} `bad_request` when `ctx` has no target and `req.url` fails src/target.ts.
  */
 export function buildHead(
   plan: Plan,
   req: Request,
   ctx: ForwardContext,
-  log?: Logger,
+  unframedBody = false,
 ): UpstreamHead {
+  const target = ctx.target ?? checkedTarget(req.url);
   const drop = plan.drop;
   const method = req.method;
-  // Deno.serve gives GET/HEAD/CONNECT no body even when framed with one; reading req.body here
-  // would also turn a buffered body into a stream.
-  const hasBody = method !== "GET" && method !== "HEAD" && method !== "CONNECT";
+  const hasBody = mayHaveBody(method);
   const read = ctx.fields !== undefined && ctx.fields.drop === drop
     ? ctx.fields
     : readRequestFields(plan, req.headers);
-  let clientHost = read.host ?? "";
+  if (read.unrepresentable !== null) {
+    throw new Http1HeadError("value", `Field "${read.unrepresentable}" cannot be sent as it is`);
+  }
+  // Host, else the authority of an absolute-form target or HTTP/2 request (both checked as
+  // uri-host [":" port] by src/target.ts and the handler).
+  const clientHost = read.host ?? target.authority;
   let contentLength: number | null = read.contentLength === null
     ? null
     : contentLengthOf(read.contentLength) ?? -1;
-  let chunked = read.transferEncoding !== null;
+  let chunked = read.transferEncoding !== null || unframedBody;
   let fields = read.forwarded;
   if (read.connection !== null) {
     // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1); rare beyond the
     // standard ones, so the common case pays nothing for it.
-    const named = splitTokens(read.connection).filter((t) => !drop.has(t));
+    const named = splitTokens(read.connection).map(managedKey).filter((t) => !drop.has(t));
     if (named.length > 0) {
       fields = "";
       req.headers.forEach((value, name) => {
-        if (!drop.has(name) && !named.includes(name)) fields += `${name}: ${value}\r\n`;
+        const key = managedKey(name);
+        if (!drop.has(key) && !named.includes(key)) fields += fieldLine(name, value);
       });
     }
   }
-  let head = `${method} ${upstreamTarget(plan.basePath, req.url)} HTTP/1.1\r\n`;
-  if (!plan.preserveHost) head += plan.hostLine;
+  let head = requestLine(method, upstreamTarget(plan.basePath, target));
+  head += plan.preserveHost ? fieldLine("host", clientHost) : plan.hostLine;
   head += fields;
-  if (clientHost === "") clientHost = hostOf(req.url);
-  if (plan.preserveHost) head += `host: ${clientHost}\r\n`;
   // The upstream must not wait for a body that will not come.
   if (!hasBody) {
     contentLength = null;
@@ -357,32 +422,71 @@ export function buildHead(
   } else if (contentLength !== null) {
     head += `content-length: ${contentLength}\r\n`;
   }
-  if (ctx.forwardedFor !== "") head += `x-forwarded-for: ${clean(ctx.forwardedFor)}\r\n`;
+  if (ctx.forwardedFor !== "") head += fieldLine("x-forwarded-for", ctx.forwardedFor);
   head += `x-forwarded-proto: ${ctx.forwardedProto}\r\n`;
-  if (clientHost !== "") head += `x-forwarded-host: ${clientHost}\r\n`;
-  if (ctx.requestId !== "") head += `x-request-id: ${clean(ctx.requestId)}\r\n`;
+  if (clientHost !== "") head += fieldLine("x-forwarded-host", clientHost);
+  if (ctx.clientIp !== "") head += fieldLine("x-real-ip", ctx.clientIp);
+  if (ctx.requestId !== "") head += fieldLine("x-request-id", ctx.requestId);
   const set = ctx.setHeaders;
   if (set !== undefined) {
-    for (const [name, value] of set) {
-      // Claim values come from the token: a CR/LF in one must never split the head.
-      if (!isToken(name) || RESERVED.has(name) || BAD_VALUE.test(value)) {
-        log?.warn("claim header skipped", { header: name, reason: "invalid name or value" });
-        continue;
-      }
-      head += `${name}: ${toByteString(value)}\r\n`;
-    }
+    for (const [name, value] of set) head += fieldLine(name, value);
   }
   return { head: head + "\r\n", contentLength, chunked };
 }
 
-function clean(value: string): string {
-  return BAD_VALUE.test(value) ? value.replace(/[\r\n\0]/g, "") : value;
+function checkedTarget(url: string): RequestTarget {
+  const parsed = parseRequestUrl(url);
+  if (typeof parsed === "string") throw new GateError("bad_request", { reason: parsed });
+  return parsed;
 }
 
-function hostOf(url: string): string {
-  const start = url.indexOf("//") + 2;
-  const end = url.indexOf("/", start);
-  return end === -1 ? url.slice(start) : url.slice(start, end);
+/** Claim values longer than this (in UTF-8 bytes) are refused rather than cut. */
+export const MAX_CLAIM_VALUE_BYTES = 4096;
+
+/**
+ * The claim fields for the upstream from verified claims (contract §1 CLAIM_HEADERS): strings as
+ * they are, numbers and booleans as JSON, arrays joined with ",", objects as JSON; non-ASCII as
+ * UTF-8 bytes. A value that cannot be sent faithfully (a control character, leading or trailing
+ * whitespace, which a recipient strips, a lone surrogate, or more than
+ * {@linkcode MAX_CLAIM_VALUE_BYTES}) refuses the request: it is never normalised into another
+ * value, which could be another user's.
+ * @throws {GateError} `claim_unrepresentable` (403), naming the claim in the log detail.
+ */
+export function claimFieldValues(
+  pairs: Config["claimHeaders"],
+  claims: Readonly<Record<string, unknown>>,
+): [string, string][] {
+  const out: [string, string][] = [];
+  for (const { claim, header } of pairs) {
+    const v = claims[claim];
+    if (v === undefined || v === null) continue;
+    const text = typeof v === "string"
+      ? v
+      : Array.isArray(v)
+      ? v.map((x) => (typeof x === "string" ? x : JSON.stringify(x))).join(",")
+      : JSON.stringify(v);
+    let bytes: string;
+    try {
+      bytes = toByteString(text);
+    } catch {
+      throw unrepresentable(claim, "is not well-formed Unicode");
+    }
+    if (bytes.length > MAX_CLAIM_VALUE_BYTES) {
+      throw unrepresentable(claim, `is longer than ${MAX_CLAIM_VALUE_BYTES} bytes`);
+    }
+    if (!isFieldValue(bytes)) {
+      throw unrepresentable(claim, "has a control character or surrounding whitespace");
+    }
+    out.push([header.toLowerCase(), bytes]);
+  }
+  return out;
+}
+
+function unrepresentable(claim: string, why: string): GateError {
+  return new GateError("claim_unrepresentable", {
+    reason: "claim_unrepresentable",
+    detail: `claim ${JSON.stringify(claim.slice(0, 64))} ${why}`,
+  });
 }
 
 const HOP_SET: ReadonlySet<string> = new Set(HOP_BY_HOP_HEADERS);
@@ -453,11 +557,38 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
   });
 
   async function forward(req: Request, ctx: ForwardContext): Promise<Response> {
-    const { head, contentLength, chunked } = buildHead(plan, req, ctx, log);
+    const target = ctx.target ?? checkedTarget(req.url);
+    const fields = ctx.fields !== undefined && ctx.fields.drop === plan.drop
+      ? ctx.fields
+      : readRequestFields(plan, req.headers);
+    // A body without Content-Length or Transfer-Encoding: HTTP/2 frames bodies itself, so such
+    // a request may still carry one. HTTP/1.1 gives an empty stream here; one read tells.
+    let unframed: ReadableStream<Uint8Array> | null = null;
+    if (
+      fields.contentLength === null && fields.transferEncoding === null && mayHaveBody(req.method)
+    ) {
+      unframed = await peekBody(req);
+    }
+    let built: UpstreamHead;
+    try {
+      built = buildHead(plan, req, { ...ctx, fields, target }, unframed !== null);
+    } catch (e) {
+      if (!(e instanceof Http1HeadError)) throw e;
+      // The serialiser refused: nothing is sent. Not the client's doing when it passed the
+      // handler's checks, so it is logged as an error and answered as a gateway failure.
+      log?.error("upstream request head refused", { request_id: ctx.requestId, error: e.message });
+      unframed?.cancel().catch(() => {});
+      throw new GateError("upstream_error", {
+        reason: "head_unrepresentable",
+        detail: e.message,
+        cause: e,
+      });
+    }
+    const { head, contentLength, chunked } = built;
     if (contentLength !== null && contentLength > plan.maxBody) {
       throw new GateError("payload_too_large", { reason: "body_too_large" });
     }
-    let body: Uint8Array | ReadableStream<Uint8Array> | null = null;
+    let body: Uint8Array | ReadableStream<Uint8Array> | null = unframed;
     if (contentLength !== null && contentLength <= SMALL_BODY) {
       // Small bodies (every typical JSON-RPC message) are usually buffered by Deno already:
       // taking them whole skips the stream machinery and sends head and body in one write.
@@ -535,6 +666,52 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
       return client.streamingCount;
     },
   };
+}
+
+/**
+ * Deno.serve gives GET, HEAD and CONNECT no body even when framed with one; reading `req.body`
+ * for them would also turn a buffered body into a stream.
+ */
+function mayHaveBody(method: string): boolean {
+  return method !== "GET" && method !== "HEAD" && method !== "CONNECT";
+}
+
+/**
+ * The request body as a stream when it has at least one byte, else null (and nothing is sent).
+ * @throws {GateError} `upstream_error` with reason `client_closed` when the body broke off.
+ */
+async function peekBody(req: Request): Promise<ReadableStream<Uint8Array> | null> {
+  const stream = req.body;
+  if (stream === null) return null;
+  const reader = stream.getReader();
+  let first: ReadableStreamReadResult<Uint8Array>;
+  try {
+    first = await reader.read();
+    while (!first.done && first.value.length === 0) first = await reader.read();
+  } catch (e) {
+    throw new GateError("upstream_error", {
+      reason: "client_closed",
+      detail: "Client request body broke off",
+      cause: e,
+    });
+  }
+  if (first.done) return null;
+  let pending: Uint8Array | null = first.value;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending !== null) {
+        controller.enqueue(pending);
+        pending = null;
+        return;
+      }
+      const r = await reader.read();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 function toGateError(e: unknown): GateError {

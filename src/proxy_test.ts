@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import type { Config } from "./config.ts";
-import { type Http1Response, parseResponseHead } from "./http1/mod.ts";
+import { Http1HeadError, type Http1Response, parseResponseHead } from "./http1/mod.ts";
+import { GateError } from "./errors.ts";
+import { parseRequestUrl, type RequestTarget } from "./target.ts";
 import {
   buildHead,
+  claimFieldValues,
+  CLIENT_ADDRESS_HEADERS,
   type ForwardContext,
+  GATE_SET_HEADERS,
   HOP_BY_HOP_HEADERS,
+  managedKey,
+  MAX_CLAIM_VALUE_BYTES,
   planFor,
   readRequestFields,
   responseHeaders,
@@ -57,7 +64,13 @@ Deno.test("HOP_BY_HOP_HEADERS lists the RFC 9110 §7.6.1 fields in lower case", 
   ]);
 });
 
-Deno.test("upstreamTarget() appends the raw path and query to the base path", async (t) => {
+function target(url: string): RequestTarget {
+  const t = parseRequestUrl(url);
+  assert.ok(typeof t !== "string", `${url}: ${t}`);
+  return t;
+}
+
+Deno.test("upstreamTarget() appends the checked path and query to the base path", async (t) => {
   const cases: [string, string, string][] = [
     ["", "http://gate.example/mcp", "/mcp"],
     ["", "http://gate.example/", "/"],
@@ -67,7 +80,10 @@ Deno.test("upstreamTarget() appends the raw path and query to the base path", as
     ["", "http://gate.example", "/"],
   ];
   for (const [base, url, expected] of cases) {
-    await t.step(`${base} + ${url}`, () => assert.equal(upstreamTarget(base, url), expected));
+    await t.step(
+      `${base} + ${url}`,
+      () => assert.equal(upstreamTarget(base, target(url)), expected),
+    );
   }
 });
 
@@ -90,7 +106,7 @@ Deno.test("stripAccessToken() removes every access_token parameter and nothing e
   }
 });
 
-Deno.test("buildHead() writes the request line, Host and X-Forwarded-* once", () => {
+Deno.test("buildHead() writes the request line, Host, X-Forwarded-* and X-Real-IP once", () => {
   const plan = planFor(config());
   const req = new Request("http://gate.example/mcp?x=1", {
     headers: { "x-forwarded-for": "10.0.0.1", "x-request-id": "theirs" },
@@ -102,6 +118,7 @@ Deno.test("buildHead() writes the request line, Host and X-Forwarded-* once", ()
     "x-forwarded-for: 203.0.113.7",
     "x-forwarded-proto: https",
     "x-forwarded-host: gate.example",
+    "x-real-ip: 203.0.113.7",
     "x-request-id: rid-1",
   ]);
   assert.equal(contentLength, null);
@@ -160,35 +177,108 @@ Deno.test("buildHead() frames a body with its Content-Length or chunked, and GET
   });
 });
 
-Deno.test("buildHead() skips claim values and names that could corrupt the head", () => {
+Deno.test("buildHead() sends claim fields as given, after dropping inbound copies", () => {
   const plan = planFor(config({ claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }));
-  const req = new Request("http://g/", { headers: { "x-auth-subject": "forged" } });
-  const head = buildHead(plan, req, {
-    ...CTX,
-    setHeaders: [
-      ["x-auth-subject", "user-1"],
-      ["x-auth-evil", "a\r\nx-injected: 1"],
-      ["bad name", "v"],
-      ["content-length", "0"],
-      ["x-auth-name", "Zo\u00eb \u20ac"],
-    ],
-  }).head;
+  const req = new Request("http://g/", {
+    headers: { "x-auth-subject": "forged", "x_auth_subject": "forged2" },
+  });
+  const setHeaders = claimFieldValues(
+    [{ claim: "sub", header: "X-Auth-Subject" }, { claim: "name", header: "x-auth-name" }],
+    { sub: "user-1", name: "Zo\u00eb \u20ac" },
+  );
+  const head = buildHead(plan, req, { ...CTX, setHeaders }).head;
   assert.deepEqual(lines(head).slice(-2), [
     "x-auth-subject: user-1",
     // Claims are Unicode: sent as UTF-8 bytes.
     "x-auth-name: Zo\u00c3\u00ab \u00e2\u0082\u00ac",
   ]);
   assert.ok(!head.includes("forged"));
-  assert.ok(!head.includes("x-injected"));
 });
 
-Deno.test("buildHead() strips CR/LF from context values", () => {
-  const head = buildHead(planFor(config()), new Request("http://g/"), {
-    ...CTX,
-    requestId: "a\r\nx-injected: 1",
-  }).head;
-  assert.ok(lines(head).includes("x-request-id: ax-injected: 1"));
-  assert.equal(lines(head).filter((l) => l.startsWith("x-injected")).length, 0);
+Deno.test("buildHead() refuses, never cleans, a value that would corrupt the head", async (t) => {
+  const cases: [string, Partial<ForwardContext>][] = [
+    ["CR LF in the request id", { requestId: "a\r\nx-injected: 1" }],
+    ["NUL in X-Forwarded-For", { forwardedFor: "1.2.3.4\0" }],
+    ["LF in a claim value", { setHeaders: [["x-auth-evil", "a\nx-injected: 1"]] }],
+    ["a claim name that is not a token", { setHeaders: [["bad name", "v"]] }],
+    ["a char above 0xFF", { setHeaders: [["x-auth-a", "\u010d\u010ax-injected: 1"]] }],
+  ];
+  for (const [name, extra] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () => buildHead(planFor(config()), new Request("http://g/"), { ...CTX, ...extra }),
+        Http1HeadError,
+      );
+    });
+  }
+});
+
+Deno.test("buildHead() drops every spelling of a managed field", () => {
+  const claim = { claim: "email", header: "X-Auth-Email" };
+  const plan = planFor(config({ claimHeaders: [claim] }));
+  const managed = [...GATE_SET_HEADERS, ...CLIENT_ADDRESS_HEADERS, ...HOP_BY_HOP_HEADERS]
+    .filter((n) => n !== "host" && n !== "content-length" && n !== "transfer-encoding");
+  const headers = new Headers({ "x-keep": "1", "x_keep_too": "2" });
+  for (const name of [...managed, "x-auth-email", "authorization", "cookie"]) {
+    headers.append(name.toUpperCase(), "forged");
+    headers.append(name.replaceAll("-", "_"), "forged");
+  }
+  const req = new Request("http://g/", { headers });
+  const out = lines(buildHead(plan, req, CTX).head);
+  assert.ok(out.every((l) => !l.endsWith(": forged")), out.join("\n"));
+  assert.ok(out.includes("x-keep: 1"));
+  assert.ok(out.includes("x_keep_too: 2"));
+  assert.ok(out.includes("x-real-ip: 203.0.113.7"));
+});
+
+Deno.test("managedKey() maps underscores to hyphens, as CGI does", () => {
+  assert.equal(managedKey("x_auth_email"), "x-auth-email");
+  assert.equal(managedKey("x-auth-email"), "x-auth-email");
+});
+
+Deno.test("claimFieldValues() refuses a claim that cannot be sent faithfully", async (t) => {
+  const pairs = [{ claim: "sub", header: "x-auth-subject" }];
+  const refused: [string, unknown][] = [
+    ["NUL", "adm\u0000in"],
+    ["leading tab", "\tadmin"],
+    ["LF", "ad\nmin"],
+    ["CR", "ad\rmin"],
+    ["DEL", "ad\u007fmin"],
+    ["trailing space", "admin "],
+    ["leading space", " admin"],
+    ["lone surrogate", "ad\ud800min"],
+    ["too long", "a".repeat(MAX_CLAIM_VALUE_BYTES + 1)],
+    ["too long in UTF-8", "\u00e9".repeat(MAX_CLAIM_VALUE_BYTES / 2 + 1)],
+    ["array with a control character", ["a", "b\u0001"]],
+  ];
+  for (const [name, value] of refused) {
+    await t.step(name, () => {
+      assert.throws(() => claimFieldValues(pairs, { sub: value }), (e: unknown) => {
+        assert.ok(e instanceof GateError);
+        assert.equal(e.code, "claim_unrepresentable");
+        assert.equal(e.reason, "claim_unrepresentable");
+        return true;
+      });
+    });
+  }
+  await t.step("what can be sent is sent as it is", () => {
+    assert.deepEqual(
+      claimFieldValues([
+        { claim: "a", header: "x-a" },
+        { claim: "b", header: "x-b" },
+        { claim: "c", header: "x-c" },
+        { claim: "d", header: "X-D" },
+        { claim: "e", header: "x-e" },
+      ], { a: "in side", b: 42, c: ["r1", "r2", 3], d: { k: "v" }, e: "a".repeat(4096) }),
+      [
+        ["x-a", "in side"],
+        ["x-b", "42"],
+        ["x-c", "r1,r2,3"],
+        ["x-d", '{"k":"v"}'],
+        ["x-e", "a".repeat(4096)],
+      ],
+    );
+  });
 });
 
 function response(text: string): Http1Response {

@@ -21,6 +21,11 @@ export interface RateLimiter {
    * number of seconds (≥ 1) until a token is available, for `Retry-After`.
    */
   take(key: string): number;
+  /**
+   * What {@linkcode RateLimiter.take} would return for `key`, taking nothing and creating no
+   * bucket: lets a caller refuse a client with an empty bucket before doing costly work.
+   */
+  peek(key: string): number;
   /** Buckets currently held (≤ maxKeys). */
   readonly size: number;
 }
@@ -79,6 +84,13 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         return 0;
       }
       return Math.max(1, Math.ceil((1 - bucket.tokens) / rps));
+    },
+    peek(key) {
+      const bucket = buckets.get(key);
+      if (bucket === undefined) return 0;
+      const elapsed = Math.max(0, now() - bucket.at);
+      const tokens = Math.min(burst, bucket.tokens + (elapsed * rps) / 1000);
+      return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / rps));
     },
     get size() {
       return buckets.size;

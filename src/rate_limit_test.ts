@@ -134,3 +134,18 @@ Deno.test("createRateLimiter() admits at most burst + rps × elapsed requests pe
     ),
   );
 });
+
+Deno.test("peek() says what take() would, taking nothing and creating no bucket", () => {
+  let t = 0;
+  const limiter = createRateLimiter({ rps: 1, burst: 2, now: () => t });
+  assert.equal(limiter.peek("a"), 0);
+  assert.equal(limiter.size, 0, "no bucket for a peek");
+  assert.equal(limiter.take("a"), 0);
+  assert.equal(limiter.take("a"), 0);
+  assert.equal(limiter.peek("a"), 1);
+  assert.equal(limiter.peek("a"), 1, "peeking again takes nothing");
+  t = 1000;
+  assert.equal(limiter.peek("a"), 0);
+  assert.equal(limiter.take("a"), 0);
+  assert.equal(limiter.peek("a"), 1);
+});

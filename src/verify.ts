@@ -171,7 +171,15 @@ export function createVerifier(
     const claims = parseJsonObject(p);
     if (!claims) reject("malformed", "token payload is not a JSON object");
     const checked = checkClaims(claims, { policy, issuer: keys.issuer, nowMs });
-    if (checked instanceof GateError) throw checked;
+    if (checked instanceof GateError) {
+      // A 403 comes after the subject check: name the subject, so the refusal is charged to it.
+      if (checked.code !== "insufficient_scope") throw checked;
+      throw new GateError(checked.code, {
+        reason: checked.reason,
+        detail: checked.detail,
+        subject: claims.sub as string,
+      });
+    }
 
     const result: VerifiedToken = Object.freeze({
       sub: claims.sub as string,

@@ -20,5 +20,13 @@ export {
   parseResponseHead,
   type ResponseHead,
   splitTokens,
-  toByteString,
 } from "./parse.ts";
+export {
+  encodeHead,
+  fieldLine,
+  type HeadPart,
+  Http1HeadError,
+  isFieldValue,
+  requestLine,
+  toByteString,
+} from "./head.ts";
