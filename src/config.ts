@@ -85,6 +85,13 @@ export interface Config {
   /** 0 = off. */
   readonly rateLimitRps: number;
   readonly rateLimitBurst: number;
+  /** Requests in flight per client IP (MAX_CONCURRENT_REQUESTS); 0 = unlimited. */
+  readonly maxConcurrentRequests: number;
+  /**
+   * Requests in flight in total (MAX_TOTAL_CONNECTIONS); 0 = unlimited. Requests, not connections:
+   * Deno.serve exposes no connection count (see docs/controls.md).
+   */
+  readonly maxTotalConnections: number;
   /** undefined = disabled (METRICS_ADDR empty). */
   readonly metricsListen?: ListenAddr;
   readonly tlsCertFile?: string;
@@ -132,6 +139,8 @@ const FALLBACK = {
   PRESERVE_HOST: "false",
   RATE_LIMIT_RPS: "0",
   RATE_LIMIT_BURST: "0",
+  MAX_CONCURRENT_REQUESTS: "100",
+  MAX_TOTAL_CONNECTIONS: "1000",
   METRICS_ADDR: ":9090",
   LOG_LEVEL: "info",
 } as const;
@@ -278,6 +287,18 @@ export const VARIABLES: readonly Variable[] = deepFreeze([
     description: "token bucket size; 0 = max(1, ceil(RATE_LIMIT_RPS))",
   },
   {
+    name: "MAX_CONCURRENT_REQUESTS",
+    default: FALLBACK.MAX_CONCURRENT_REQUESTS,
+    description:
+      "requests in flight per client IP (a stream until it ends); more get 429; 0 = unlimited",
+  },
+  {
+    name: "MAX_TOTAL_CONNECTIONS",
+    default: FALLBACK.MAX_TOTAL_CONNECTIONS,
+    description: "requests in flight in total (not connections: Deno.serve exposes no count " +
+      "of them); more get 503; 0 = unlimited",
+  },
+  {
     name: "METRICS_ADDR",
     default: FALLBACK.METRICS_ADDR,
     description: "listener for /metrics, /livez and /readyz; set it empty to disable",
@@ -370,6 +391,8 @@ export function parseConfig(env: Env): Config {
   const preserveHost = withDefault("PRESERVE_HOST", parseBoolean);
   const rateLimitRps = withDefault("RATE_LIMIT_RPS", parseRate);
   const rateLimitBurst = withDefault("RATE_LIMIT_BURST", parseCount);
+  const maxConcurrentRequests = withDefault("MAX_CONCURRENT_REQUESTS", parseCount);
+  const maxTotalConnections = withDefault("MAX_TOTAL_CONNECTIONS", parseCount);
   // Set but empty disables the metrics listener; unset means the default.
   const metricsDisabled = env.METRICS_ADDR !== undefined && env.METRICS_ADDR.trim() === "";
   const metricsListen = metricsDisabled ? undefined : withDefault("METRICS_ADDR", parseListenAddr);
@@ -431,6 +454,8 @@ export function parseConfig(env: Env): Config {
     rateLimitBurst: rateLimitBurst! === 0 && rps > 0
       ? Math.max(1, Math.ceil(rps))
       : rateLimitBurst!,
+    maxConcurrentRequests: maxConcurrentRequests!,
+    maxTotalConnections: maxTotalConnections!,
     metricsListen,
     tlsCertFile,
     tlsKeyFile,
@@ -488,6 +513,8 @@ export function redactedConfig(config: Config): Record<string, unknown> {
     preserveHost: config.preserveHost,
     rateLimitRps: config.rateLimitRps,
     rateLimitBurst: config.rateLimitBurst,
+    maxConcurrentRequests: config.maxConcurrentRequests,
+    maxTotalConnections: config.maxTotalConnections,
     metricsListen: config.metricsListen ? formatListenAddr(config.metricsListen) : null,
     tlsCertFile: config.tlsCertFile ?? null,
     tlsKeyFile: config.tlsKeyFile ?? null,

@@ -819,6 +819,39 @@ Deno.test("parseConfig() reads the rate limit and derives the default burst", as
   }
 });
 
+Deno.test("parseConfig() reads the in-flight caps, 0 meaning unlimited", async (t) => {
+  const cases: [Env, number, number][] = [
+    [{}, 100, 1000],
+    [{ MAX_CONCURRENT_REQUESTS: "8" }, 8, 1000],
+    [{ MAX_TOTAL_CONNECTIONS: " 20000 " }, 100, 20000],
+    [{ MAX_CONCURRENT_REQUESTS: "0", MAX_TOTAL_CONNECTIONS: "0" }, 0, 0],
+    [{ MAX_CONCURRENT_REQUESTS: "", MAX_TOTAL_CONNECTIONS: " " }, 100, 1000],
+  ];
+  for (const [env, perIp, total] of cases) {
+    await t.step(JSON.stringify(env), () => {
+      const config = parse(env);
+      assert.equal(config.maxConcurrentRequests, perIp);
+      assert.equal(config.maxTotalConnections, total);
+    });
+  }
+  for (const variable of ["MAX_CONCURRENT_REQUESTS", "MAX_TOTAL_CONNECTIONS"]) {
+    for (const value of ["-1", "1.5", "1e3", "ten", "99999999999999999999"]) {
+      await t.step(`${variable} refuses ${value}`, () => {
+        assert.equal(
+          messageFor(variable, value),
+          `Invalid "${variable}": expected a whole number, 0 or more, got "${value}"`,
+        );
+      });
+    }
+  }
+  await t.step("both bad values are reported together", () => {
+    assert.deepEqual(
+      problems({ MAX_CONCURRENT_REQUESTS: "x", MAX_TOTAL_CONNECTIONS: "y" }).map((p) => p.variable),
+      ["MAX_CONCURRENT_REQUESTS", "MAX_TOTAL_CONNECTIONS"],
+    );
+  });
+});
+
 Deno.test("parseConfig() wants both TLS files or neither", async (t) => {
   await t.step("both", () => {
     const config = parse({ TLS_CERT_FILE: "/tls/cert.pem", TLS_KEY_FILE: "/tls/key.pem" });
@@ -929,7 +962,9 @@ Deno.test("VARIABLES shows the defaults parseConfig() applies", () => {
     "JWKS_REFRESH_INTERVAL",
     "LISTEN_ADDR",
     "LOG_LEVEL",
+    "MAX_CONCURRENT_REQUESTS",
     "MAX_REQUEST_BODY",
+    "MAX_TOTAL_CONNECTIONS",
     "METRICS_ADDR",
     "PRESERVE_HOST",
     "RATE_LIMIT_BURST",
@@ -959,6 +994,8 @@ Deno.test("redactedConfig() gives the effective config as plain JSON", () => {
   assert.deepEqual(redacted.claimHeaders, ["sub=x-sub"]);
   assert.deepEqual(redacted.requiredClaims, { tenant: "acme" });
   assert.equal(redacted.clockSkewMs, 30_000);
+  assert.equal(redacted.maxConcurrentRequests, 100);
+  assert.equal(redacted.maxTotalConnections, 1000);
 });
 
 const NAMES = VARIABLES.map((v) => v.name);

@@ -46,6 +46,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     preserveHost: false,
     rateLimitRps: 0,
     rateLimitBurst: 0,
+    maxConcurrentRequests: 100,
+    maxTotalConnections: 1000,
     logLevel: "info",
     ...overrides,
   };
