@@ -96,7 +96,14 @@ export interface EchoBody {
   body: string;
 }
 
-const latin1 = new TextDecoder("latin1");
+/** Bytes as a string of U+0000-U+00FF, one char per byte (TextDecoder "latin1" is windows-1252). */
+export function latin1(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
 const HEAD_LIMIT = 64 * 1024;
 const TCHAR = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** RFC 9112 §3.2.1 origin-form = absolute-path [ "?" query ], RFC 3986 §3.3, §3.4. */
@@ -220,7 +227,7 @@ async function readFields(inbox: Inbox): Promise<[string, Uint8Array][]> {
       throw new ParseError("field-line", `obs-fold line "${printable(line)}"`);
     }
     const colon = line.indexOf(0x3a);
-    const name = colon === -1 ? "" : latin1.decode(line.subarray(0, colon));
+    const name = colon === -1 ? "" : latin1(line.subarray(0, colon));
     if (colon === -1 || !TCHAR.test(name)) {
       throw new ParseError("field-line", `not token ":" value: "${printable(line)}"`);
     }
@@ -239,7 +246,7 @@ async function readRequest(
 ): Promise<StrictRequest | null> {
   const first = await inbox.line(HEAD_LIMIT);
   if (first === null) return null;
-  const parts = latin1.decode(first).split(" ");
+  const parts = latin1(first).split(" ");
   if (parts.length !== 3 || !TCHAR.test(parts[0]) || parts[2] !== "HTTP/1.1") {
     throw new ParseError("request-line", `"${printable(first)}"`);
   }
@@ -259,18 +266,18 @@ async function readRequest(
   let body: Uint8Array = new Uint8Array(0);
   if (te.length > 0) {
     if (cl.length > 0) throw new ParseError("framing", "both Transfer-Encoding and Content-Length");
-    const v = te.map(([, b]) => latin1.decode(b)).join(", ");
+    const v = te.map(([, b]) => latin1(b)).join(", ");
     if (te.length !== 1 || v.toLowerCase() !== "chunked") {
       throw new ParseError("framing", `Transfer-Encoding "${printable(te[0][1])}"`);
     }
     framing = "chunked";
     body = await readChunked(inbox);
   } else if (cl.length > 0) {
-    const v = latin1.decode(cl[0][1]);
+    const v = latin1(cl[0][1]);
     if (cl.length !== 1 || !/^[0-9]{1,15}$/.test(v)) {
       throw new ParseError(
         "framing",
-        `Content-Length ${JSON.stringify(cl.map(([, b]) => latin1.decode(b)))}`,
+        `Content-Length ${JSON.stringify(cl.map(([, b]) => latin1(b)))}`,
       );
     }
     framing = "content-length";
@@ -284,7 +291,7 @@ async function readChunked(inbox: Inbox): Promise<Uint8Array<ArrayBuffer>> {
   for (;;) {
     const line = await inbox.line(HEAD_LIMIT);
     if (line === null) throw new ParseError("incomplete", "EOF before a chunk size");
-    const text = latin1.decode(line);
+    const text = latin1(line);
     const m = /^([0-9A-Fa-f]{1,15})((?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:=[^;]*)?)*)$/
       .exec(text);
     if (!m) throw new ParseError("chunked", `chunk-size line "${printable(line)}"`);
@@ -324,7 +331,7 @@ function request(
     body,
     header(name) {
       const n = name.toLowerCase();
-      const vs = fields.filter(([k]) => k.toLowerCase() === n).map(([, v]) => latin1.decode(v));
+      const vs = fields.filter(([k]) => k.toLowerCase() === n).map(([, v]) => latin1(v));
       return vs.length === 0 ? null : vs.join(", ");
     },
     count(name) {
@@ -347,7 +354,7 @@ function answer(req: StrictRequest): Uint8Array {
     target: req.target,
     subject: req.header("x-auth-subject"),
     test: req.header("x-test-id"),
-    body: latin1.decode(req.body.subarray(0, 200)),
+    body: latin1(req.body.subarray(0, 200)),
   };
   const body = new TextEncoder().encode(JSON.stringify(echo));
   const head = `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n` +
@@ -782,7 +789,7 @@ export function bytesOf(latin1Text: string): Uint8Array {
 
 /** UTF-8 bytes of `s` as a latin1 string (to splice raw UTF-8 into a latin1 request text). */
 export function utf8(s: string): string {
-  return latin1.decode(new TextEncoder().encode(s));
+  return latin1(new TextEncoder().encode(s));
 }
 
 /**
@@ -837,9 +844,9 @@ export async function wireExchange(
 async function readResponse(inbox: Inbox): Promise<WireResponse | null> {
   const status = await inbox.line(HEAD_LIMIT);
   if (status === null) return null;
-  const code = Number(latin1.decode(status).split(" ")[1]);
+  const code = Number(latin1(status).split(" ")[1]);
   const fields = await readFields(inbox);
-  const headers = fields.map(([k, v]) => [k.toLowerCase(), latin1.decode(v)] as [string, string]);
+  const headers = fields.map(([k, v]) => [k.toLowerCase(), latin1(v)] as [string, string]);
   const get = (n: string) => headers.find(([k]) => k === n)?.[1];
   let body: Uint8Array;
   if (code === 204 || code === 304) body = new Uint8Array(0);
