@@ -246,18 +246,19 @@ Deno.test("CLAIM_HEADERS sets identity headers from the token and always drops c
       assert.equal(seen.header("x-auth-groups"), null);
     },
   );
-  await t.step("a claim with CR/LF cannot inject a header", async () => {
-    const token = await r.issuer.mint({ sub: "eve", email: "eve@example.com\r\nX-Injected: 1" });
-    const res = await rawRequest(r.gate.port, {
-      method: "GET",
-      path: "/mcp",
-      headers: [["authorization", `Bearer ${token}`]],
-    });
-    assert.equal(res.status, 200);
-    const seen = await r.upstream.request(2);
-    assert.equal(seen.header("x-injected"), null);
-    assert.equal(seen.header("x-auth-email"), "eve@example.comX-Injected: 1");
-  });
+  await t.step(
+    "a claim with CR/LF refuses the request (403), never reaching the upstream",
+    async () => {
+      const token = await r.issuer.mint({ sub: "eve", email: "eve@example.com\r\nX-Injected: 1" });
+      const res = await rawRequest(r.gate.port, {
+        method: "GET",
+        path: "/mcp",
+        headers: [["authorization", `Bearer ${token}`]],
+      });
+      assert.equal(res.status, 403);
+      assert.equal(r.upstream.requests.length, 2);
+    },
+  );
   await t.step("without a valid token nothing is forwarded, forged headers or not", async () => {
     const res = await rawRequest(r.gate.port, {
       method: "GET",
@@ -265,7 +266,7 @@ Deno.test("CLAIM_HEADERS sets identity headers from the token and always drops c
       headers: [["x-auth-subject", "admin"]],
     });
     assert.equal(res.status, 401);
-    assert.equal(r.upstream.requests.length, 3);
+    assert.equal(r.upstream.requests.length, 2);
   });
 });
 
@@ -383,14 +384,15 @@ Deno.test("rate limit: per client IP before auth, and a spoofed X-Forwarded-For 
     const bad = await fetch(r.url, { headers: { authorization: "Bearer a.b.c" } });
     statuses.push(bad.status);
     await bad.body?.cancel();
-    // A valid token is charged to its subject, not to the address's failures.
+    // Once the address's bucket is empty even a valid token is refused before any signature
+    // work: the flood costs the gate nothing more (docs/security.md).
     const good = await fetch(r.url, {
       headers: { authorization: `Bearer ${await r.issuer.mint({ sub: "carol" })}` },
     });
     statuses.push(good.status);
     await good.body?.cancel();
-    assert.deepEqual(statuses, [401, 401, 429, 429, 200]);
-    assert.equal(r.upstream.requests.length, 1);
+    assert.deepEqual(statuses, [401, 401, 429, 429, 429]);
+    r.assertUpstreamUntouched();
   });
   await t.step("behind a trusted proxy each forwarded client has its own bucket", async () => {
     await using r = await startRig({

@@ -288,17 +288,15 @@ Deno.test("forward() removes inbound claim headers even when the token sets none
   assert.equal(up.requests[0].header("x-auth-email"), null);
 });
 
-Deno.test("forward() never lets a CR/LF in a claim value split the upstream head", async () => {
+Deno.test("forward() refuses a head with a CR/LF in a claim value: 502, nothing sent", async () => {
   await using up = await startUpstream();
   await using gate = startGate(testConfig(up.url), {
     setHeaders: [["x-auth-name", "eve\r\nx-injected: 1"], ["x-auth-subject", "ok"]],
   });
   const res = await fetch(gate.url + "/mcp");
-  assert.equal(res.status, 200);
+  assert.equal(res.status, 502);
   await res.body?.cancel();
-  assert.equal(up.requests[0].header("x-injected"), null);
-  assert.equal(up.requests[0].header("x-auth-name"), null);
-  assert.equal(up.requests[0].header("x-auth-subject"), "ok");
+  assert.equal(up.requests.length, 0);
 });
 
 Deno.test("forward() keeps Authorization and Cookie with FORWARD_AUTHORIZATION", async () => {
