@@ -516,7 +516,17 @@ export function startStrictUpstream(options: StrictUpstreamOptions = {}): Strict
         (r.body.length > 0 ? ` | body ${JSON.stringify(printable(r.body.subarray(0, 120)))}` : "")
       );
       const bad = violations.map((v) => `  conn ${v.connection} ${v.kind}: ${v.detail}`);
-      return `upstream requests (${requests.length}):\n${lines.join("\n") || "  (none)"}\n` +
+      inboxes.forEach((box, i) => {
+        // Bytes that never became a complete request (a head still waiting for its body...).
+        if (box.available > 0) {
+          bad.push(
+            `  conn ${i} unparsed: "${printable(box.buf.subarray(box.off, box.off + 400))}"`,
+          );
+        }
+      });
+      return `upstream connections accepted: ${inboxes.length}, bytes received: ${
+        inboxes.reduce((n, b) => n + b.all.length, 0)
+      }\nupstream requests (${requests.length}):\n${lines.join("\n") || "  (none)"}\n` +
         `upstream violations (${violations.length}):\n${bad.join("\n") || "  (none)"}`;
     },
     close,
