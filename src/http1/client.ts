@@ -128,6 +128,19 @@ const COPY_BELOW = 4096;
 /** Methods safe to send again after a reused connection died silently (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
+/**
+ * Microtask turns a pooled connection waits before a request is written on it; see
+ * {@linkcode Http1Client.release} for why. Deno settles `TcpConn.read()`'s promise one turn after
+ * the read op's own promise (checked by the test "Http1Client discards a pooled connection whose
+ * stray bytes arrive in the same event-loop turn as its reuse"), so our check below runs 2 turns
+ * after the op result reaches JS: 8 leaves room for a deeper wrapper in a later Deno.
+ */
+const SETTLE_TURNS = 8;
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < SETTLE_TURNS; i++) await undefined;
+}
+
 /** One upstream connection with its read state. */
 class Connection {
   readonly conn: Deno.Conn;
@@ -135,6 +148,13 @@ class Connection {
   reused = false;
   idle = false;
   closed = false;
+  /**
+   * A request may be (or is being) written: bytes read from now on may be its response. False
+   * while the connection is pooled, until the next request's write starts (Exchange.#arm).
+   */
+  armed = true;
+  /** Bytes or EOF arrived while not armed: the connection was closed, nothing may read them. */
+  stray = false;
   lastUsed = 0;
   /** Bytes read but not consumed yet (after a head, or past a body). */
   leftover: Uint8Array | null = null;
@@ -193,9 +213,25 @@ class Connection {
   async #read(): Promise<Uint8Array | null> {
     const buf = this.#buf ?? new Uint8Array(this.#readSize);
     this.#buf = null;
-    const n = await this.conn.read(buf);
+    let n: number | null;
+    try {
+      n = await this.conn.read(buf);
+    } catch (e) {
+      this.#unsolicited();
+      throw e;
+    }
+    // Checked in the first turn after the read resolved, so that a request that takes this
+    // connection meanwhile sees it closed before its write starts (see Http1Client.release).
+    this.#unsolicited();
     if (n === null) return null;
     return buf.subarray(0, n);
+  }
+
+  /** Whatever resolves a read while no request is armed is not a response: discard the conn. */
+  #unsolicited(): void {
+    if (this.armed) return;
+    this.stray = true;
+    this.close();
   }
 
   /**
@@ -401,11 +437,33 @@ export class Http1Client {
     return new Connection(conn);
   }
 
-  /** Returns a connection after a complete exchange. */
+  /**
+   * Returns a connection after a complete exchange.
+   *
+   * What a pooled connection guarantees (the "unsolicited response on idle channel" rule of Go's
+   * transport, in Deno's terms): bytes, EOF or an error whose read result reached JS (the read
+   * op's promise settled) before the next request's write is started are never handed to that
+   * request: the connection is closed and the request goes to another connection, nothing of it
+   * written. How: an idle connection keeps a read pending and is disarmed (`armed = false`);
+   * whatever that read delivers while disarmed closes the connection (Connection.#unsolicited),
+   * in the second microtask turn after the op result. A request that takes a pooled connection
+   * waits SETTLE_TURNS microtask turns before its first write and checks the connection is
+   * still open, and only then arms it (Exchange.#arm). Op results reach JS in a batch before
+   * the microtasks run, and microtasks run in order, so a read that resolved in the same
+   * event-loop turn as the take (the race that let stray bytes become another client's
+   * response) is seen before the write; later turns saw it anyway. Not guaranteed, and not
+   * knowable from userland (nor by Go): bytes the kernel or Deno's IO driver holds but has not
+   * delivered to JS when the write starts; the peer cannot answer a request it has not received,
+   * but such bytes are indistinguishable from a fast response. So a connection is also never
+   * reused with bytes left over after a complete response, nor after a response that carries no
+   * body by status or method (HEAD, 204, 304): a body an upstream sends anyway would arrive
+   * right then, on the connection the next request would take (see Exchange.#finish).
+   */
   release(c: Connection): void {
     if (this.#closed || c.closed || c.leftover !== null) return c.close();
     c.reused = true;
     c.idle = true;
+    c.armed = false;
     c.lastUsed = Date.now();
     c.shrink();
     // Keep a read pending: a close (or stray bytes) from the peer while idle removes the
@@ -470,6 +528,8 @@ class Exchange {
   #bytesSent = 0;
   // Response state.
   #head: ResponseHead | null = null;
+  /** The response had no body by status or method: the connection is not reused. */
+  #noReuse = false;
   #gotBytes = false;
   #bytesReceived = 0;
   #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
@@ -595,6 +655,17 @@ class Exchange {
       (this.#req.body === null && IDEMPOTENT.has(this.#req.method));
   }
 
+  /**
+   * Before the first write on a pooled connection: lets any read result already in JS reach
+   * Connection.#unsolicited, then arms the connection in the same turn as the write starts
+   * (see Http1Client.release).
+   */
+  async #arm(conn: Connection): Promise<void> {
+    await settle();
+    if (conn.closed) throw new Http1Error("closed", "Connection closed while idle");
+    conn.armed = true;
+  }
+
   #failure(e: unknown): Http1Error {
     if (this.#tooLarge) return new Http1Error("body_too_large", "Request body too large");
     if (this.#aborted) return new Http1Error("aborted", "Request aborted by the caller");
@@ -610,6 +681,7 @@ class Exchange {
 
   /** The first write of an attempt: records whether anything reached the socket. */
   async #send(conn: Connection, bytes: Uint8Array): Promise<void> {
+    if (!conn.armed) await this.#arm(conn);
     const p = conn.write(bytes);
     this.#firstSend = p;
     await p;
@@ -703,6 +775,11 @@ class Exchange {
     let acc: Uint8Array | null = null;
     for (;;) {
       const chunk = await conn.next();
+      if (conn.stray) {
+        // Bytes (or EOF) the connection received while idle: never a response, and the request
+        // was not written (#arm saw the connection closed), so it may be retried.
+        throw new Http1Error("closed", "Unsolicited bytes on an idle connection");
+      }
       if (chunk === null) {
         throw new Http1Error("closed", "Connection closed before a response");
       }
@@ -746,6 +823,9 @@ class Exchange {
     this.#head = head;
     const status = head.status;
     if (this.#req.method === "HEAD" || status === 204 || status === 304) {
+      // A body the upstream sends anyway cannot be told from stray bytes: no reuse (see
+      // Http1Client.release).
+      this.#noReuse = true;
       this.#finishSoon("complete");
       return { status, head, body: null };
     }
@@ -899,7 +979,7 @@ class Exchange {
       }
     }
     this.#cleanup();
-    if (outcome === "complete" && !head.close && !conn.closed) {
+    if (outcome === "complete" && !head.close && !this.#noReuse && !conn.closed) {
       // Reuse only after a fully written request too: an upstream that answered early may
       // still be reading our body.
       if (this.#writeDone) {

@@ -101,8 +101,20 @@ export function toByteString(s: string): string {
 
 // RFC 9110 §5.6.2 token.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([0-9]{3})(?:[ \t].*)?$/;
+/**
+ * RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. One leniency: the
+ * SP before an empty reason phrase may be missing ("HTTP/1.1 204"), as some servers send it. The
+ * reason phrase holds no CTL but HTAB: {@linkcode BAD_HEAD} has checked that already.
+ */
+const STATUS_LINE = /^HTTP\/1\.([01]) ([0-9]{3})(?: .*)?$/;
 const DIGITS = /^[0-9]{1,15}$/;
+/**
+ * A byte no head may contain: a CTL other than HTAB, CR and LF (RFC 9110 §5.5 field-vchar, RFC
+ * 9112 §4 reason-phrase), or a bare CR, i.e. one not followed by LF (RFC 9112 §2.2). One regex
+ * pass over the whole head keeps the warm path cheap.
+ */
+// deno-lint-ignore no-control-regex
+const BAD_HEAD = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)/;
 
 /** Whether `name` is a valid field name (RFC 9110 §5.1). */
 export function isToken(name: string): boolean {
@@ -111,43 +123,55 @@ export function isToken(name: string): boolean {
 
 /**
  * Parses a response head (status line through the blank line), as found by
- * {@linkcode findHeadEnd}. Applies RFC 9112 §6.3 framing rules: Transfer-Encoding overrides
- * Content-Length (and marks the connection for closing), differing Content-Length values are an
- * error.
+ * {@linkcode findHeadEnd}. Every field line is parsed and checked first; the framing (RFC 9112
+ * §6.3) is then decided on the complete field list: Transfer-Encoding overrides Content-Length
+ * (and marks the connection for closing), differing Content-Length values are an error.
+ * Rejected: obs-fold (RFC 9112 §5.2 lets a proxy answer 502 instead of unfolding), bare CR,
+ * CTLs but HTAB, whitespace between a field name and its colon (RFC 9112 §5.1), an invalid
+ * status line, Transfer-Encoding in an HTTP/1.0 response or chunked applied twice (RFC 9112 §6.1).
  * @throws {Http1ProtocolError} on any syntax violation.
  */
 export function parseResponseHead(head: Uint8Array): ResponseHead {
   const text = isomorphicDecode(head);
+  if (BAD_HEAD.test(text)) throw new Http1ProtocolError("Invalid character in response head");
   const lines = text.split("\n");
-  const first = trimCr(lines[0]);
-  const m = STATUS_LINE.exec(first);
+  // The last two entries are the blank line and the empty tail after it.
+  const end = lines.length - 2;
+  if (end < 1 || lines[end + 1] !== "" || trimCr(lines[end]) !== "") {
+    throw new Http1ProtocolError("Unterminated response head");
+  }
+  const m = STATUS_LINE.exec(trimCr(lines[0]));
   if (!m) throw new Http1ProtocolError("Invalid status line");
   const minor = m[1] === "1" ? 1 : 0;
   const status = Number(m[2]);
   const headers: [string, string][] = [];
-  let contentLength = -1;
-  let transferEncoding: string | null = null;
-  let connection: string | null = null;
-  // The last two entries are the blank line and the empty tail after it.
-  const end = lines.length - 2;
   for (let i = 1; i < end; i++) {
     const line = trimCr(lines[i]);
     const c0 = line.charCodeAt(0);
-    if (c0 === 32 || c0 === 9) {
-      // obs-fold: a proxy replaces it with SP (RFC 9112 §5.2).
-      if (headers.length === 0) throw new Http1ProtocolError("Invalid header folding");
-      const last = headers[headers.length - 1];
-      last[1] = `${last[1]} ${line.trim()}`;
-      continue;
-    }
+    if (c0 === 32 || c0 === 9) throw new Http1ProtocolError("Obsolete line folding");
     const colon = line.indexOf(":");
     if (colon <= 0) throw new Http1ProtocolError("Invalid header line");
     const name = line.slice(0, colon).toLowerCase();
     // No whitespace between name and colon (RFC 9112 §5.1), so the token check covers it.
     if (!TOKEN.test(name)) throw new Http1ProtocolError("Invalid header name");
-    const value = line.slice(colon + 1).trim();
-    if (value.includes("\0")) throw new Http1ProtocolError("Invalid header value");
-    headers.push([name, value]);
+    // OWS around the value is HTAB and SP only; trim() would also eat other whitespace, but
+    // BAD_HEAD let none through (and no CR is left after trimCr).
+    headers.push([name, line.slice(colon + 1).trim()]);
+  }
+  return { minor, status, headers, ...framing(minor, headers) };
+}
+
+type Framing = Pick<
+  ResponseHead,
+  "contentLength" | "chunked" | "untilClose" | "close" | "connectionTokens"
+>;
+
+/** RFC 9112 §6.3 message body length and §9.3 persistence, from the complete field list. */
+function framing(minor: 0 | 1, headers: readonly [string, string][]): Framing {
+  let contentLength = -1;
+  let transferEncoding: string | null = null;
+  let connection: string | null = null;
+  for (const [name, value] of headers) {
     if (name === "content-length") {
       const n = parseContentLength(value);
       if (contentLength !== -1 && contentLength !== n) {
@@ -167,8 +191,14 @@ export function parseResponseHead(head: Uint8Array): ResponseHead {
   let chunked = false;
   let untilClose = false;
   if (transferEncoding !== null) {
+    // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    if (minor === 0) throw new Http1ProtocolError("Transfer-Encoding in an HTTP/1.0 response");
     const codings = splitTokens(transferEncoding);
     chunked = codings[codings.length - 1] === "chunked";
+    // RFC 9112 §6.1: chunked is applied at most once.
+    if (codings.indexOf("chunked") !== (chunked ? codings.length - 1 : -1)) {
+      throw new Http1ProtocolError("Invalid transfer-encoding");
+    }
     untilClose = !chunked;
     // RFC 9112 §6.1: Transfer-Encoding overrides Content-Length; such a message may be an attempt
     // at request smuggling, so the connection is not reused.
@@ -176,7 +206,7 @@ export function parseResponseHead(head: Uint8Array): ResponseHead {
     contentLength = -1;
     if (untilClose) close = true;
   }
-  return { minor, status, headers, contentLength, chunked, untilClose, close, connectionTokens };
+  return { contentLength, chunked, untilClose, close, connectionTokens };
 }
 
 function trimCr(line: string): string {
@@ -218,34 +248,76 @@ function parseContentLength(value: string): number {
   return n;
 }
 
+/** Byte classes for the chunk framing and trailer grammar, one bit each. */
+const TCHAR = 1; // RFC 9110 §5.6.2 tchar
+const FVCHAR = 2; // RFC 9110 §5.5 field-vchar: VCHAR / obs-text
+const QDTEXT = 4; // RFC 9110 §5.6.4 qdtext
+const WS = 8; // SP / HTAB
+const BYTE_CLASS: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+    t[c.charCodeAt(0)] |= TCHAR;
+  }
+  for (let b = 0x21; b <= 0xff; b++) if (b !== 0x7f) t[b] |= FVCHAR;
+  for (let b = 0x21; b <= 0xff; b++) if (b !== 0x22 && b !== 0x5c && b !== 0x7f) t[b] |= QDTEXT;
+  t[0x20] |= WS | QDTEXT;
+  t[0x09] |= WS | QDTEXT;
+  return t;
+})();
+
 const enum State {
+  /** chunk-size: 1*HEXDIG. */
   Size,
-  Ext,
+  /** BWS after the size or an ext-val: only more BWS or ";" may follow. */
+  WsBeforeSemi,
+  /** After ";": BWS, then an ext-name. */
+  NameStart,
+  Name,
+  /** BWS after an ext-name: ";" or "=" may follow. */
+  WsAfterName,
+  /** After "=": BWS, then a token or a quoted-string. */
+  ValueStart,
+  TokenValue,
+  Quoted,
+  QuotedPair,
+  /** After the closing DQUOTE of a quoted ext-val. */
+  AfterQuoted,
   SizeLf,
   Data,
   DataCr,
   DataLf,
   TrailerStart,
-  Trailer,
+  TrailerName,
+  TrailerValue,
   TrailerLf,
+  EndLf,
   Done,
 }
 
 /** Longest chunk-size line (with extensions) and trailer section accepted. */
 const MAX_LINE = 4096;
 const MAX_TRAILERS = 64 * 1024;
-/** 13 hex digits is 2^52: still an exact JS number. */
+/** 13 significant hex digits is 2^52: still an exact JS number. */
 const MAX_SIZE_DIGITS = 13;
 
 /**
  * Incremental decoder for the chunked transfer coding (RFC 9112 §7.1): strips the framing and
- * yields the payload bytes untouched (as subarrays of the input, no copy). Chunk extensions and
- * trailer fields are read and dropped.
+ * yields the payload bytes untouched (as subarrays of the input, no copy). Chunk size lines are
+ * checked against the grammar, byte by byte:
+ *
+ *     chunk-size [ chunk-ext ] CRLF
+ *     chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+ *     ext-name   = token;  ext-val = token / quoted-string
+ *
+ * and trailer lines as field lines (`token ":" OWS value OWS`, no CTL but HTAB, no obs-fold).
+ * Extensions and trailer fields are then dropped. A bare LF ends a line like CRLF (RFC 9112
+ * §2.2); a bare CR is an error.
  */
 export class ChunkedDecoder {
   #state = State.Size;
   #size = 0;
   #digits = 0;
+  #significant = 0;
   #remaining = 0;
   #lineBytes = 0;
   #trailerBytes = 0;
@@ -264,99 +336,152 @@ export class ChunkedDecoder {
     const n = input.length;
     let i = 0;
     while (i < n) {
-      switch (this.#state) {
-        case State.Data: {
-          const take = Math.min(this.#remaining, n - i);
-          out.push(input.subarray(i, i + take));
-          i += take;
-          this.#remaining -= take;
-          if (this.#remaining === 0) this.#state = State.DataCr;
-          break;
-        }
-        case State.Size: {
-          const b = input[i++];
-          const h = hexValue(b);
-          if (h !== -1) {
-            if (++this.#digits > MAX_SIZE_DIGITS) throw new Http1ProtocolError("Chunk too large");
-            this.#size = this.#size * 16 + h;
-          } else if (this.#digits === 0) {
-            throw new Http1ProtocolError("Invalid chunk size");
-          } else if (b === CR) {
-            this.#state = State.SizeLf;
-          } else if (b === LF) {
-            this.#endSizeLine();
-          } else if (b === 0x3b || b === 0x20 || b === 0x09) {
-            // ";" starts a chunk extension (BWS allowed before it).
-            this.#state = State.Ext;
-            this.#lineBytes = this.#digits + 1;
-          } else {
-            throw new Http1ProtocolError("Invalid chunk size");
-          }
-          break;
-        }
-        case State.Ext: {
-          const j = input.indexOf(LF, i);
-          const stop = j === -1 ? n : j;
-          this.#lineBytes += stop - i;
-          if (this.#lineBytes > MAX_LINE) throw new Http1ProtocolError("Chunk extension too long");
-          i = stop;
-          if (j !== -1) {
-            i++;
-            this.#endSizeLine();
-          }
-          break;
-        }
-        case State.SizeLf: {
-          if (input[i++] !== LF) throw new Http1ProtocolError("Invalid chunk size line");
-          this.#endSizeLine();
-          break;
-        }
-        case State.DataCr: {
-          const b = input[i++];
-          if (b === CR) this.#state = State.DataLf;
-          else if (b === LF) this.#startSize();
-          else throw new Http1ProtocolError("Missing CRLF after chunk data");
-          break;
-        }
-        case State.DataLf: {
-          if (input[i++] !== LF) throw new Http1ProtocolError("Missing CRLF after chunk data");
-          this.#startSize();
-          break;
-        }
-        case State.TrailerStart: {
-          // At the start of a trailer line: CRLF (or LF) here ends the message.
-          const b = input[i];
-          if (b === CR) {
-            i++;
-            this.#state = State.TrailerLf;
-          } else if (b === LF) {
-            i++;
-            this.#state = State.Done;
-            return i;
-          } else {
-            this.#state = State.Trailer;
-          }
-          break;
-        }
-        case State.Trailer: {
-          const j = input.indexOf(LF, i);
-          const stop = j === -1 ? n : j + 1;
-          this.#trailerBytes += stop - i;
-          if (this.#trailerBytes > MAX_TRAILERS) throw new Http1ProtocolError("Trailers too large");
-          i = stop;
-          if (j !== -1) this.#state = State.TrailerStart;
-          break;
-        }
-        case State.TrailerLf: {
-          if (input[i++] !== LF) throw new Http1ProtocolError("Invalid trailer section");
-          this.#state = State.Done;
-          return i;
-        }
-        case State.Done:
-          return i;
+      const state = this.#state;
+      if (state === State.Data) {
+        const take = Math.min(this.#remaining, n - i);
+        out.push(input.subarray(i, i + take));
+        i += take;
+        this.#remaining -= take;
+        if (this.#remaining === 0) this.#state = State.DataCr;
+        continue;
+      }
+      if (state === State.Done) return i;
+      const b = input[i++];
+      if (state < State.Data) {
+        if (++this.#lineBytes > MAX_LINE) throw new Http1ProtocolError("Chunk size line too long");
+        this.#sizeLine(b);
+      } else if (state < State.TrailerStart) {
+        this.#dataEnd(state, b);
+      } else {
+        if (++this.#trailerBytes > MAX_TRAILERS) throw new Http1ProtocolError("Trailers too large");
+        this.#trailer(state, b);
+        if (this.#state === State.Done) return i;
       }
     }
     return i;
+  }
+
+  /** One byte of a chunk-size line. */
+  #sizeLine(b: number): void {
+    const cls = BYTE_CLASS[b];
+    switch (this.#state) {
+      case State.Size: {
+        const h = hexValue(b);
+        if (h !== -1) {
+          this.#digits++;
+          if (this.#size !== 0 || h !== 0) {
+            if (++this.#significant > MAX_SIZE_DIGITS) {
+              throw new Http1ProtocolError("Chunk too large");
+            }
+          }
+          this.#size = this.#size * 16 + h;
+          return;
+        }
+        if (this.#digits === 0) throw new Http1ProtocolError("Invalid chunk size");
+        if (b === 0x3b) this.#state = State.NameStart;
+        else if (cls & WS) this.#state = State.WsBeforeSemi;
+        else this.#lineEnd(b, "Invalid chunk size");
+        return;
+      }
+      case State.WsBeforeSemi:
+        if (b === 0x3b) this.#state = State.NameStart;
+        else if (!(cls & WS)) throw new Http1ProtocolError("Invalid chunk extension");
+        return;
+      case State.NameStart:
+        if (cls & TCHAR) this.#state = State.Name;
+        else if (!(cls & WS)) throw new Http1ProtocolError("Invalid chunk extension");
+        return;
+      case State.Name:
+        if (cls & TCHAR) return;
+        if (b === 0x3b) this.#state = State.NameStart;
+        else if (b === 0x3d) this.#state = State.ValueStart;
+        else if (cls & WS) this.#state = State.WsAfterName;
+        else this.#lineEnd(b, "Invalid chunk extension");
+        return;
+      case State.WsAfterName:
+        if (b === 0x3b) this.#state = State.NameStart;
+        else if (b === 0x3d) this.#state = State.ValueStart;
+        else if (!(cls & WS)) throw new Http1ProtocolError("Invalid chunk extension");
+        return;
+      case State.ValueStart:
+        if (cls & TCHAR) this.#state = State.TokenValue;
+        else if (b === 0x22) this.#state = State.Quoted;
+        else if (!(cls & WS)) throw new Http1ProtocolError("Invalid chunk extension");
+        return;
+      case State.TokenValue:
+        if (cls & TCHAR) return;
+        this.#afterValue(b, cls);
+        return;
+      case State.Quoted:
+        if (b === 0x22) this.#state = State.AfterQuoted;
+        else if (b === 0x5c) this.#state = State.QuotedPair;
+        else if (!(cls & QDTEXT)) throw new Http1ProtocolError("Invalid chunk extension");
+        return;
+      case State.QuotedPair:
+        // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+        if (!(cls & (FVCHAR | WS))) throw new Http1ProtocolError("Invalid chunk extension");
+        this.#state = State.Quoted;
+        return;
+      case State.AfterQuoted:
+        this.#afterValue(b, cls);
+        return;
+      case State.SizeLf:
+        if (b !== LF) throw new Http1ProtocolError("Invalid chunk size line");
+        this.#endSizeLine();
+        return;
+    }
+  }
+
+  /** After an ext-val: ";", BWS before one, or the line end. */
+  #afterValue(b: number, cls: number): void {
+    if (b === 0x3b) this.#state = State.NameStart;
+    else if (cls & WS) this.#state = State.WsBeforeSemi;
+    else this.#lineEnd(b, "Invalid chunk extension");
+  }
+
+  /** CRLF (or a bare LF) ending a chunk-size line; anything else is an error. */
+  #lineEnd(b: number, message: string): void {
+    if (b === CR) this.#state = State.SizeLf;
+    else if (b === LF) this.#endSizeLine();
+    else throw new Http1ProtocolError(message);
+  }
+
+  /** The CRLF after chunk data. */
+  #dataEnd(state: State, b: number): void {
+    if (state === State.DataCr && b === CR) this.#state = State.DataLf;
+    else if (b === LF) this.#startSize();
+    else throw new Http1ProtocolError("Missing CRLF after chunk data");
+  }
+
+  /** One byte of the trailer section: `*( field-line CRLF ) CRLF`. */
+  #trailer(state: State, b: number): void {
+    const cls = BYTE_CLASS[b];
+    switch (state) {
+      case State.TrailerStart:
+        // A field name, or the blank line ending the message; obs-fold (SP/HTAB) is refused.
+        if (cls & TCHAR) this.#state = State.TrailerName;
+        else if (b === CR) this.#state = State.EndLf;
+        else if (b === LF) this.#state = State.Done;
+        else throw new Http1ProtocolError("Invalid trailer field");
+        return;
+      case State.TrailerName:
+        if (b === 0x3a) this.#state = State.TrailerValue;
+        else if (!(cls & TCHAR)) throw new Http1ProtocolError("Invalid trailer field");
+        return;
+      case State.TrailerValue:
+        if (b === CR) this.#state = State.TrailerLf;
+        else if (b === LF) this.#state = State.TrailerStart;
+        else if (!(cls & (FVCHAR | WS))) throw new Http1ProtocolError("Invalid trailer field");
+        return;
+      case State.TrailerLf:
+        if (b !== LF) throw new Http1ProtocolError("Invalid trailer field");
+        this.#state = State.TrailerStart;
+        return;
+      case State.EndLf:
+        if (b !== LF) throw new Http1ProtocolError("Invalid trailer section");
+        this.#state = State.Done;
+        return;
+    }
   }
 
   #endSizeLine(): void {
@@ -372,6 +497,8 @@ export class ChunkedDecoder {
     this.#state = State.Size;
     this.#size = 0;
     this.#digits = 0;
+    this.#significant = 0;
+    this.#lineBytes = 0;
   }
 }
 
