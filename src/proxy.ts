@@ -601,7 +601,7 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
           cause: e,
         });
       }
-    } else if (contentLength !== null || chunked) {
+    } else if (unframed === null && (contentLength !== null || chunked)) {
       body = req.body;
     }
 
