@@ -16,6 +16,19 @@ export type Route = "metadata" | "health" | "proxy" | "preflight" | "rejected";
 /** Kinds of upstream failure counted by `mcpgate_upstream_errors_total`. */
 export type UpstreamErrorKind = "unreachable" | "timeout" | "reset";
 
+/** Which in-flight cap refused a request (see inflight.ts): the client's own or the gate's. */
+export type InflightScope = "ip" | "total";
+
+/** The gate's two listeners. */
+export type ListenerName = "gate" | "metrics";
+
+/** Descriptor use of the process, read at scrape time (see {@linkcode readProcessFds}). */
+export interface ProcessFds {
+  open: number;
+  /** The soft limit (`ulimit -n`). */
+  max: number;
+}
+
 /** One finished request, as reported by the handler. */
 export interface RequestSample {
   route: Route;
@@ -44,6 +57,10 @@ export interface Metrics {
   authOutcome(outcome: string, reason?: string): void;
   /** One upstream failure: `mcpgate_upstream_errors_total{kind}`. */
   upstreamError(kind: UpstreamErrorKind): void;
+  /** A request refused by an in-flight cap: `mcpgate_inflight_rejected_total{scope}`. */
+  inflightRejected(scope: InflightScope): void;
+  /** A listener's accept loop died and the listener is re-created: `mcpgate_listener_failures_total`. */
+  listenerFailed(listener: ListenerName): void;
   /** The whole exposition text (ends with a newline). */
   render(): string;
 }
@@ -54,6 +71,8 @@ export interface MetricsOptions {
   version: string;
   /** Key set state, read on each scrape. */
   keyStats?: () => KeyStats;
+  /** Descriptor use, read on each scrape; undefined (or absent) omits `process_*_fds`. */
+  processFds?: () => ProcessFds | undefined;
   /**
    * Upper bounds of the duration histogram in seconds, ascending. The default reaches 300 s
    * because MCP tool calls and SSE streams legitimately run for minutes (Claude.ai allows 300 s).
@@ -87,6 +106,8 @@ export const DEFAULT_DURATION_BUCKETS: readonly number[] = [
 const ROUTES: readonly Route[] = ["metadata", "health", "proxy", "preflight", "rejected"];
 const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other"] as const;
 const UPSTREAM_KINDS: readonly UpstreamErrorKind[] = ["unreachable", "timeout", "reset"];
+const INFLIGHT_SCOPES: readonly InflightScope[] = ["ip", "total"];
+const LISTENERS: readonly ListenerName[] = ["gate", "metrics"];
 
 /**
  * Index of a method label; anything outside the known set is "other" so that a client cannot
@@ -158,6 +179,12 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const upstream = new Map<UpstreamErrorKind, CounterSeries>(
     UPSTREAM_KINDS.map((k) => [k, { labels: `kind="${k}"`, value: 0 }]),
   );
+  const inflightRejected = new Map<InflightScope, CounterSeries>(
+    INFLIGHT_SCOPES.map((k) => [k, { labels: `scope="${k}"`, value: 0 }]),
+  );
+  const listenerFailures = new Map<ListenerName, CounterSeries>(
+    LISTENERS.map((k) => [k, { labels: `listener="${k}"`, value: 0 }]),
+  );
   let inFlight = 0;
   const buildInfo = `mcpgate_build_info{version="${escapeLabelValue(opts.version)}"} 1\n`;
 
@@ -212,13 +239,30 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       if (s !== undefined) s.value++;
     },
 
+    inflightRejected(scope) {
+      const s = inflightRejected.get(scope);
+      if (s !== undefined) s.value++;
+    },
+
+    listenerFailed(listener) {
+      const s = listenerFailures.get(listener);
+      if (s !== undefined) s.value++;
+    },
+
     render() {
       const out: string[] = [];
 
       header(out, "mcpgate_build_info", "gauge", "Build information; the value is always 1");
       out.push(buildInfo);
 
-      header(out, "mcpgate_in_flight_requests", "gauge", "Requests currently being served");
+      header(
+        out,
+        "mcpgate_in_flight_requests",
+        "gauge",
+        "Requests currently being served, streams until they end. Not a connection count: " +
+          "Deno.serve exposes none, and idle or half-sent connections never reach the gate " +
+          "(see process_open_fds)",
+      );
       out.push(`mcpgate_in_flight_requests ${formatNumber(inFlight)}\n`);
 
       header(out, "mcpgate_http_requests_total", "counter", "Completed requests");
@@ -254,6 +298,39 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         out.push(`mcpgate_upstream_errors_total{${s.labels}} ${formatNumber(s.value)}\n`);
       }
 
+      header(
+        out,
+        "mcpgate_inflight_rejected_total",
+        "counter",
+        "Requests refused by MAX_CONCURRENT_REQUESTS (scope ip) or MAX_TOTAL_CONNECTIONS (scope total)",
+      );
+      for (const s of inflightRejected.values()) {
+        out.push(`mcpgate_inflight_rejected_total{${s.labels}} ${formatNumber(s.value)}\n`);
+      }
+
+      header(
+        out,
+        "mcpgate_listener_failures_total",
+        "counter",
+        "Times a listener stopped accepting (e.g. out of file descriptors) and was re-created",
+      );
+      for (const s of listenerFailures.values()) {
+        out.push(`mcpgate_listener_failures_total{${s.labels}} ${formatNumber(s.value)}\n`);
+      }
+
+      const fds = opts.processFds?.();
+      if (fds !== undefined) {
+        header(
+          out,
+          "process_open_fds",
+          "gauge",
+          "Open file descriptors: client and upstream connections, listeners, files",
+        );
+        out.push(`process_open_fds ${formatNumber(fds.open)}\n`);
+        header(out, "process_max_fds", "gauge", "Limit on open file descriptors (soft, ulimit -n)");
+        out.push(`process_max_fds ${formatNumber(fds.max)}\n`);
+      }
+
       if (opts.keyStats) {
         const k = opts.keyStats();
         header(out, "mcpgate_jwks_keys_loaded", "gauge", "Keys in the current key set");
@@ -278,6 +355,26 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       return out.join("");
     },
   };
+}
+
+/**
+ * Descriptor use from Linux's /proc (as the Prometheus clients' process collector reads it), or
+ * undefined where there is no /proc or it cannot be read. Costs one directory listing: call it at
+ * scrape time only. Read here rather than counted because Deno.serve reports no connection events.
+ */
+export function readProcessFds(): ProcessFds | undefined {
+  try {
+    let open = 0;
+    for (const _ of Deno.readDirSync("/proc/self/fd")) open++;
+    // The listing's own descriptor is in it.
+    open--;
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
+    if (!m) return undefined;
+    return { open, max: m[1] === "unlimited" ? Infinity : Number(m[1]) };
+  } catch {
+    return undefined;
+  }
 }
 
 function header(out: string[], name: string, type: string, help: string): void {
