@@ -22,13 +22,6 @@ export type InflightScope = "ip" | "total";
 /** The gate's two listeners. */
 export type ListenerName = "gate" | "metrics";
 
-/** Descriptor use of the process, read at scrape time (see {@linkcode readProcessFds}). */
-export interface ProcessFds {
-  open: number;
-  /** The soft limit (`ulimit -n`). */
-  max: number;
-}
-
 /** One finished request, as reported by the handler. */
 export interface RequestSample {
   route: Route;
@@ -71,8 +64,6 @@ export interface MetricsOptions {
   version: string;
   /** Key set state, read on each scrape. */
   keyStats?: () => KeyStats;
-  /** Descriptor use, read on each scrape; undefined (or absent) omits `process_*_fds`. */
-  processFds?: () => ProcessFds | undefined;
   /**
    * Upper bounds of the duration histogram in seconds, ascending. The default reaches 300 s
    * because MCP tool calls and SSE streams legitimately run for minutes (Claude.ai allows 300 s).
@@ -260,8 +251,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         "mcpgate_in_flight_requests",
         "gauge",
         "Requests currently being served, streams until they end. Not a connection count: " +
-          "Deno.serve exposes none, and idle or half-sent connections never reach the gate " +
-          "(see process_open_fds)",
+          "Deno.serve exposes none, and idle or half-sent connections never reach the gate",
       );
       out.push(`mcpgate_in_flight_requests ${formatNumber(inFlight)}\n`);
 
@@ -318,19 +308,6 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         out.push(`mcpgate_listener_failures_total{${s.labels}} ${formatNumber(s.value)}\n`);
       }
 
-      const fds = opts.processFds?.();
-      if (fds !== undefined) {
-        header(
-          out,
-          "process_open_fds",
-          "gauge",
-          "Open file descriptors: client and upstream connections, listeners, files",
-        );
-        out.push(`process_open_fds ${formatNumber(fds.open)}\n`);
-        header(out, "process_max_fds", "gauge", "Limit on open file descriptors (soft, ulimit -n)");
-        out.push(`process_max_fds ${formatNumber(fds.max)}\n`);
-      }
-
       if (opts.keyStats) {
         const k = opts.keyStats();
         header(out, "mcpgate_jwks_keys_loaded", "gauge", "Keys in the current key set");
@@ -355,26 +332,6 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       return out.join("");
     },
   };
-}
-
-/**
- * Descriptor use from Linux's /proc (as the Prometheus clients' process collector reads it), or
- * undefined where there is no /proc or it cannot be read. Costs one directory listing: call it at
- * scrape time only. Read here rather than counted because Deno.serve reports no connection events.
- */
-export function readProcessFds(): ProcessFds | undefined {
-  try {
-    let open = 0;
-    for (const _ of Deno.readDirSync("/proc/self/fd")) open++;
-    // The listing's own descriptor is in it.
-    open--;
-    const limits = Deno.readTextFileSync("/proc/self/limits");
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
-    if (!m) return undefined;
-    return { open, max: m[1] === "unlimited" ? Infinity : Number(m[1]) };
-  } catch {
-    return undefined;
-  }
 }
 
 function header(out: string[], name: string, type: string, help: string): void {

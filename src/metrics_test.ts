@@ -6,7 +6,6 @@ import {
   escapeLabelValue,
   formatNumber,
   METRICS_CONTENT_TYPE,
-  readProcessFds,
 } from "./metrics.ts";
 
 /** Parsed exposition: families with HELP/TYPE and samples in order. */
@@ -88,7 +87,6 @@ Deno.test("render() announces every family with HELP and TYPE before its samples
   const m = createMetrics({
     version: "1.2.3",
     keyStats: () => ({ keys: 2, lastRefreshMs: 1_700_000_000_500, refreshErrors: 1, fetches: 3 }),
-    processFds: () => ({ open: 12, max: 1024 }),
   });
   m.requestStarted();
   m.requestFinished({ route: "proxy", method: "POST", status: 200, durationMs: 12 });
@@ -104,8 +102,6 @@ Deno.test("render() announces every family with HELP and TYPE before its samples
     mcpgate_upstream_errors_total: "counter",
     mcpgate_inflight_rejected_total: "counter",
     mcpgate_listener_failures_total: "counter",
-    process_open_fds: "gauge",
-    process_max_fds: "gauge",
     mcpgate_jwks_keys_loaded: "gauge",
     mcpgate_jwks_last_refresh_timestamp_seconds: "gauge",
     mcpgate_jwks_refresh_errors_total: "counter",
@@ -304,30 +300,6 @@ Deno.test("listenerFailed() counts by listener and both listeners are exposed fr
 Deno.test("the in-flight gauge says it is no connection count", () => {
   const f = family(createMetrics({ version: "0.1.0" }).render(), "mcpgate_in_flight_requests");
   assert.match(f.help!, /Not a connection count/);
-});
-
-Deno.test("render() exposes descriptor use at scrape time, and omits it when unknown", () => {
-  let fds: { open: number; max: number } | undefined = { open: 7, max: 64 };
-  const m = createMetrics({ version: "0.1.0", processFds: () => fds });
-  assert.match(m.render(), /^process_open_fds 7$/m);
-  assert.match(m.render(), /^process_max_fds 64$/m);
-  fds = { open: 9, max: Infinity };
-  assert.match(m.render(), /^process_open_fds 9$/m);
-  assert.match(m.render(), /^process_max_fds \+Inf$/m);
-  fds = undefined;
-  assert.doesNotMatch(m.render(), /^process_/m);
-  assert.doesNotMatch(createMetrics({ version: "0.1.0" }).render(), /^process_/m);
-});
-
-Deno.test({
-  name: "readProcessFds() counts a descriptor this process opens (Linux)",
-  ignore: Deno.build.os !== "linux",
-  fn() {
-    const before = readProcessFds();
-    assert.ok(before && before.open > 0 && before.max >= before.open, JSON.stringify(before));
-    using _file = Deno.openSync(new URL(import.meta.url).pathname);
-    assert.equal(readProcessFds()?.open, before.open + 1);
-  },
 });
 
 Deno.test("label values are escaped: backslash, double quote and line feed", () => {

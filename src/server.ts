@@ -1,6 +1,7 @@
 /**
  * Wires the stages together and owns the listeners: Deno.serve for the gate (and the metrics
- * listener), TLS, signals and the graceful drain (CONTRACT.md §1 SHUTDOWN_TIMEOUT).
+ * listener), TLS, signals and the graceful drain (CONTRACT.md §1 SHUTDOWN_TIMEOUT). A listener
+ * whose accept loop dies (out of file descriptors) is re-created: load never ends the process.
  */
 import type { Config, ListenAddr } from "./config.ts";
 import { invalidValue, redactedConfig } from "./config.ts";
@@ -9,7 +10,7 @@ import type { Logger } from "./log.ts";
 import { createKeyStore } from "./jwks.ts";
 import { createVerifier } from "./verify.ts";
 import { createForwarder, isUpstreamStreamError } from "./proxy.ts";
-import { createMetrics } from "./metrics.ts";
+import { createMetrics, type ListenerName, type Metrics } from "./metrics.ts";
 import { createHandler } from "./handler.ts";
 import { VERSION } from "./version.ts";
 
@@ -87,22 +88,31 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     onError,
     ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
   };
-  let gate: Deno.HttpServer<Deno.NetAddr>;
+  const supervision = { log, metrics };
+  let gate: Listener;
   try {
-    gate = Deno.serve(gateOptions, handler);
+    gate = superviseListener(
+      "gate",
+      config.listen,
+      ({ hostname, port }) => Deno.serve({ ...gateOptions, hostname, port }, handler),
+      supervision,
+    );
   } catch (err) {
     forwarder.close();
     return Promise.reject(deps.tls ? tlsConfigError(config, err) ?? err : err);
   }
-  let metricsServer: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let metricsServer: Listener | undefined;
   if (config.metricsListen) {
+    const metricsHandler = (req: Request) =>
+      metricsEndpoint(req, keys.ready, () => metrics.render());
     try {
-      metricsServer = Deno.serve({
-        hostname: config.metricsListen.hostname,
-        port: config.metricsListen.port,
-        onListen: () => {},
-        onError,
-      }, (req) => metricsEndpoint(req, keys.ready, () => metrics.render()));
+      metricsServer = superviseListener(
+        "metrics",
+        config.metricsListen,
+        ({ hostname, port }) =>
+          Deno.serve({ hostname, port, onListen: () => {}, onError }, metricsHandler),
+        supervision,
+      );
     } catch (err) {
       forwarder.close();
       return gate.shutdown().then(() => Promise.reject(err));
@@ -178,6 +188,132 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   });
+}
+
+/** A listener that outlives its accept loop: see {@linkcode superviseListener}. */
+interface Listener {
+  /** The bound address (port 0 resolved); a re-created listener binds the same one. */
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting (and re-creating), then waits for the exchanges of every generation. */
+  shutdown(): Promise<void>;
+}
+
+/** First wait before re-creating a listener whose accept loop died; doubles per failure. */
+const RELISTEN_MIN_MS = 100;
+/** Longest wait between attempts: the listener is back within this once descriptors free up. */
+const RELISTEN_MAX_MS = 2_000;
+/** A listener that accepted this long before failing starts the backoff over. */
+const RELISTEN_RESET_MS = 10_000;
+/** At most one log line per listener and kind of event per interval; the line counts the rest. */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Serves with `serve(addr)` and keeps serving when the accept loop dies.
+ *
+ * Deno.serve's accept loop ends at the first failing accept (measured with Deno 2.9.6 under
+ * `ulimit -n 64`: EMFILE, "Too many open files (os error 24)"): `finished` rejects, the listening
+ * socket is closed, and nothing else notices, so the rejection went unhandled and the process
+ * exited 1. Connections already accepted keep being served by that server. So on a rejection
+ * the dead server is shut down gracefully (its exchanges in flight, streams included, run to
+ * their end; its idle keep-alive, never-used and half-sent-head connections are closed, which
+ * gives their descriptors back) and a new server is bound to the same address, retried with
+ * backoff while descriptors are still short.
+ * @throws when the first `serve` throws (address in use, TLS material refused).
+ */
+function superviseListener(
+  name: ListenerName,
+  first: ListenAddr,
+  serve: (addr: ListenAddr) => Deno.HttpServer<Deno.NetAddr>,
+  ctx: { log: Logger; metrics: Metrics },
+): Listener {
+  const { log, metrics } = ctx;
+  let current: Deno.HttpServer<Deno.NetAddr> | undefined = serve(first);
+  const addr = current.addr;
+  const bound = { hostname: addr.hostname, port: addr.port };
+  const retiring = new Set<Promise<void>>();
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let delay = RELISTEN_MIN_MS;
+  let upSince = performance.now();
+  const failures = rateLimitedLog(log, "error");
+  const restored = rateLimitedLog(log, "info");
+
+  const retire = (server: Deno.HttpServer<Deno.NetAddr>) => {
+    const done: Promise<void> = server.shutdown().catch(() => {}).finally(() =>
+      retiring.delete(done)
+    );
+    retiring.add(done);
+  };
+  const schedule = () => {
+    timer = setTimeout(attempt, delay);
+    delay = Math.min(delay * 2, RELISTEN_MAX_MS);
+  };
+  const watch = (server: Deno.HttpServer<Deno.NetAddr>) => {
+    // Always handled: an unhandled rejection here is what used to end the process.
+    server.finished.catch((err) => {
+      if (stopped) return;
+      metrics.listenerFailed(name);
+      if (current === server) current = undefined;
+      retire(server);
+      if (performance.now() - upSince > RELISTEN_RESET_MS) delay = RELISTEN_MIN_MS;
+      failures("listener stopped accepting, re-creating it", {
+        listener: name,
+        addr: formatAddr(bound),
+        error: String(err),
+        retry_ms: delay,
+      });
+      schedule();
+    });
+  };
+  const attempt = () => {
+    timer = undefined;
+    if (stopped) return;
+    try {
+      current = serve(bound);
+    } catch (err) {
+      failures("listener could not be re-created, retrying", {
+        listener: name,
+        addr: formatAddr(bound),
+        error: String(err),
+        retry_ms: delay,
+      });
+      schedule();
+      return;
+    }
+    upSince = performance.now();
+    watch(current);
+    restored("listener accepting again", { listener: name, addr: formatAddr(bound) });
+  };
+  watch(current);
+
+  return {
+    addr,
+    shutdown() {
+      stopped = true;
+      clearTimeout(timer);
+      return Promise.all([current?.shutdown(), ...retiring]).then(() => {});
+    },
+  };
+}
+
+/**
+ * A log function that writes at most one line per FAILURE_LOG_INTERVAL_MS, with `count`: the
+ * events since the previous line, this one included (a flood of accept failures is one line).
+ */
+function rateLimitedLog(
+  log: Logger,
+  level: "error" | "info",
+): (msg: string, fields: Record<string, unknown>) => void {
+  let last = -Infinity;
+  let count = 0;
+  return (msg, fields) => {
+    count++;
+    const now = performance.now();
+    if (now - last < FAILURE_LOG_INTERVAL_MS) return;
+    last = now;
+    log[level](msg, { ...fields, count });
+    count = 0;
+  };
 }
 
 /** The error a response body is ended with when the drain times out. */

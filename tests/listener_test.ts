@@ -1,0 +1,168 @@
+/**
+ * The listener under descriptor exhaustion: the gate runs as a child process under a low
+ * `ulimit -n` (bash sets it; Deno cannot), idle sockets use up its descriptors, and the gate must
+ * stay up and serve again. Runs `deno run main.ts`, or the executable named by MCP_GATE_BIN.
+ */
+import assert from "node:assert/strict";
+import { GATE_BIN } from "./helpers/gate.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const MAIN = new URL("main.ts", ROOT).pathname;
+const PASS_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "DENO_NO_UPDATE_CHECK"];
+/** Low enough that a few dozen idle sockets exhaust it, high enough for the gate to start. */
+const FD_LIMIT = 96;
+
+/** A gate child process under `ulimit -n limit`, with its JSON log lines. */
+function spawnLimitedGate(limit: number) {
+  const env: Record<string, string> = {
+    UPSTREAM_URL: "http://127.0.0.1:9",
+    RESOURCE_URI: "https://mcp.example.com/mcp",
+    AUTHORIZATION_SERVER: "https://auth.example.com",
+    // Nothing listens there: the key store fails fast and retries, the listener is what counts.
+    JWKS_URI: "http://127.0.0.1:9/jwks",
+    LISTEN_ADDR: "127.0.0.1:0",
+    METRICS_ADDR: "127.0.0.1:0",
+  };
+  for (const name of PASS_THROUGH) {
+    const v = Deno.env.get(name);
+    if (v !== undefined) env[name] = v;
+  }
+  const argv = GATE_BIN
+    ? [GATE_BIN]
+    : [Deno.execPath(), "run", "--allow-net", "--allow-env", "--allow-read", MAIN];
+  const child = new Deno.Command("bash", {
+    args: ["-c", `ulimit -n ${limit} && exec "$@"`, "bash", ...argv],
+    env,
+    clearEnv: true,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  let err = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) add(decoder.decode(chunk, { stream: true }));
+  };
+  const pumps = Promise.all([
+    pump(child.stdout, (s) => (out += s)),
+    pump(child.stderr, (s) => (err += s)),
+  ]);
+  let exited: Deno.CommandStatus | undefined;
+  const status = child.status.then(async (s) => {
+    await pumps;
+    exited = s;
+    return s;
+  });
+  const logs = () =>
+    out.split("\n").filter((l) => l.startsWith("{")).map((l) =>
+      JSON.parse(l) as Record<string, unknown>
+    );
+  const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const hit = logs().find(pred);
+      if (hit) return hit;
+      if (exited || Date.now() > deadline) {
+        throw new Error(`no matching log line (exit ${exited?.code}):\n${out}\n${err}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return {
+    logs,
+    waitForLog,
+    get exited() {
+      return exited;
+    },
+    stderr: () => err,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await status;
+    },
+  };
+}
+
+function portOf(addr: unknown): number {
+  return Number(String(addr).split(":").pop());
+}
+
+/** One GET on a fresh connection; the status, or the error text. */
+async function get(port: number, path: string): Promise<string> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+      signal: AbortSignal.timeout(2_000),
+    });
+    const body = await res.text();
+    return `${res.status} ${body}`;
+  } catch (e) {
+    return String(e);
+  }
+}
+
+/** Resolves true when the peer closes `conn` (EOF or reset) within `ms`, else false. */
+async function closedByPeer(conn: Deno.Conn, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const read = conn.read(new Uint8Array(64)).then((n) => n === null, () => true);
+  const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  const closed = await Promise.race([read, late]);
+  clearTimeout(timer);
+  return closed;
+}
+
+Deno.test({
+  name: "the gate survives running out of descriptors and accepts again when they free up",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using gate = spawnLimitedGate(FD_LIMIT);
+    const listening = await gate.waitForLog((l) => l.msg === "listening", 20_000);
+    const port = portOf(listening.addr);
+    const metricsPort = portOf(listening.metrics_addr);
+    assert.equal(await get(port, "/livez"), '200 {"status":"ok"}');
+
+    // Idle sockets until the gate's accept fails: more than the limit, so it must.
+    const idle: Deno.Conn[] = [];
+    let refused = 0;
+    for (let i = 0; i < FD_LIMIT * 2 && refused < 5; i++) {
+      try {
+        idle.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      } catch {
+        refused++; // the dead listener's socket is closed until it is re-created
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    try {
+      const failed = await gate.waitForLog(
+        (l) => l.msg === "listener stopped accepting, re-creating it",
+        5_000,
+      );
+      assert.equal(failed.level, "error");
+      assert.equal(failed.listener, "gate");
+      assert.match(String(failed.error), /Too many open files|os error 24/);
+
+      // Still alive a moment later: the failure used to be an unhandled rejection, exit 1.
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(gate.exited, undefined, `gate exited: ${gate.stderr()}`);
+
+      // The dead listener's idle connections were closed, giving their descriptors back.
+      const shed = await Promise.all(idle.slice(0, 10).map((c) => closedByPeer(c, 2_000)));
+      assert.ok(shed.every(Boolean), `idle connections still open: ${shed}`);
+    } finally {
+      for (const c of idle) c.close();
+    }
+
+    await gate.waitForLog((l) => l.msg === "listener accepting again", 5_000);
+    let answer = "";
+    for (let i = 0; i < 20 && !answer.startsWith("200"); i++) {
+      answer = await get(port, "/livez");
+      if (!answer.startsWith("200")) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(answer, '200 {"status":"ok"}');
+    const metrics = await get(metricsPort, "/metrics");
+    assert.match(metrics, /^mcpgate_listener_failures_total\{listener="gate"\} [1-9]\d*$/m);
+    assert.equal(gate.exited, undefined);
+  },
+});
