@@ -17,6 +17,7 @@ export type AuthOutcome =
   | "forbidden"
   | "not_ready"
   | "rate_limited"
+  | "overloaded"
   | "exempt";
 
 /** How one error code is answered and recorded. */
@@ -93,6 +94,13 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     outcome: "rate_limited",
     error: "rate_limited",
     description: "Too many requests",
+    retryAfter: 1,
+  },
+  overloaded: {
+    status: 503,
+    outcome: "overloaded",
+    error: "temporarily_unavailable",
+    description: "The service is overloaded, try again shortly",
     retryAfter: 1,
   },
   payload_too_large: {

@@ -165,6 +165,15 @@ Deno.test("createResponder() answers each code with the contract's status, chall
       },
       retryAfter: null,
     }],
+    ["overloaded", new GateError("overloaded", { reason: "inflight_total" }), {
+      status: 503,
+      wwwAuthenticate: null,
+      body: {
+        error: "temporarily_unavailable",
+        error_description: "The service is overloaded, try again shortly",
+      },
+      retryAfter: "1",
+    }],
     ["payload_too_large", new GateError("payload_too_large"), {
       status: 413,
       wwwAuthenticate: null,
@@ -348,6 +357,7 @@ Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
     ["claim_unrepresentable", "forbidden"],
     ["not_ready", "not_ready"],
     ["rate_limited", "rate_limited"],
+    ["overloaded", "overloaded"],
     ["payload_too_large", "ok"],
     ["upstream_error", "ok"],
     ["upstream_timeout", "ok"],

@@ -22,8 +22,10 @@ export type GateErrorCode =
   | "claim_unrepresentable"
   /** No key set loaded yet. */
   | "not_ready"
-  /** Token bucket empty. */
+  /** Token bucket empty, or too many requests in flight from the client IP. */
   | "rate_limited"
+  /** Too many requests in flight in total (MAX_TOTAL_CONNECTIONS): 503 + Retry-After. */
+  | "overloaded"
   /** Request body over MAX_REQUEST_BODY. */
   | "payload_too_large"
   /** Upstream unreachable or broke before sending headers. */
@@ -61,8 +63,10 @@ export type RejectReason =
   | "invalid_header"
   /** A CLAIM_HEADERS claim has a control character, surrounding space, or is too long. */
   | "claim_unrepresentable"
-  /** Admission control: too many requests in flight (per client IP or in total). */
-  | "too_many_in_flight"
+  /** MAX_CONCURRENT_REQUESTS: too many requests in flight from this client IP. */
+  | "inflight_ip"
+  /** MAX_TOTAL_CONNECTIONS: too many requests in flight in total. */
+  | "inflight_total"
   | "origin"
   | "body_too_large"
   | "keys_not_loaded"

@@ -1,7 +1,7 @@
 /**
  * The request chain, in one visible place (CONTRACT.md §2, §3):
- * request URL and Host checks → health → metadata → origin → preflight → bearer → readiness →
- * client-IP bucket → verify → claim fields → rate limit → body size → proxy. Exactly one log line per request, written when the exchange is over (for a stream, when
+ * request URL and Host checks → health → metadata → in-flight caps → origin → preflight → bearer →
+ * readiness → client-IP bucket → verify → claim fields → rate limit → body size → proxy. Exactly one log line per request, written when the exchange is over (for a stream, when
  * it ends). The handler never throws: every failure becomes a response.
  */
 import type { Config } from "./config.ts";
@@ -13,6 +13,7 @@ import { createMetadata } from "./metadata.ts";
 import { createCors } from "./cors.ts";
 import { createClientIpResolver } from "./client_ip.ts";
 import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
+import { createInflightLimits } from "./inflight.ts";
 import { requestIdFor } from "./request_id.ts";
 import { annotateAuth } from "./tracing.ts";
 import { contentLengthOf } from "./http1/mod.ts";
@@ -97,6 +98,10 @@ export function createHandler(deps: HandlerDeps): Handler {
     ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
     : undefined;
   const maxBody = config.maxRequestBodyBytes;
+  const inflight = createInflightLimits({
+    perIp: config.maxConcurrentRequests,
+    total: config.maxTotalConnections,
+  });
   const plan = planFor(config);
   const claimHeaders = config.claimHeaders;
   const claimFieldValuesOf = (verified: VerifiedToken): [string, string][] => {
@@ -181,7 +186,12 @@ export function createHandler(deps: HandlerDeps): Handler {
       requestId,
       fields,
     };
-    const done = (o: Outcome) => writeLog(exchange, o);
+    // The in-flight slot is held until the exchange is over (a stream: until it ends).
+    let release: (() => void) | undefined;
+    const done = (o: Outcome) => {
+      release?.();
+      writeLog(exchange, o);
+    };
 
     // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
     // before any other work (src/target.ts, docs/security.md).
@@ -216,6 +226,16 @@ export function createHandler(deps: HandlerDeps): Handler {
     const origin = fields.origin;
     let sub: string | undefined;
     try {
+      // MAX_CONCURRENT_REQUESTS / MAX_TOTAL_CONNECTIONS, before any other work; health probes
+      // and metadata are exempt, so an overloaded gate is not also restarted by its probes.
+      const slot = inflight.enter(clientIp);
+      if (typeof slot !== "function") {
+        metrics?.inflightRejected(slot.scope);
+        throw slot.scope === "ip"
+          ? new GateError("rate_limited", { reason: "inflight_ip", retryAfterSeconds: 1 })
+          : new GateError("overloaded", { reason: "inflight_total", retryAfterSeconds: 1 });
+      }
+      release = slot;
       // CONTRACT §3.1: a present, unlisted Origin is refused before anything else.
       if (!cors.originAllowed(origin)) {
         throw new GateError("forbidden", { reason: "origin" });

@@ -469,3 +469,45 @@ Deno.test("handler answers 403 claim_unrepresentable for a claim it cannot send 
   assert.equal(line.sub, "mallory");
   assert.equal(f.forwarded.length, 0);
 });
+
+Deno.test("handler caps requests in flight per client IP (429) and in total (503), until each ends", async () => {
+  let finish!: () => void;
+  const gate = new Promise<void>((r) => (finish = r));
+  const f = fixture(
+    { MAX_CONCURRENT_REQUESTS: "1", MAX_TOTAL_CONNECTIONS: "2" },
+    async (_req, ctx) => {
+      await gate;
+      ctx.onDone?.({ upstreamStatus: 200, bytesIn: 0, bytesOut: 2, outcome: "complete" });
+      return new Response("ok");
+    },
+  );
+  const first = f.handle(new Request(url("/mcp"), { headers: bearer(GOOD) }), "198.51.100.1");
+  const sameIp = await f.handle(
+    new Request(url("/mcp"), { headers: bearer(GOOD) }),
+    "198.51.100.1",
+  );
+  assert.equal(sameIp.status, 429);
+  assert.equal(sameIp.headers.get("retry-after"), "1");
+  await sameIp.body?.cancel();
+  assert.equal(f.logs().at(-1)!.reason, "inflight_ip");
+  const second = f.handle(new Request(url("/mcp"), { headers: bearer(GOOD) }), "198.51.100.2");
+  const third = await f.handle(new Request(url("/mcp")), "198.51.100.3");
+  assert.equal(third.status, 503);
+  assert.equal((await third.json()).error, "temporarily_unavailable");
+  assert.equal(f.logs().at(-1)!.reason, "inflight_total");
+  // Health probes are never refused by the caps.
+  const live = await f.handle(new Request(url("/livez")), "198.51.100.1");
+  assert.equal(live.status, 200);
+  await live.body?.cancel();
+  finish();
+  for (const res of await Promise.all([first, second])) {
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  }
+  const again = await f.handle(
+    new Request(url("/mcp"), { headers: bearer(GOOD) }),
+    "198.51.100.1",
+  );
+  assert.equal(again.status, 200, "the slots were released");
+  await again.body?.cancel();
+});
