@@ -5,6 +5,7 @@ import {
   type Http1Error,
   type Http1ExchangeResult,
   type Http1Request,
+  type Http1Response,
 } from "./client.ts";
 import { readRequestHead, startRawUpstream, writeText } from "../../tests/helpers/upstream.ts";
 
@@ -493,5 +494,59 @@ Deno.test("Http1Client talks TLS to an https upstream with injected CA certifica
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A 200 whose body is `body` (ASCII). */
+function reply(body: string): string {
+  return `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+}
+
+/**
+ * An upstream answering every request with its own target as the body; sockets kept in `conns`.
+ * No Nagle delay: otherwise bytes written after an unacknowledged response wait in the upstream's
+ * kernel for the client's next request to carry the ACK, and arrive after it.
+ */
+function echoTargets() {
+  const conns: Deno.TcpConn[] = [];
+  const up = startRawUpstream(async (conn, index) => {
+    conns[index] = conn;
+    conn.setNoDelay(true);
+    for (;;) {
+      const head = await readRequestHead(conn);
+      if (head === null) return;
+      await writeText(conn, reply(head.split(" ")[1]));
+    }
+  });
+  return Object.assign(up, { conns });
+}
+
+Deno.test("Http1Client discards a pooled connection whose stray bytes arrive in the same event-loop turn as its reuse", async () => {
+  await using up = echoTargets();
+  using c = client(up.port);
+  // A socket pair whose read result reaches JS in the same batch as the stray bytes and starts
+  // the next request in its first turn, before the pooled connection's own read is looked at.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  using trigger = await Deno.connect({ hostname: "127.0.0.1", port });
+  using triggered = await listener.accept();
+  for (let round = 0; round < 50; round++) {
+    let victim!: Promise<Http1Response>;
+    const fired = trigger.read(new Uint8Array(1)).then(() => {
+      victim = c.request(get(`/victim-${round}`));
+    });
+    assert.equal(await text((await c.request(get(`/warm-${round}`))).body), `/warm-${round}`);
+    await new Promise((r) => setTimeout(r, 2));
+    assert.equal(c.idleCount, 1);
+    const pooled = up.conns[up.conns.length - 1];
+    // Writes on TCP sockets go out at once; blocking the thread meanwhile makes both reads
+    // complete in the same poll, so their results reach JS in one batch, the trigger's first
+    // (in write order): the request takes the pooled connection before its read is looked at.
+    const go = triggered.write(new Uint8Array([1]));
+    const stray = pooled.write(new TextEncoder().encode(reply("STRAY")));
+    const until = performance.now() + 2;
+    while (performance.now() < until) { /* hold the event loop */ }
+    await Promise.all([stray, go, fired]);
+    assert.equal(await text((await victim).body), `/victim-${round}`);
   }
 });
