@@ -569,6 +569,7 @@ async function check(gates: Gates, g: GenRequest, n: number): Promise<void> {
   const denoRefusal = res.status === 400 && !res.text.includes('"error"');
   if (denoRefusal) {
     if (fresh.length > 0) bad("Deno refused the request, yet the upstream got one");
+    if (!v.denoMayRefuse) bad("a 400 without the gate's JSON body to a request Deno.serve accepts");
     stats.denoRefused++;
     return;
   }
