@@ -146,6 +146,87 @@ Deno.test("Http1Client reuses a connection only after a complete, reusable respo
   }
 });
 
+Deno.test("Http1Client never reuses a connection after a response with no body by status or method", async (t) => {
+  const head = (path = "/") => get(path, { method: "HEAD", head: `HEAD ${path} HTTP/1.1\r\n\r\n` });
+  const cases: [string, Http1Request, string][] = [
+    ["204", get(), "HTTP/1.1 204 No Content\r\n\r\n"],
+    ["304", get(), 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 9\r\n\r\n'],
+    ["HEAD", head(), "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"],
+    // What the rule is for: the body arrives after the response, where the next request would
+    // read it (held back by Nagle's algorithm, it arrives right after that request).
+    ["204 with a body sent anyway", get(), "HTTP/1.1 204 No Content\r\nContent-Length: 32\r\n\r\n"],
+  ];
+  for (const [name, request, reply] of cases) {
+    await t.step(name, async () => {
+      const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTRAY";
+      await using up = scripted([[reply, stray + OK], [OK]]);
+      using c = client(up.port);
+      const first = await c.request(request);
+      assert.equal(first.body, null);
+      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(c.idleCount, 0);
+      assert.equal(await text((await c.request(get())).body), "ok");
+      assert.equal(up.accepted, 2);
+    });
+  }
+});
+
+Deno.test("Http1Client discards an idle pooled connection that receives any byte", async () => {
+  const conns: Deno.TcpConn[] = [];
+  await using up = startRawUpstream(async (conn, index) => {
+    conns[index] = conn;
+    conn.setNoDelay(true);
+    for (;;) {
+      const head = await readRequestHead(conn);
+      if (head === null) return;
+      await writeText(conn, OK);
+    }
+  });
+  using c = client(up.port);
+  assert.equal(await text((await c.request(get())).body), "ok");
+  await new Promise((r) => setTimeout(r, 2));
+  assert.equal(c.idleCount, 1);
+  await conns[0].write(new Uint8Array([0x48])); // one "H", as a response would start
+  const deadline = Date.now() + 3000;
+  while (c.idleCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+  assert.equal(c.idleCount, 0);
+  assert.equal(await text((await c.request(get())).body), "ok");
+  assert.equal(up.accepted, 2);
+});
+
+Deno.test("Http1Client reports response framing that breaks RFC 9112 as a protocol error", async (t) => {
+  const cases: [string, string][] = [
+    ["obs-fold", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 0\r\n\r\nok"],
+    ["NUL in a value", "HTTP/1.1 200 OK\r\nX: a\0\r\nContent-Length: 2\r\n\r\nok"],
+    ["bare CR", "HTTP/1.1 200 OK\r\nX: a\rContent-Length: 2\r\n\r\nok"],
+    ["space before the colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"],
+    ["status line", "HTTP/1.1 200\tOK\r\nContent-Length: 2\r\n\r\nok"],
+    [
+      "chunk size 5 9",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 9\r\nhello\r\n0\r\n\r\n",
+    ],
+  ];
+  for (const [name, reply] of cases) {
+    await t.step(name, async () => {
+      await using up = scripted([[reply]]);
+      using c = client(up.port);
+      await assert.rejects(c.request(get()), (e: Http1Error) => e.kind === "protocol");
+    });
+  }
+  await t.step("a bad chunk-size line mid-stream errors the body", async () => {
+    await using up = startRawUpstream(async (conn) => {
+      await readRequestHead(conn);
+      await writeText(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n");
+      await new Promise((r) => setTimeout(r, 20));
+      await writeText(conn, "5;\r\nhello\r\n0\r\n\r\n");
+      await conn.read(new Uint8Array(1)).catch(() => null);
+    });
+    using c = client(up.port);
+    const res = await c.request(get());
+    await assert.rejects(text(res.body));
+  });
+});
+
 Deno.test("Http1Client reads a body delimited by the connection close", async () => {
   await using up = startRawUpstream(async (conn) => {
     await readRequestHead(conn);

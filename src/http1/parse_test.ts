@@ -141,6 +141,77 @@ Deno.test("parseResponseHead() rejects malformed heads", async (t) => {
   }
 });
 
+/** Every case is refused with an Http1ProtocolError. */
+async function refuses(t: Deno.TestContext, cases: string[]): Promise<void> {
+  for (const text of cases) {
+    await t.step(JSON.stringify(text), () => {
+      assert.throws(() => head(text), Http1ProtocolError);
+    });
+  }
+}
+
+Deno.test("parseResponseHead() refuses a bare CR anywhere in the head (RFC 9112 §2.2)", async (t) => {
+  await refuses(t, [
+    "HTTP/1.1 200 OK\rX: y\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: a\r\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 5\rTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\n\r\r\n\r\n",
+  ]);
+});
+
+Deno.test("parseResponseHead() refuses CTLs other than HTAB in field values and the reason phrase", async (t) => {
+  await refuses(t, [
+    "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: a\x01\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: \x1b[31m\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: a\x7f\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX: a\x0bb\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: 5\x00\r\n\r\n",
+    "HTTP/1.1 200 O\x00K\r\n\r\n",
+    "HTTP/1.1 200 OK\x08\r\n\r\n",
+  ]);
+});
+
+Deno.test("parseResponseHead() refuses whitespace between a field name and its colon (RFC 9112 §5.1)", async (t) => {
+  await refuses(t, [
+    "HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding\t: chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nX-A : b\r\n\r\n",
+  ]);
+});
+
+Deno.test("parseResponseHead() refuses an invalid status line (RFC 9112 §4)", async (t) => {
+  await refuses(t, [
+    "HTTP/1.1  200 OK\r\n\r\n",
+    "HTTP/1.1\t200 OK\r\n\r\n",
+    "HTTP/1.1 200\tOK\r\n\r\n",
+    " HTTP/1.1 200 OK\r\n\r\n",
+    "http/1.1 200 OK\r\n\r\n",
+    "HTTP/1.10 200 OK\r\n\r\n",
+    "HTTP/1.1 2000 OK\r\n\r\n",
+    "HTTP/1.1 20a OK\r\n\r\n",
+    "\r\nHTTP/1.1 200 OK\r\n\r\n",
+  ]);
+});
+
+Deno.test("parseResponseHead() refuses Transfer-Encoding in HTTP/1.0 and chunked applied twice (RFC 9112 §6.1)", async (t) => {
+  await refuses(t, [
+    "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+  ]);
+});
+
+Deno.test("parseResponseHead() accepts HTAB and obs-text in values and an empty reason phrase", () => {
+  assert.deepEqual(head("HTTP/1.1 200 OK\r\nX: a\tb \t\r\n\r\n").headers, [["x", "a\tb"]]);
+  assert.equal(head("HTTP/1.1 204\r\n\r\n").status, 204);
+  assert.equal(head("HTTP/1.1 204 \r\n\r\n").status, 204);
+  assert.equal(head("HTTP/1.1 200 Très bien\tok\r\n\r\n").status, 200);
+  assert.equal(head("HTTP/1.1 200 OK\nX: y\n\n").headers[0][1], "y");
+});
+
 Deno.test("parseResponseHead() accepts repeated identical Content-Length values", () => {
   assert.equal(head("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n").contentLength, 7);
 });
@@ -199,6 +270,95 @@ Deno.test("ChunkedDecoder rejects malformed framing", async (t) => {
       assert.throws(() => decodeAll(wire), Http1ProtocolError);
     });
   }
+});
+
+Deno.test("ChunkedDecoder refuses chunk-size lines outside RFC 9112 §7.1", async (t) => {
+  const cases = [
+    "5 9\r\nhello\r\n0\r\n\r\n",
+    "5;\r\nhello\r\n0\r\n\r\n",
+    "5 ;\r\nhello\r\n0\r\n\r\n",
+    "5; \r\nhello\r\n0\r\n\r\n",
+    ";a\r\nhello\r\n0\r\n\r\n",
+    " 5\r\nhello\r\n0\r\n\r\n",
+    "5 \r\nhello\r\n0\r\n\r\n",
+    "5\t\r\nhello\r\n0\r\n\r\n",
+    "+5\r\nhello\r\n0\r\n\r\n",
+    "0x5\r\nhello\r\n0\r\n\r\n",
+    "5;a b\r\nhello\r\n0\r\n\r\n",
+    "5;a=\r\nhello\r\n0\r\n\r\n",
+    "5;a==b\r\nhello\r\n0\r\n\r\n",
+    "5;a=b c\r\nhello\r\n0\r\n\r\n",
+    "5;a=b \r\nhello\r\n0\r\n\r\n",
+    "5;a \r\nhello\r\n0\r\n\r\n",
+    '5;a="b\r\nhello\r\n0\r\n\r\n',
+    '5;a="b"c\r\nhello\r\n0\r\n\r\n',
+    '5;a="\x01"\r\nhello\r\n0\r\n\r\n',
+    '5;a="\\\x01"\r\nhello\r\n0\r\n\r\n',
+    "5;a=b,c\r\nhello\r\n0\r\n\r\n",
+    "5;a/b\r\nhello\r\n0\r\n\r\n",
+    "5;a\x00\r\nhello\r\n0\r\n\r\n",
+    "5;a=\x7f\r\nhello\r\n0\r\n\r\n",
+    "5\r\r\nhello\r\n0\r\n\r\n",
+    "5;a\rb\r\nhello\r\n0\r\n\r\n",
+    "5\rhello\r\n0\r\n\r\n",
+    "0 \r\n\r\n",
+    "0;\r\n\r\n",
+  ];
+  for (const wire of cases) {
+    await t.step(JSON.stringify(wire.slice(0, 16)), () => {
+      for (const split of [1, wire.length]) {
+        assert.throws(() => decodeAll(wire, split), Http1ProtocolError);
+      }
+    });
+  }
+});
+
+Deno.test("ChunkedDecoder accepts chunk extensions as RFC 9112 §7.1.1 allows, in any split", async (t) => {
+  const cases = [
+    "5;a\r\nhello\r\n0\r\n\r\n",
+    "5;a=b\r\nhello\r\n0\r\n\r\n",
+    "5 ; a = b\r\nhello\r\n0\r\n\r\n",
+    '5\t;\ta\t=\t"x y"\r\nhello\r\n0\r\n\r\n',
+    '5;a="q\\"\\\\";b;c=d\r\nhello\r\n0;last=1\r\n\r\n',
+    "00000000000000000005\r\nhello\r\n0000\r\n\r\n",
+    '5;a=""\r\nhello\r\n0\r\n\r\n',
+  ];
+  for (const wire of cases) {
+    await t.step(JSON.stringify(wire.slice(0, 24)), () => {
+      for (const split of [1, 2, 5, wire.length]) {
+        const r = decodeAll(wire, split);
+        assert.equal(r.body, "hello");
+        assert.equal(r.done, true);
+      }
+    });
+  }
+});
+
+Deno.test("ChunkedDecoder refuses trailer lines that are not field lines", async (t) => {
+  const cases = [
+    "0\r\nX : y\r\n\r\n",
+    "0\r\nX: y\r\n folded\r\n\r\n",
+    "0\r\n\tX: y\r\n\r\n",
+    "0\r\nX: a\x01\r\n\r\n",
+    "0\r\nX: a\x00\r\n\r\n",
+    "0\r\nNoColon\r\n\r\n",
+    "0\r\n: empty-name\r\n\r\n",
+    "0\r\nX: a\rb\r\n\r\n",
+    "0\r\n\r\r\n",
+    "0\r\nX(y): z\r\n\r\n",
+  ];
+  for (const wire of cases) {
+    await t.step(JSON.stringify(wire), () => {
+      for (const split of [1, wire.length]) {
+        assert.throws(() => decodeAll(wire, split), Http1ProtocolError);
+      }
+    });
+  }
+  await t.step("valid trailers are read and dropped", () => {
+    const r = decodeAll("1\r\na\r\n0\r\nX-Sum: 1\r\nEmpty:\r\nT: a\tb c\r\n\r\n", 1);
+    assert.equal(r.body, "a");
+    assert.equal(r.done, true);
+  });
 });
 
 Deno.test("ChunkedDecoder bounds the trailer section", () => {
