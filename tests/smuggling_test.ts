@@ -258,11 +258,12 @@ Deno.test("a half-sent smuggled POST never swallows the next user's request", as
   await using rig = await startStrictRig({ env: ENV });
   const mallory = await rig.issuer.mint({ sub: "mallory" });
   const bob = await rig.issuer.mint({ sub: "bob" });
-  // Mallory's request ends early; a POST follows whose Content-Length the gate's own header
-  // lines do not fill, so it waits for the next bytes on the pooled connection: bob's request.
+  // Mallory's request ends early; a POST follows (its Host is the gate's own line) whose
+  // Content-Length the gate's header lines do not fill, so it waits for the next bytes on the
+  // pooled connection: bob's request.
   const smuggled = disguise(
     " HTTP/1.1\r\nHost: up\r\nContent-Length: 0\r\n\r\n" +
-      "POST /mcp/steal HTTP/1.1\r\nHost: up\r\nContent-Length: 900\r\nX-Pad: x",
+      "POST /mcp/steal HTTP/1.1\r\nContent-Length: 900\r\nX-Pad: x",
   );
   const idM = nextId("mallory");
   const resM = await send(rig, { target: utf8("/mcp" + smuggled), token: mallory, testId: idM });
