@@ -370,8 +370,18 @@ function oracle(g: GenRequest, ctx: { gatePort: number; upstreamHost: string }):
   // is a valid (empty) reg-name, but the gate may refuse it too. The intended behaviour is silent.
   const emptyHost = (t: string) => /^(?::[0-9]*)?$/.test(t);
   const noHost = g.host === null ? g.absolute === null : emptyHost(latin1(trimOws(g.host)));
+  // Deno's Headers joins repeated lines with ", ", so an empty line makes a value with a leading
+  // or trailing ", " that cannot be sent as it is; the gate refuses it (400 invalid_header)
+  // rather than alter it (docs/security.md).
+  const counts = new Map<string, number>();
+  for (const [n] of g.headers) counts.set(n.toLowerCase(), (counts.get(n.toLowerCase()) ?? 0) + 1);
+  const emptyRepeat = g.headers.some(([n, v]) =>
+    (counts.get(n.toLowerCase()) ?? 0) > 1 && latin1(trimOws(v)) === ""
+  );
   const may400 = noHost || (g.absolute !== null && emptyHost(g.absolute.authority))
     ? "no Host, or an empty uri-host"
+    : emptyRepeat
+    ? "a repeated field with an empty line"
     : null;
   const verdict = (expect: Expectation): Verdict => ({ expect, weak, denoMayRefuse, may400 });
   if (decoded === null) return verdict({ kind: "reject", why: "invalid UTF-8 in the target" });
