@@ -52,6 +52,12 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     error: "invalid_request",
     description: "The request is malformed",
   },
+  not_implemented: {
+    status: 501,
+    outcome: "invalid_request",
+    error: "not_implemented",
+    description: "Only the chunked transfer coding is supported",
+  },
   invalid_request: {
     status: 400,
     outcome: "invalid_request",

@@ -156,6 +156,15 @@ Deno.test("createResponder() answers each code with the contract's status, chall
       },
       retryAfter: null,
     }],
+    ["not_implemented", new GateError("not_implemented"), {
+      status: 501,
+      wwwAuthenticate: null,
+      body: {
+        error: "not_implemented",
+        error_description: "Only the chunked transfer coding is supported",
+      },
+      retryAfter: null,
+    }],
     ["claim_unrepresentable", new GateError("claim_unrepresentable"), {
       status: 403,
       wwwAuthenticate: null,
@@ -350,6 +359,7 @@ Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
   const cases: [GateErrorCode, string][] = [
     ["no_token", "none"],
     ["bad_request", "invalid_request"],
+    ["not_implemented", "invalid_request"],
     ["invalid_request", "invalid_request"],
     ["invalid_token", "invalid_token"],
     ["insufficient_scope", "insufficient_scope"],

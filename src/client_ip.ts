@@ -24,7 +24,7 @@ export interface ResolvedClient {
  *   first untrusted address, or the leftmost when every hop is trusted. An entry that is not an
  *   address (garbage, empty, a zone id) stops the walk and the hop to its right stays the client,
  *   so `clientIp` is always an address someone trusted vouched for. The upstream gets the chain
- *   as received plus the peer.
+ *   as received (without surrounding whitespace) plus the peer.
  *
  * Entries may carry a port (`1.2.3.4:80`, `[2001:db8::1]:443`) or brackets. IPv4-mapped IPv6
  * addresses (`::ffff:1.2.3.4`, what a dual-stack listener reports) become dotted IPv4, and IPv6
@@ -52,7 +52,13 @@ export function resolveClientIp(
     client = formatIp(hop);
     if (!isTrusted(hop, trusted)) break;
   }
-  return { clientIp: client, forwardedFor: `${xForwardedFor}, ${peerText}`, trustedPeer };
+  // The chain as received, without the whitespace around it: Deno.serve trims HTTP/1.1 field
+  // values but not HTTP/2 ones, and a field value cannot start or end with whitespace.
+  return {
+    clientIp: client,
+    forwardedFor: `${xForwardedFor.trim()}, ${peerText}`,
+    trustedPeer,
+  };
 }
 
 /** Most peers remembered by {@linkcode createClientIpResolver}; the memo is emptied when full. */

@@ -183,7 +183,7 @@ Deno.test("resolveClientIp() returns the peer or an address from the chain, alwa
         const { clientIp, forwardedFor } = resolveClientIp(peer, xff, TRUSTED);
         assert.ok(parseIp(clientIp), clientIp);
         assert.ok(clientIp === peer || entries.some((e) => e.trim() === clientIp), clientIp);
-        assert.equal(forwardedFor, xff.trim() === "" ? peer : `${xff}, ${peer}`);
+        assert.equal(forwardedFor, xff.trim() === "" ? peer : `${xff.trim()}, ${peer}`);
       },
     ),
     { numRuns: 1000 },

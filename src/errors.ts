@@ -10,6 +10,8 @@ export type GateErrorCode =
    * URI part (src/target.ts), refused before authentication with 400 and no challenge.
    */
   | "bad_request"
+  /** A transfer coding other than chunked (RFC 9112 §6.1): 501, refused before authentication. */
+  | "not_implemented"
   /** Malformed request: two Authorization headers, token in header and query (RFC 6750 §3.1). */
   | "invalid_request"
   /** The token failed a check of contract §4 (RFC 6750 §3.1). */
@@ -61,6 +63,8 @@ export type RejectReason =
   | "invalid_host"
   /** An inbound field to forward cannot be serialised as it is. */
   | "invalid_header"
+  /** Transfer-Encoding other than just `chunked`. */
+  | "unsupported_transfer_coding"
   /** A CLAIM_HEADERS claim has a control character, surrounding space, or is too long. */
   | "claim_unrepresentable"
   /** MAX_CONCURRENT_REQUESTS: too many requests in flight from this client IP. */

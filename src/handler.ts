@@ -16,7 +16,7 @@ import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { createInflightLimits } from "./inflight.ts";
 import { requestIdFor } from "./request_id.ts";
 import { annotateAuth } from "./tracing.ts";
-import { contentLengthOf } from "./http1/mod.ts";
+import { contentLengthOf, isFieldValue, splitTokens } from "./http1/mod.ts";
 import { isUriHost, parseRequestUrl, type RequestTarget } from "./target.ts";
 import type { KeyStore } from "./jwks.ts";
 import type { TokenVerifier, VerifiedToken } from "./verify.ts";
@@ -199,11 +199,16 @@ export function createHandler(deps: HandlerDeps): Handler {
       ? target
       : fields.host !== null && !isUriHost(fields.host)
       ? "invalid_host"
-      : fields.unrepresentable !== null
+      : fields.unrepresentable !== null || !isFieldValue(forwardedFor)
       ? "invalid_header"
+      : fields.transferEncoding !== null && !isChunkedOnly(fields.transferEncoding)
+      ? "unsupported_transfer_coding"
       : undefined;
     if (malformed !== undefined) {
-      const err = new GateError("bad_request", { reason: malformed });
+      const err = new GateError(
+        malformed === "unsupported_transfer_coding" ? "not_implemented" : "bad_request",
+        { reason: malformed },
+      );
       metrics?.authOutcome(outcomeOf(err.code), malformed);
       const res = reject(err, null);
       done({ route: "rejected", status: res.status, auth: outcomeOf(err.code), reason: malformed });
@@ -388,4 +393,14 @@ function forwardedProto(
     if (p !== null && p.trim().toLowerCase() === "https") return "https";
   }
   return "http";
+}
+
+/**
+ * Whether a request's Transfer-Encoding is just `chunked`, the one coding Deno.serve decodes.
+ * Another coding (`gzip, chunked`) would reach the upstream still applied but no longer declared
+ * (Transfer-Encoding is hop-by-hop), so it is refused (RFC 9112 §6.1: 501).
+ */
+function isChunkedOnly(value: string): boolean {
+  const codings = splitTokens(value);
+  return codings.length === 1 && codings[0] === "chunked";
 }

@@ -511,3 +511,43 @@ Deno.test("handler caps requests in flight per client IP (429) and in total (503
   assert.equal(again.status, 200, "the slots were released");
   await again.body?.cancel();
 });
+
+Deno.test("handler answers 400 invalid_header before auth for a field value it cannot forward", async (t) => {
+  // Headers accepts C0 controls other than NUL/CR/LF (Fetch standard); none of these can be
+  // forwarded as they are, so the handler refuses them before any other work.
+  const cases: [string, Record<string, string>][] = [
+    ["a C0 control inside a value", { "x-ctl": "a\x01b" }],
+    ["DEL inside a value", { "x-ctl": "a\x7fb" }],
+    ["a value that is a lone control", { "x-ctl": "\x1f" }],
+  ];
+  for (const [name, headers] of cases) {
+    await t.step(name, async () => {
+      const f = fixture();
+      const before = verifyCalls;
+      const res = await f.handle(
+        new Request(url("/mcp"), { headers: { ...bearer(GOOD), ...headers } }),
+      );
+      assert.equal(res.status, 400);
+      assert.equal(res.headers.get("www-authenticate"), null);
+      assert.equal((await res.json()).error, "invalid_request");
+      assert.equal(f.logs().at(-1)!.reason, "invalid_header");
+      assert.equal(verifyCalls, before, "no token work");
+      assert.equal(f.forwarded.length, 0, "nothing reaches the forwarder");
+    });
+  }
+});
+
+Deno.test("handler answers 501 for a transfer coding other than chunked, before auth", async () => {
+  const f = fixture();
+  const res = await f.handle(
+    new Request(url("/mcp"), {
+      method: "POST",
+      headers: { ...bearer(GOOD), "transfer-encoding": "gzip, chunked" },
+      body: "x",
+    }),
+  );
+  assert.equal(res.status, 501);
+  assert.equal(f.logs().at(-1)!.reason, "unsupported_transfer_coding");
+  assert.equal(f.forwarded.length, 0);
+  await res.body?.cancel();
+});

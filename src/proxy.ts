@@ -138,6 +138,14 @@ export const GATE_SET_HEADERS: readonly string[] = Object.freeze([
 ]);
 
 /**
+ * Request fields the gate's side of the exchange consumes. `Expect: 100-continue` was already
+ * answered to the client by Deno.serve, and the gate sends the body right after the head; an
+ * upstream told to expect it could answer early without reading the body and then parse that
+ * body as the next request on the connection (RFC 9110 §10.1.1).
+ */
+export const CONSUMED_HEADERS: readonly string[] = Object.freeze(["expect"]);
+
+/**
  * Fields through which proxies and CDNs tell an application who the client is, or which URL it
  * asked for. The gate is the proxy in front of the upstream: a client's own copy would be a
  * forgery, so they are dropped (docs/security.md lists them). The gate sends its own answer in
@@ -206,6 +214,7 @@ function buildPlan(config: Config): Plan {
   const drop = new Set<string>([
     ...HOP_BY_HOP_HEADERS,
     ...GATE_SET_HEADERS,
+    ...CONSUMED_HEADERS,
     ...CLIENT_ADDRESS_HEADERS,
   ]);
   if (!config.forwardAuthorization) {
@@ -239,9 +248,19 @@ export function upstreamTarget(basePath: string, target: RequestTarget): string 
  */
 export function stripAccessToken(query: string): string {
   if (!query.includes("access") && !query.includes("%")) return query;
+  // "&" separates parameters for URLSearchParams (and so for the bearer extractor); some servers
+  // split on ";" as well, so a parameter after a ";" is removed too: the upstream never sees a
+  // token the gate did not check.
   const parts = query.slice(1).split("&");
-  const kept = parts.filter((p) => !isAccessToken(p));
-  if (kept.length === parts.length) return query;
+  let changed = false;
+  const kept: string[] = [];
+  for (const part of parts) {
+    const sub = part.split(";");
+    const rest = sub.filter((p) => !isAccessToken(p));
+    if (rest.length !== sub.length) changed = true;
+    if (rest.length > 0) kept.push(rest.join(";"));
+  }
+  if (!changed) return query;
   return kept.length === 0 ? "" : "?" + kept.join("&");
 }
 

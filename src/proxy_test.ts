@@ -7,6 +7,7 @@ import {
   buildHead,
   claimFieldValues,
   CLIENT_ADDRESS_HEADERS,
+  CONSUMED_HEADERS,
   type ForwardContext,
   GATE_SET_HEADERS,
   HOP_BY_HOP_HEADERS,
@@ -100,6 +101,9 @@ Deno.test("stripAccessToken() removes every access_token parameter and nothing e
     ["?q=a+b%2Fc&z=%E2%82%AC", "?q=a+b%2Fc&z=%E2%82%AC"],
     ["?bad=%zz&access_token=1", "?bad=%zz"],
     ["?", "?"],
+    ["?x=1;access_token=SECRET", "?x=1"],
+    ["?access_token=a;b=2&c=3", "?b=2&c=3"],
+    ["?a=1;b=2", "?a=1;b=2"],
   ];
   for (const [query, expected] of cases) {
     await t.step(`${query} -> ${expected}`, () => assert.equal(stripAccessToken(query), expected));
@@ -216,7 +220,12 @@ Deno.test("buildHead() refuses, never cleans, a value that would corrupt the hea
 Deno.test("buildHead() drops every spelling of a managed field", () => {
   const claim = { claim: "email", header: "X-Auth-Email" };
   const plan = planFor(config({ claimHeaders: [claim] }));
-  const managed = [...GATE_SET_HEADERS, ...CLIENT_ADDRESS_HEADERS, ...HOP_BY_HOP_HEADERS]
+  const managed = [
+    ...GATE_SET_HEADERS,
+    ...CLIENT_ADDRESS_HEADERS,
+    ...HOP_BY_HOP_HEADERS,
+    ...CONSUMED_HEADERS,
+  ]
     .filter((n) => n !== "host" && n !== "content-length" && n !== "transfer-encoding");
   const headers = new Headers({ "x-keep": "1", "x_keep_too": "2" });
   for (const name of [...managed, "x-auth-email", "authorization", "cookie"]) {

@@ -130,3 +130,27 @@ Deno.test("isUriHost() refuses any value with a character outside the grammar", 
   assert.equal(isUriHost("h%4"), false);
   assert.equal(isUriHost("h:abc"), false);
 });
+
+Deno.test("parseRequestUrl() refuses a lone surrogate in the path or query, never sends U+FFFD", async (t) => {
+  // A lone surrogate has no UTF-8 form: TextEncoder would write EF BF BD (U+FFFD), which
+  // percent-decodes to another string than the one the gate checked.
+  const cases = [
+    "http://h/a\ud800b",
+    "http://h/a\udc00",
+    "http://h/\udbff?q=1",
+    "http://h/x?q=\ud800",
+    "http://h/x?q=a\udfffb",
+    "http://h/%41\ud800", // the slow path after a valid escape
+  ];
+  for (const url of cases) {
+    await t.step(JSON.stringify(url), () => {
+      assert.equal(parseRequestUrl(url), "invalid_target");
+    });
+  }
+  // Control: a well-formed surrogate pair is one code point, sent as its 4 UTF-8 bytes.
+  assert.deepEqual(parseRequestUrl("http://h/\ud83d\ude00?q=\ud83d\ude00"), {
+    authority: "h",
+    path: "/%F0%9F%98%80",
+    query: "?q=%F0%9F%98%80",
+  });
+});

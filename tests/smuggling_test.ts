@@ -471,3 +471,118 @@ Deno.test("an h2c POST without content-length reaches the upstream with its whol
     assert.equal(req.header("x-test-id"), id);
   }
 });
+
+Deno.test("a field value the gate cannot forward as it is gets 400 invalid_header, never a 502", async (t) => {
+  await using rig = await startStrictRig({ env: ENV });
+  const token = await rig.issuer.mint({ sub: "alice" });
+  // Deno.serve joins a repeated field whose last line is empty into "b, ": trailing whitespace
+  // that a recipient would strip, so the value cannot be passed on unchanged.
+  const cases: [string, [string, string][]][] = [
+    ["a repeated field whose last line is empty", [["X-Custom", "b"], ["X-Custom", ""]]],
+    ["three lines, the last empty", [["X-Custom", "a"], ["X-Custom", "b"], ["X-Custom", ""]]],
+  ];
+  for (const [name, headers] of cases) {
+    await t.step(name, async () => {
+      const id = nextId("hdr");
+      const before = rig.upstream.requests.length;
+      const res = await send(rig, { target: "/mcp", token, headers, testId: id });
+      assert.equal(res?.status, 400, `${name}: ${show(res)}\n${rig.upstream.describe()}`);
+      assert.equal(JSON.parse(res!.text).error, "invalid_request");
+      const line = await logOf(rig, id);
+      assert.equal(line.reason, "invalid_header");
+      assert.ok(
+        !rig.gate.logText().includes("upstream request head refused"),
+        "the serialiser was never reached",
+      );
+      await settle();
+      assert.equal(rig.upstream.requests.length, before, rig.upstream.describe());
+      assert.deepEqual(rig.upstream.violations, [], rig.upstream.describe());
+    });
+  }
+  await t.step(
+    "control: a field line that is empty on its own is forwarded as the rest",
+    async () => {
+      const id = nextId("hdr");
+      const before = rig.upstream.requests.length;
+      const res = await send(rig, {
+        target: "/mcp",
+        token,
+        headers: [["X-Custom", ""], ["X-Custom", "b"]],
+        testId: id,
+      });
+      assert.equal(res?.status, 200, show(res));
+      assertUpstream(rig, before + 1, "empty first line");
+    },
+  );
+});
+
+Deno.test("a trusted proxy's X-Forwarded-For with leading whitespace (HTTP/2) never makes a 502", async () => {
+  const http2 = await import("node:http2");
+  await using rig = await startStrictRig({ env: { ...ENV, TRUSTED_PROXIES: "127.0.0.1/32" } });
+  const token = await rig.issuer.mint({ sub: "alice" });
+  // HTTP/2 field values are not trimmed by Deno.serve (HTTP/1.1 ones are).
+  const status = await new Promise<number>((resolve, reject) => {
+    const client = http2.connect(rig.gate.origin);
+    client.on("error", reject);
+    const req = client.request({
+      ":method": "GET",
+      ":path": "/mcp",
+      authorization: `Bearer ${token}`,
+      "x-forwarded-for": " 1.2.3.4",
+    });
+    let code = 0;
+    req.on("response", (h) => (code = Number(h[":status"])));
+    req.on("data", () => {});
+    req.on("end", () => {
+      client.close();
+      resolve(code);
+    });
+    req.on("error", reject);
+  });
+  assert.ok(status < 500, `got ${status}\n${rig.gate.logText().slice(-600)}`);
+  assert.ok(!rig.gate.logText().includes("upstream request head refused"), "serialiser reached");
+  await settle();
+  const last = rig.upstream.requests.at(-1);
+  assert.equal(last?.header("x-forwarded-for"), "1.2.3.4, 127.0.0.1");
+  assert.equal(last?.header("x-real-ip"), "1.2.3.4");
+});
+
+Deno.test("Expect is consumed by the gate: the upstream never waits to be asked for a body", async () => {
+  await using rig = await startStrictRig({ env: ENV });
+  const token = await rig.issuer.mint({ sub: "alice" });
+  const id = nextId("expect");
+  const before = rig.upstream.requests.length;
+  const res = await send(rig, {
+    method: "POST",
+    target: "/mcp",
+    token,
+    headers: [["Expect", "100-continue"]],
+    body: '{"jsonrpc":"2.0","id":1,"method":"ping"}',
+    testId: id,
+  });
+  // The runtime may answer 100 Continue first; the final answer is the upstream's 200.
+  assert.ok(res?.text.includes(id) || res?.status === 100, show(res));
+  await settle();
+  assertUpstream(rig, before + 1, "expect");
+  assert.equal(rig.upstream.requests[before].header("expect"), null);
+});
+
+Deno.test("a transfer coding other than chunked gets 501 before auth, never reaching the upstream", async () => {
+  await using rig = await startStrictRig({ env: ENV });
+  const token = await rig.issuer.mint({ sub: "alice" });
+  const id = nextId("te");
+  const raw = [
+    "POST /mcp HTTP/1.1",
+    `Host: 127.0.0.1:${rig.gate.port}`,
+    `Authorization: Bearer ${token}`,
+    `X-Request-Id: ${id}`,
+    "Transfer-Encoding: gzip, chunked",
+    "Connection: close",
+    "",
+    "3\r\nabc\r\n0\r\n\r\n",
+  ].join("\r\n");
+  const res = await wireExchange(rig.gate.port, bytesOf(raw));
+  assert.ok(res !== null && (res.status === 501 || res.status === 400), show(res));
+  await settle();
+  assertUpstream(rig, 0, "gzip transfer coding");
+});
