@@ -3,7 +3,9 @@
  * ConfigError naming every bad variable at once. Pure: the caller passes the environment.
  */
 import { ConfigError, type ConfigProblem } from "./errors.ts";
-import { parseCidr, parseIp } from "./ip.ts";
+import { type Cidr, isLoopbackHost, parseCidr, parseIp } from "./ip.ts";
+
+export type { Cidr } from "./ip.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -11,17 +13,6 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 export interface ListenAddr {
   readonly hostname: string;
   readonly port: number;
-}
-
-/** A parsed CIDR block, e.g. 10.0.0.0/8 or fd00::/8. */
-export interface Cidr {
-  /** 4 or 6. */
-  readonly family: 4 | 6;
-  /** Network address as bytes (4 or 16), already masked. */
-  readonly bytes: Uint8Array;
-  readonly prefix: number;
-  /** As written, for logs. */
-  readonly text: string;
 }
 
 /** One `claim=Header-Name` pair of CLAIM_HEADERS. */
@@ -585,13 +576,6 @@ function parseJwksUri(text: string, fail: Fail): string | undefined {
     fail("expected an https URL (http only for a loopback host)");
   }
   return text;
-}
-
-function isLoopbackHost(hostname: string): boolean {
-  if (hostname === "localhost") return true;
-  const ip = parseIp(stripBrackets(hostname));
-  if (!ip) return false;
-  return ip.family === 4 ? ip.bytes[0] === 127 : ip.bytes.every((b, i) => b === (i === 15 ? 1 : 0));
 }
 
 /** `host:port`, `:port` (all IPv4 interfaces), `[IPv6]:port`. */

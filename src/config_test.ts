@@ -283,6 +283,7 @@ Deno.test("parseConfig() refuses a JWKS_URI over http to a host that is not loop
       "http://auth.example.com/jwks",
       "http://10.0.0.1/jwks",
       "http://localhost.example.com/jwks",
+      "http://app.localhost/jwks",
       "http://[::2]/jwks",
       "http://128.0.0.1/jwks",
     ]

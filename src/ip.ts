@@ -1,13 +1,42 @@
 /**
- * IP addresses and CIDR blocks as bytes: parsed once (TRUSTED_PROXIES at start-up, a peer address
- * per request) and compared bit by bit. Pure, no DNS, no zone ids.
+ * IP addresses, CIDR blocks and the loopback rule: parsed once (TRUSTED_PROXIES at start-up, a
+ * peer address per request) and compared bit by bit. Pure, no DNS, no zone ids. The bottom of the
+ * import graph: it imports nothing of the gate.
  */
-import type { Cidr } from "./config.ts";
 
 /** An IPv4 (4 bytes) or IPv6 (16 bytes) address. */
 export interface IpAddress {
   readonly family: 4 | 6;
   readonly bytes: Uint8Array;
+}
+
+/** A parsed CIDR block, e.g. 10.0.0.0/8 or fd00::/8. */
+export interface Cidr {
+  /** 4 or 6. */
+  readonly family: 4 | 6;
+  /** Network address as bytes (4 or 16), already masked. */
+  readonly bytes: Uint8Array;
+  readonly prefix: number;
+  /** As written, for logs. */
+  readonly text: string;
+}
+
+/**
+ * Whether a URL host names this machine, so plain http to it crosses no network: `localhost`,
+ * an address in 127.0.0.0/8 (RFC 1122 §3.2.1.3) or `::1` (RFC 4291 §2.5.3). Takes a WHATWG
+ * `URL.hostname` (lower-cased, IPv6 in brackets) or a bare address.
+ *
+ * Not `*.localhost`: RFC 6761 §6.3 only asks resolvers to answer those with loopback (SHOULD),
+ * and the runtime's resolver (getaddrinfo, typically `hosts: files dns`) sends them to DNS, which
+ * may answer with any address. Not an IPv4-mapped `::ffff:127.x.y.z` either: no client needs it.
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase();
+  if (host === "localhost") return true;
+  const bracketed = host.startsWith("[") && host.endsWith("]");
+  const ip = parseIp(bracketed ? host.slice(1, -1) : host);
+  if (ip === undefined || (bracketed && ip.family !== 6)) return false;
+  return ip.family === 4 ? ip.bytes[0] === 127 : ip.bytes.every((b, i) => b === (i === 15 ? 1 : 0));
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { cidrContains, parseCidr, parseIp } from "./ip.ts";
+import { cidrContains, isLoopbackHost, parseCidr, parseIp } from "./ip.ts";
 
 Deno.test("parseIp() reads IPv4 and IPv6 literals into bytes", async (t) => {
   const z = (n: number) => new Array(n).fill(0);
@@ -111,4 +111,55 @@ Deno.test("cidrContains() agrees with a bit-by-bit comparison for random IPv4 bl
       assert.equal(cidrContains(block, parseIp(ip.join("."))!), expected);
     }),
   );
+});
+
+Deno.test("isLoopbackHost() accepts localhost, 127.0.0.0/8 and ::1, as URL hostnames or bare", async (t) => {
+  const cases: [string, boolean][] = [
+    ["localhost", true],
+    ["LOCALHOST", true],
+    ["127.0.0.1", true],
+    ["127.8.9.10", true],
+    ["127.255.255.255", true],
+    ["::1", true],
+    ["[::1]", true],
+    ["[0:0:0:0:0:0:0:1]", true],
+    // RFC 6761 §6.3 names: getaddrinfo may send them to DNS, which may answer anything.
+    ["app.localhost", false],
+    ["a.b.localhost", false],
+    ["localhost.", false],
+    ["localhost.example.com", false],
+    ["127.0.0.1.evil.example", false],
+    ["128.0.0.1", false],
+    ["126.255.255.255", false],
+    ["10.0.0.1", false],
+    ["0.0.0.0", false],
+    ["::", false],
+    ["[::2]", false],
+    ["::ffff:127.0.0.1", false],
+    ["[::ffff:7f00:1]", false],
+    ["127.000.0.1", false],
+    ["[127.0.0.1]", false],
+    ["", false],
+  ];
+  for (const [host, want] of cases) {
+    await t.step(
+      `${JSON.stringify(host)} -> ${want}`,
+      () => assert.equal(isLoopbackHost(host), want),
+    );
+  }
+});
+
+Deno.test("isLoopbackHost() agrees with the URL parser's view of http://HOST/ for loopback spellings", async (t) => {
+  // What a JWKS_URI or metadata URL hands over: URL.hostname after WHATWG normalisation.
+  const cases: [string, boolean][] = [
+    ["http://LocalHost:9000/", true],
+    ["http://127.1/", true], // WHATWG expands it to 127.0.0.1
+    ["http://0x7f000001/", true],
+    ["http://[::1]:80/", true],
+    ["http://app.localhost/", false],
+    ["http://[::ffff:127.0.0.1]/", false],
+  ];
+  for (const [url, want] of cases) {
+    await t.step(url, () => assert.equal(isLoopbackHost(new URL(url).hostname), want));
+  }
 });
