@@ -3,16 +3,23 @@
  * key set (refreshed on a jittered timer, stale on error), and the single-flight, rate-limited
  * refetch on an unknown `kid` (RFC 8725 §3.10: keys come from the key set only).
  *
- * Every key is imported once per key set, into one WebCrypto CryptoKey per algorithm it allows.
- * WebCrypto rather than node:crypto (bench/verify_bench.ts): single verifications cost about the
- * same, but `crypto.subtle.verify` runs off the event loop, so concurrent requests verify in
- * parallel (2-4x the throughput on two cores) and streams are not stalled behind RSA math.
- * A key whose JWK is unchanged across refreshes keeps its object, so verified-token cache entries
- * survive refreshes.
+ * Every key is imported once per key set (jwk_import.ts: jose `importJWK`, one WebCrypto CryptoKey
+ * per algorithm it allows); verify.ts hands the key it selects here to jose. WebCrypto rather than
+ * node:crypto (bench/verify_bench.ts): single verifications cost about the same, but
+ * `crypto.subtle.verify` runs off the event loop, so concurrent requests verify in parallel (2-4x
+ * the throughput on two cores) and streams are not stalled behind RSA math.
  */
-import { createPublicKey } from "node:crypto";
 import type { Config } from "./config.ts";
+import { type ImportedKeySet, importKeySet, type VerificationKey } from "./jwk_import.ts";
 import type { Logger } from "./log.ts";
+
+export {
+  type ImportedKeySet,
+  importKeySet,
+  type SkippedKey,
+  SUPPORTED_ALGS,
+  type VerificationKey,
+} from "./jwk_import.ts";
 
 /** Counters for metrics and `/readyz`. */
 export interface KeyStoreStats {
@@ -20,17 +27,6 @@ export interface KeyStoreStats {
   lastRefreshMs?: number;
   refreshErrors: number;
   fetches: number;
-}
-
-/** One usable public key of the key set. */
-export interface VerificationKey {
-  /** The JWK `kid`, if it had one (an opaque lookup key, RFC 8725 §3.10). */
-  readonly kid: string | undefined;
-  readonly kty: string;
-  /** JWS algorithms this key may verify: its kty/crv (and own `alg`) ∩ ALLOWED_ALGS. */
-  readonly algs: ReadonlySet<string>;
-  /** Checks a JWS signature over `data`; false for any failure, never rejects. */
-  verify(alg: string, data: Uint8Array, signature: Uint8Array): Promise<boolean>;
 }
 
 /** The key set and its lifecycle; see {@linkcode createKeyStore}. */
@@ -100,8 +96,6 @@ export const MAX_INITIAL_BACKOFF_MS = 30_000;
 export const REFRESH_RETRY_BASE_MS = 5_000;
 const DEFAULT_FETCH_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
-/** RFC 7518 §3.3: RSA keys of 2048 bits or more. */
-const MIN_RSA_BITS = 2048;
 
 /** `base * (1 ± 10 %)`, with `random()` in [0, 1). */
 export function jittered(baseMs: number, random: () => number): number {
@@ -150,217 +144,6 @@ export function isAcceptableKeyUrl(value: string): boolean {
   }
   if (url.protocol === "https:") return true;
   return url.protocol === "http:" && isLoopbackHost(url.hostname);
-}
-
-interface AlgParams {
-  kty: string;
-  crv?: string;
-  /** WebCrypto import parameters. */
-  importParams: RsaHashedImportParams | EcKeyImportParams | Algorithm;
-  /** WebCrypto verify parameters. */
-  verifyParams: Algorithm | RsaPssParams | EcdsaParams;
-}
-
-const rsa = (hash: string): AlgParams => ({
-  kty: "RSA",
-  importParams: { name: "RSASSA-PKCS1-v1_5", hash },
-  verifyParams: { name: "RSASSA-PKCS1-v1_5" },
-});
-// RFC 7518 §3.5: the PSS salt is as long as the hash.
-const pss = (hash: string, saltLength: number): AlgParams => ({
-  kty: "RSA",
-  importParams: { name: "RSA-PSS", hash },
-  verifyParams: { name: "RSA-PSS", saltLength } as RsaPssParams,
-});
-// RFC 7518 §3.4: ES* signatures are raw r||s, which is WebCrypto's ECDSA format.
-const ec = (crv: string, hash: string): AlgParams => ({
-  kty: "EC",
-  crv,
-  importParams: { name: "ECDSA", namedCurve: crv },
-  verifyParams: { name: "ECDSA", hash } as EcdsaParams,
-});
-// RFC 8037 §3.1 (EdDSA) and RFC 9864 (the fully specified Ed25519).
-const ed25519: AlgParams = {
-  kty: "OKP",
-  crv: "Ed25519",
-  importParams: { name: "Ed25519" },
-  verifyParams: { name: "Ed25519" },
-};
-
-/** What each JWS algorithm needs from a key and from WebCrypto (RFC 7518 §3, RFC 8037). */
-const ALG_PARAMS: Readonly<Record<string, AlgParams>> = {
-  RS256: rsa("SHA-256"),
-  RS384: rsa("SHA-384"),
-  RS512: rsa("SHA-512"),
-  PS256: pss("SHA-256", 32),
-  PS384: pss("SHA-384", 48),
-  PS512: pss("SHA-512", 64),
-  ES256: ec("P-256", "SHA-256"),
-  ES384: ec("P-384", "SHA-384"),
-  ES512: ec("P-521", "SHA-512"),
-  EdDSA: ed25519,
-  Ed25519: ed25519,
-};
-
-/** The JWS algorithms this implementation can verify. */
-export const SUPPORTED_ALGS: ReadonlySet<string> = new Set(Object.keys(ALG_PARAMS));
-
-/** Why a JWK was left out of the key set (for the `key set loaded` log line). */
-export interface SkippedKey {
-  kid?: string;
-  reason: string;
-}
-
-/** The outcome of {@linkcode importKeySet}. */
-export interface ImportedKeySet {
-  keys: VerificationKey[];
-  skipped: SkippedKey[];
-}
-
-/**
- * Parses a JWK Set document (RFC 7517 §5) and imports every usable signing key. Symmetric keys,
- * encryption keys (`use: "enc"`, `key_ops` without "verify"), RSA keys under 2048 bits, and keys
- * that fit no allowed algorithm are skipped. `previous` keys with an identical JWK are reused.
- * @throws {Error} when the document is not a key set or holds no usable key.
- */
-export async function importKeySet(
-  doc: unknown,
-  options: { allowedAlgs: readonly string[]; previous?: readonly VerificationKey[] },
-): Promise<ImportedKeySet> {
-  if (!isRecord(doc) || !Array.isArray(doc.keys)) {
-    throw new Error('Invalid key set: expected a JSON object with a "keys" array');
-  }
-  const allowed = options.allowedAlgs.filter((a) => SUPPORTED_ALGS.has(a));
-  const reuse = new Map<string, VerificationKey>();
-  for (const k of options.previous ?? []) {
-    const fp = FINGERPRINTS.get(k);
-    if (fp !== undefined) reuse.set(fp, k);
-  }
-  const keys: VerificationKey[] = [];
-  const skipped: SkippedKey[] = [];
-  for (const jwk of doc.keys) {
-    if (!isRecord(jwk)) {
-      skipped.push({ reason: "not an object" });
-      continue;
-    }
-    const kid = typeof jwk.kid === "string" ? jwk.kid : undefined;
-    const result = await importOne(jwk, allowed, reuse);
-    if (typeof result === "string") skipped.push({ kid, reason: result });
-    else keys.push(result);
-  }
-  if (keys.length === 0) {
-    const why = skipped.map((s) => `${s.kid ?? "(no kid)"}: ${s.reason}`).join("; ");
-    throw new Error(`Invalid key set: no usable signing key${why ? ` (${why})` : ""}`);
-  }
-  return { keys, skipped };
-}
-
-/** Canonical public JWK members per imported key, to reuse unchanged keys across refreshes. */
-const FINGERPRINTS = new WeakMap<VerificationKey, string>();
-
-async function importOne(
-  jwk: Record<string, unknown>,
-  allowed: readonly string[],
-  reuse: Map<string, VerificationKey>,
-): Promise<VerificationKey | string> {
-  const { kty, crv, alg, use } = jwk;
-  if (typeof kty !== "string") return 'missing "kty"';
-  if (kty === "oct") return "symmetric key";
-  if (use !== undefined && use !== "sig") return `"use" is ${JSON.stringify(use)}`;
-  if (jwk.key_ops !== undefined) {
-    if (!Array.isArray(jwk.key_ops) || !jwk.key_ops.includes("verify")) {
-      return '"key_ops" does not include "verify"';
-    }
-  }
-  if (alg !== undefined && typeof alg !== "string") return 'invalid "alg"';
-  const algs = new Set(
-    allowed.filter((a) => {
-      const p = ALG_PARAMS[a];
-      // RFC 7517 §4.4: a key that names its alg is used with that alg only.
-      return p.kty === kty && (p.crv === undefined || p.crv === crv) &&
-        (alg === undefined || alg === a);
-    }),
-  );
-  if (algs.size === 0) return `no allowed algorithm for kty ${JSON.stringify(kty)}`;
-  // Only public members: a published private "d" must never be imported.
-  const pub = kty === "RSA"
-    ? { kty, n: jwk.n, e: jwk.e }
-    : kty === "EC"
-    ? { kty, crv, x: jwk.x, y: jwk.y }
-    : { kty, crv, x: jwk.x };
-  if (Object.values(pub).some((v) => typeof v !== "string")) return "missing key members";
-  if (kty === "RSA" && rsaBits(pub.n as string) < MIN_RSA_BITS) {
-    return `RSA key shorter than ${MIN_RSA_BITS} bits`;
-  }
-  const kid = typeof jwk.kid === "string" ? jwk.kid : undefined;
-  const fp = JSON.stringify([kid, [...algs], pub]);
-  const existing = reuse.get(fp);
-  if (existing) return existing;
-  const cryptoKeys = new Map<string, CryptoKey>();
-  try {
-    // WebCrypto's JWK import defers point validation to the first verify; node:crypto checks
-    // the key at once, so a key that could never verify is reported and left out here.
-    // deno-lint-ignore no-explicit-any -- node:crypto's JWK type is narrower than a parsed JWK
-    createPublicKey({ key: pub as any, format: "jwk" });
-    for (const a of algs) {
-      const p = ALG_PARAMS[a];
-      cryptoKeys.set(
-        a,
-        await crypto.subtle.importKey("jwk", pub as JsonWebKey, p.importParams, false, ["verify"]),
-      );
-    }
-  } catch (e) {
-    return `import failed: ${e instanceof Error ? e.message : String(e)}`;
-  }
-  const key = createVerificationKey({ kid, kty, algs, cryptoKeys });
-  FINGERPRINTS.set(key, fp);
-  return key;
-}
-
-function createVerificationKey(
-  options: {
-    kid: string | undefined;
-    kty: string;
-    algs: Set<string>;
-    cryptoKeys: Map<string, CryptoKey>;
-  },
-): VerificationKey {
-  const table = new Map<string, { key: CryptoKey; params: AlgParams["verifyParams"] }>();
-  for (const [a, key] of options.cryptoKeys) {
-    table.set(a, { key, params: ALG_PARAMS[a].verifyParams });
-  }
-  return {
-    kid: options.kid,
-    kty: options.kty,
-    algs: options.algs,
-    async verify(alg, data, signature) {
-      const entry = table.get(alg);
-      if (!entry) return false;
-      try {
-        return await crypto.subtle.verify(
-          entry.params,
-          entry.key,
-          signature as Uint8Array<ArrayBuffer>,
-          data as Uint8Array<ArrayBuffer>,
-        );
-      } catch {
-        return false; // e.g. a signature of the wrong length for the key
-      }
-    },
-  };
-}
-
-function rsaBits(n: string): number {
-  let bytes: Uint8Array;
-  try {
-    bytes = Uint8Array.fromBase64(n, { alphabet: "base64url" });
-  } catch {
-    return 0;
-  }
-  let i = 0;
-  while (i < bytes.length && bytes[i] === 0) i++;
-  if (i === bytes.length) return 0;
-  return (bytes.length - i) * 8 - Math.clz32(bytes[i]) + 24;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

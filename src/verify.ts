@@ -1,12 +1,16 @@
 /**
- * Bearer token verification (contract §4; RFC 8725, RFC 9068 §4): compact JWS only, an allowed
- * `alg` that the key supports, a key from the key set only (header `jku`/`x5u`/`jwk`/`x5c` are
- * never read), no unknown `crit`, then the claim checks of policy.ts.
+ * Bearer token verification (contract §4; RFC 8725, RFC 9068 §4). jose verifies the JWS
+ * (`compactVerify`: protected header, `alg` allow-list, signature, payload) with a key the key
+ * store selected; the gate keeps, as named checks, what jose does not decide or decides more
+ * leniently: the compact form (strict base64url, no JWE), the header policy (no `crit` at all,
+ * no `b64`, the `typ` variants, a string `kid`), key selection from the key set only (header
+ * `jku`/`x5u`/`jwk`/`x5c` are never read), then the claim checks of policy.ts.
  *
- * The signature check is WebCrypto with CryptoKeys imported once per key set (jwks.ts);
- * bench/verify_bench.ts compares it with jose and node:crypto. Tokens that pass are
- * remembered by the verified-token cache (token_cache.ts) until their `exp`.
+ * Keys are CryptoKeys imported once per key set (jwk_import.ts). Tokens that pass are remembered
+ * by the verified-token cache (token_cache.ts) until their `exp`; bench/verify_bench.ts measures
+ * both paths.
  */
+import { compactVerify, decodeProtectedHeader } from "jose";
 import type { Config } from "./config.ts";
 import { GateError } from "./errors.ts";
 import type { KeyStore, VerificationKey } from "./jwks.ts";
@@ -45,7 +49,6 @@ export const MAX_TOKEN_BYTES = 16 * 1024;
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-const ascii = new TextEncoder();
 
 interface CacheEntry {
   readonly expMs: number;
@@ -58,27 +61,12 @@ function reject(reason: GateError["reason"], detail: string): never {
   throw new GateError("invalid_token", { reason, detail });
 }
 
-function decodeSegment(segment: string): Uint8Array | undefined {
-  try {
-    return Uint8Array.fromBase64(segment, { alphabet: "base64url" });
-  } catch {
-    return undefined;
-  }
-}
-
-function parseJsonObject(segment: string): Record<string, unknown> | undefined {
-  const bytes = decodeSegment(segment);
-  if (!bytes) return undefined;
-  try {
-    const v = JSON.parse(utf8.decode(bytes));
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Splits a compact JWS (RFC 7515 §7.1) into its three base64url segments. */
-function split(token: string): [header: string, payload: string, signature: string] {
+/**
+ * The compact JWS form (RFC 7515 §7.1): three segments of unpadded base64url (RFC 7515 §2). jose
+ * decodes leniently (padding and whitespace pass `Uint8Array.fromBase64`), so the strict form is
+ * checked here first, with the size cap and a JWE named as such.
+ */
+function checkCompactForm(token: string): void {
   if (token.length > MAX_TOKEN_BYTES) {
     reject("malformed", `token is longer than ${MAX_TOKEN_BYTES} bytes`);
   }
@@ -94,14 +82,133 @@ function split(token: string): [header: string, payload: string, signature: stri
   }
   const header = token.slice(0, d1);
   const payload = token.slice(d1 + 1, d2);
-  const signature = token.slice(d2 + 1);
   if (
     header === "" || payload === "" || !BASE64URL.test(header) || !BASE64URL.test(payload) ||
-    !BASE64URL.test(signature)
+    !BASE64URL.test(token.slice(d2 + 1))
   ) {
     reject("malformed", "token segments are not base64url");
   }
-  return [header, payload, signature];
+}
+
+/** The protected header as a JSON object (jose: strict UTF-8, RFC 7515 §5.2 steps 2-4). */
+function readHeader(token: string): Record<string, unknown> {
+  try {
+    return decodeProtectedHeader(token) as Record<string, unknown>;
+  } catch {
+    reject("malformed", "token header is not a JSON object");
+  }
+}
+
+/**
+ * Header policy, in this order: an `alg` from the allow-list (RFC 8725 §3.1; `none` and HS* are
+ * never in it, RFC 9068 §4), no `crit` and no `b64` (RFC 7515 §4.1.11: no extension is understood
+ * here, so even the RFC 7797 unencoded payload jose accepts is refused), an accepted `typ`
+ * (policy.ts), and a `kid` that is a string when present.
+ */
+function checkHeader(
+  header: Record<string, unknown>,
+  allowedAlgs: ReadonlySet<string>,
+): { alg: string; kid: string | undefined } {
+  const alg = header.alg;
+  if (typeof alg !== "string") reject("malformed", "token header has no alg");
+  if (!allowedAlgs.has(alg)) {
+    reject("alg", `alg ${JSON.stringify(alg.slice(0, 32))} is not allowed`);
+  }
+  if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) {
+    reject("crit", "token header has crit or b64, which are not supported");
+  }
+  const typErr = checkTyp(header.typ);
+  if (typErr) throw typErr;
+  const kid = header.kid;
+  if (kid !== undefined && typeof kid !== "string") reject("malformed", "kid is not a string");
+  return { alg, kid };
+}
+
+/**
+ * The key-set keys that may verify this token (RFC 8725 §3.10: the key comes from the key set
+ * only): those with its `kid` (every key when it has none), refetching the set once, rate-limited,
+ * for an unknown `kid`; then those whose type fits `alg` (RFC 7517 §4.4).
+ */
+async function selectKeys(
+  keys: KeyStore,
+  kid: string | undefined,
+  alg: string,
+): Promise<readonly VerificationKey[]> {
+  let candidates = keys.keysFor(kid);
+  if (candidates.length === 0 && kid !== undefined) {
+    await keys.refetchForUnknownKid(kid);
+    candidates = keys.keysFor(kid);
+  }
+  if (candidates.length === 0) {
+    reject(
+      "unknown_kid",
+      kid === undefined ? "no key in the key set" : "kid is not in the key set",
+    );
+  }
+  const usable = candidates.filter((k) => k.algs.has(alg));
+  if (usable.length === 0) reject("alg", `alg "${alg}" does not match the key`);
+  return usable;
+}
+
+/**
+ * A jose error as the gate's reason; anything else is rethrown (a bug, logged by the caller).
+ * jose's messages are not copied into the detail: some quote header members.
+ */
+function fromJose(e: unknown): GateError {
+  const code = (e as { code?: unknown } | null)?.code;
+  switch (code) {
+    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+      return new GateError("invalid_token", {
+        reason: "signature",
+        detail: "signature does not verify",
+      });
+    case "ERR_JOSE_ALG_NOT_ALLOWED":
+      return new GateError("invalid_token", { reason: "alg", detail: "alg is not allowed" });
+    case "ERR_JWS_INVALID":
+    case "ERR_JOSE_NOT_SUPPORTED":
+      return new GateError("invalid_token", {
+        reason: "malformed",
+        detail: `token is not a valid JWS (${code})`,
+      });
+  }
+  throw e;
+}
+
+/**
+ * jose verifies the token with each candidate key until one signature verifies (several only when
+ * the token has no `kid` or the set repeats one). Resolves with the payload and the key.
+ */
+async function verifySignature(
+  token: string,
+  alg: string,
+  candidates: readonly VerificationKey[],
+  algorithms: string[],
+): Promise<{ payload: Uint8Array; key: VerificationKey }> {
+  let failure: unknown;
+  for (const key of candidates) {
+    try {
+      const { payload } = await compactVerify(token, key.cryptoKey(alg)!, { algorithms });
+      return { payload, key };
+    } catch (e) {
+      failure = fromJose(e);
+      if ((failure as GateError).reason !== "signature") throw failure;
+    }
+  }
+  throw failure;
+}
+
+/** The JWT Claims Set (RFC 7519 §7.2 step 10): a JSON object in UTF-8. */
+function readClaims(payload: Uint8Array): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(utf8.decode(payload));
+  } catch {
+    reject("malformed", "token payload is not a JSON object");
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    reject("malformed", "token payload is not a JSON object");
+  }
+  return v as Record<string, unknown>;
 }
 
 /**
@@ -120,56 +227,14 @@ export function createVerifier(
   );
   const cache = deps.cache === false ? undefined : createTokenCache<CacheEntry>(deps.cache);
 
+  const algorithms = [...allowedAlgs];
+
   async function verifyUncached(token: string, nowMs: number): Promise<VerifiedToken> {
-    const [h, p, s] = split(token);
-    const header = parseJsonObject(h);
-    if (!header) reject("malformed", "token header is not a JSON object");
-
-    // RFC 8725 §3.1: an explicit allow-list; `none` and HS* are never in it (RFC 9068 §4).
-    const alg = header.alg;
-    if (typeof alg !== "string") reject("malformed", "token header has no alg");
-    if (!allowedAlgs.has(alg)) {
-      reject("alg", `alg ${JSON.stringify(alg.slice(0, 32))} is not allowed`);
-    }
-    // RFC 7515 §4.1.11: no extension is understood here, so any `crit` is refused; RFC 7797
-    // unencoded payloads (`b64: false`) are refused with it.
-    if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) {
-      reject("crit", "token header has crit or b64, which are not supported");
-    }
-    const typErr = checkTyp(header.typ);
-    if (typErr) throw typErr;
-    const kid = header.kid;
-    if (kid !== undefined && typeof kid !== "string") reject("malformed", "kid is not a string");
-    // RFC 8725 §3.10: the key comes from the key set only; jku, x5u, jwk, x5c are ignored.
-    let candidates = keys.keysFor(kid);
-    if (candidates.length === 0 && kid !== undefined) {
-      await keys.refetchForUnknownKid(kid);
-      candidates = keys.keysFor(kid);
-    }
-    if (candidates.length === 0) {
-      reject(
-        "unknown_kid",
-        kid === undefined ? "no key in the key set" : "kid is not in the key set",
-      );
-    }
-    const usable = candidates.filter((k) => k.algs.has(alg));
-    if (usable.length === 0) reject("alg", `alg "${alg}" does not match the key`);
-
-    if (s === "") reject("signature", "token has no signature");
-    const signature = decodeSegment(s);
-    if (!signature) reject("malformed", "token signature is not base64url");
-    const data = ascii.encode(token.slice(0, h.length + 1 + p.length));
-    let key: VerificationKey | undefined;
-    for (const k of usable) {
-      if (await k.verify(alg, data, signature)) {
-        key = k;
-        break;
-      }
-    }
-    if (!key) reject("signature", "signature does not verify");
-
-    const claims = parseJsonObject(p);
-    if (!claims) reject("malformed", "token payload is not a JSON object");
+    checkCompactForm(token);
+    const { alg, kid } = checkHeader(readHeader(token), allowedAlgs);
+    const candidates = await selectKeys(keys, kid, alg);
+    const { payload, key } = await verifySignature(token, alg, candidates, algorithms);
+    const claims = readClaims(payload);
     const checked = checkClaims(claims, { policy, issuer: keys.issuer, nowMs });
     if (checked instanceof GateError) {
       // A 403 comes after the subject check: name the subject, so the refusal is charged to it.

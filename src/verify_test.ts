@@ -21,7 +21,10 @@ import {
 const ISS = "https://auth.example.com/realms/test";
 const AUD = "https://mcp.example.com/mcp";
 
-/** Counts signature checks by wrapping the keys a store hands out. */
+/**
+ * Counts signature checks by wrapping the keys a store hands out: the verifier takes a key's
+ * CryptoKey exactly once per jose verification.
+ */
 function countingKeys(keys: KeyStore): { store: KeyStore; readonly count: number } {
   let count = 0;
   const wrapped = new Map<VerificationKey, VerificationKey>();
@@ -33,7 +36,7 @@ function countingKeys(keys: KeyStore): { store: KeyStore; readonly count: number
         kid: k.kid,
         kty: k.kty,
         algs: k.algs,
-        verify: (alg, data, sig) => (count++, k.verify(alg, data, sig)),
+        cryptoKey: (alg) => (count++, k.cryptoKey(alg)),
       };
       wrapped.set(k, w);
       original.set(w, k);
