@@ -13,9 +13,10 @@ const CREDENTIALS = /^([^ \t]+)(?:[ \t]+([^]*))?$/;
 const BEARER_PART = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
 
 /**
- * Returns the bearer token from `Authorization`, or `undefined` when the request carries no
- * token: no header, an empty header, another scheme (`Basic ...`), a bare `Bearer`, or a token
- * only in the `access_token` query parameter (contract §3.3: never accepted, counts as none).
+ * Returns the bearer token from an `Authorization` value as `Headers.get()` gives it (repeated
+ * fields joined with ", "; null when absent), or `undefined` when the request carries no token:
+ * no header, an empty header, another scheme (`Basic ...`), a bare `Bearer`, or a token only in
+ * the `access_token` query parameter (contract §3.3: never accepted, counts as none).
  *
  * `search` is the raw query string of the request URL (`url.search`: `"?a=b"` or `""`).
  *
@@ -23,14 +24,6 @@ const BEARER_PART = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
  * headers were sent; `invalid_request` (`token_in_query`) when a token is in the header and an
  * `access_token` query parameter is present too (RFC 6750 §3.1: "more than one method");
  * `invalid_token` (`malformed`) when the Bearer credentials are not one b64token.
- */
-export function extractBearer(headers: Headers, search: string): string | undefined {
-  return bearerFrom(headers.get("authorization"), search);
-}
-
-/**
- * {@linkcode extractBearer} for an `Authorization` value already read (as `Headers.get()` gives
- * it: repeated fields joined with ", "; null when absent). Same results and errors.
  */
 export function bearerFrom(value: string | null, search: string): string | undefined {
   if (value === null) return undefined;

@@ -30,8 +30,6 @@ const MCP_PARAM_HEADER = /^mcp-param-[!#$%&'*+.^_`|~0-9a-z-]+$/i;
 const MAX_PARAM_HEADERS = 32;
 
 export interface Cors {
-  /** Whether ALLOWED_ORIGINS is set; only then are CORS headers emitted. */
-  readonly enabled: boolean;
   /**
    * Whether a request with this `Origin` may proceed: an absent Origin, an empty ALLOWED_ORIGINS
    * or `*` allow everything; else the origin must be listed (scheme and host compared
@@ -93,7 +91,6 @@ export function createCors(config: Config): Cors {
   ];
 
   return {
-    enabled,
     originAllowed,
     isPreflight: (req) =>
       req.method === "OPTIONS" && req.headers.has("access-control-request-method"),

@@ -21,12 +21,8 @@ export interface ProtectedResourceMetadata {
 export interface MetadataEndpoint {
   /** The document as published (for `mcp-gate check`). */
   readonly document: ProtectedResourceMetadata;
-  /** The exact JSON body every 200 carries. */
-  readonly json: string;
   /** The path-inserted metadata URL (RFC 9728 §3.1), as in `resource_metadata`. */
   readonly url: string;
-  /** Every pathname that serves the document. */
-  readonly paths: readonly string[];
   /** Whether `pathname` (a URL pathname, no query) serves the document: exact match only. */
   matches(pathname: string): boolean;
   /** Answers a request whose pathname {@linkcode MetadataEndpoint.matches}. */
@@ -81,8 +77,7 @@ export function createMetadata(config: Config): MetadataEndpoint {
   const document = buildMetadataDocument(config);
   const json = JSON.stringify(document);
   const body = new TextEncoder().encode(json);
-  const paths = metadataPaths(config.resourcePath);
-  const pathSet = new Set(paths);
+  const pathSet = new Set(metadataPaths(config.resourcePath));
 
   // The document is public (RFC 9728 §3), so any origin may read it: specs.md §12.1.
   const common: [string, string][] = [
@@ -116,9 +111,7 @@ export function createMetadata(config: Config): MetadataEndpoint {
 
   return {
     document,
-    json,
     url: resourceMetadataUrl(config.resourceUri),
-    paths,
     matches: (pathname) => pathSet.has(pathname),
     respond(req) {
       switch (req.method) {

@@ -7,14 +7,9 @@
 export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * Returns the request's `X-Request-Id` when it matches {@linkcode REQUEST_ID_PATTERN}, else a
- * fresh `crypto.randomUUID()`.
+ * Returns an `X-Request-Id` value already read (null when absent) when it matches
+ * {@linkcode REQUEST_ID_PATTERN}, else a fresh `crypto.randomUUID()`.
  */
-export function requestIdFrom(headers: Headers): string {
-  return requestIdFor(headers.get("x-request-id"));
-}
-
-/** {@linkcode requestIdFrom} for an `X-Request-Id` value already read (null when absent). */
 export function requestIdFor(id: string | null): string {
   return id !== null && REQUEST_ID_PATTERN.test(id) ? id : crypto.randomUUID();
 }
