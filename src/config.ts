@@ -1,41 +1,51 @@
 /**
- * Configuration: parsed once from the environment into a frozen {@linkcode Config}, or a
- * ConfigError naming every bad variable at once. Pure: the caller passes the environment.
+ * Configuration as one table: each row names an environment variable, the {@linkcode Config}
+ * field it fills, its default (raw text parsed like a set value, a fixed value, or one derived
+ * from other fields), its parser, how the redacted view shows it and its description. From the
+ * rows come `parseConfig`, the redacted start-up view, `--help` and the README table
+ * ({@linkcode VARIABLES}); rules across variables are the named {@linkcode POST_CHECKS}.
+ * Adding a variable is one row plus its Config field. Pure: the caller passes the environment.
  */
 import { ConfigError, type ConfigProblem } from "./errors.ts";
-import { type Cidr, isLoopbackHost, parseCidr, parseIp } from "./ip.ts";
+import type { Cidr } from "./ip.ts";
+import {
+  ASYMMETRIC_ALGS,
+  type ClaimHeader,
+  duration,
+  formatListenAddr,
+  httpUrl,
+  type ListenAddr,
+  type LogLevel,
+  nonEmpty,
+  parseAlgs,
+  parseBoolean,
+  parseClaimHeaders,
+  parseCount,
+  parseJsonObject,
+  parseJwksUri,
+  parseListenAddr,
+  parseLogLevel,
+  parseOrigins,
+  type Parser,
+  parseRate,
+  parseScopes,
+  parseSize,
+  parseTrustedProxies,
+  parseUpstream,
+  splitList,
+  trimTrailingSlashes,
+  type Upstream,
+} from "./config_parsers.ts";
 
 export type { Cidr } from "./ip.ts";
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
-/** A listener address. `hostname` is "0.0.0.0", "::", "127.0.0.1", ...; `port` may be 0. */
-export interface ListenAddr {
-  readonly hostname: string;
-  readonly port: number;
-}
-
-/** One `claim=Header-Name` pair of CLAIM_HEADERS. */
-export interface ClaimHeader {
-  readonly claim: string;
-  /** Lower-case header name. */
-  readonly header: string;
-}
-
-/** The upstream base URL, split once so the request path does no URL parsing. */
-export interface Upstream {
-  /** As configured. */
-  readonly url: string;
-  readonly protocol: "http:" | "https:";
-  /** Host name or IP address; an IPv6 address without brackets ("::1"). */
-  readonly hostname: string;
-  /** Numeric port, defaulted from the scheme. */
-  readonly port: number;
-  /** `host[:port]` as it goes into the upstream `Host` header (port omitted when default). */
-  readonly host: string;
-  /** Base path without a trailing slash ("" for the root); the request path is appended. */
-  readonly basePath: string;
-}
+export {
+  ASYMMETRIC_ALGS,
+  type ClaimHeader,
+  formatListenAddr,
+  type ListenAddr,
+  type LogLevel,
+  type Upstream,
+} from "./config_parsers.ts";
 
 /** The gate's whole configuration. Every duration is in milliseconds, every size in bytes. */
 export interface Config {
@@ -93,6 +103,50 @@ export interface Config {
 /** The environment as a plain record (main.ts passes `Deno.env.toObject()`). */
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/** What a variable means when it is unset or blank. */
+export type Default<T> =
+  /** Unset is a problem: `Missing "NAME": required`. */
+  | { readonly kind: "required" }
+  /** Raw text, parsed by the row's own parser as if it had been set, so it is validated too. */
+  | { readonly kind: "text"; readonly text: string }
+  /** A value no text spells (an empty list, "not set"), shown to operators as `shown`. */
+  | { readonly kind: "value"; readonly shown: string; readonly value: T }
+  /** Computed from other fields once every row parsed cleanly; never from another derived one. */
+  | {
+    readonly kind: "derived";
+    readonly shown: string;
+    derive(config: Config): T;
+  };
+
+/**
+ * How the redacted view (start log line, `mcp-gate check`) shows a field; unset is always null.
+ * `"as-is"` copies the value, `"redacted"` hides it, `format` turns it into readable JSON under
+ * `key` (default: the field name).
+ */
+export type Display<T> =
+  | "as-is"
+  | "redacted"
+  | { readonly key?: string; format(value: NonNullable<T>): unknown };
+
+/** One environment variable and the {@linkcode Config} field it fills. */
+export interface Row<K extends keyof Config> {
+  readonly name: string;
+  readonly field: K;
+  readonly default: Default<Config[K]>;
+  /** Reports every problem through `fail` (`Invalid "NAME": <detail>, got "<value>"`). */
+  readonly parse: Parser<Config[K]>;
+  readonly display: Display<Config[K]>;
+  /** One line for `--help` and the README. */
+  readonly description: string;
+  /** Set but blank means this value, not the default (METRICS_ADDR: empty disables). */
+  readonly whenBlank?: { readonly value: Config[K] };
+  /** Finishes a parsed value from other fields once every row parsed cleanly. */
+  resolve?(value: Config[K], config: Config): Config[K];
+}
+
+/** Any row of the table, each checked against its own field's type. */
+export type ConfigRow = { [K in keyof Config]-?: Row<K> }[keyof Config];
+
 /** One environment variable as `--help` and the README list it. */
 export interface Variable {
   readonly name: string;
@@ -101,357 +155,447 @@ export interface Variable {
   readonly description: string;
 }
 
-/** The asymmetric JWS algorithms the gate can verify (RFC 7518 §3.1, RFC 8037). */
-export const ASYMMETRIC_ALGS: readonly string[] = Object.freeze([
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-  "ES256",
-  "ES384",
-  "ES512",
-  "EdDSA",
-]);
+const REQUIRED = { kind: "required" } as const;
+/** A default written as the variable would be: parsed and validated like a set value. */
+function text(raw: string): Default<never> {
+  return { kind: "text", text: raw };
+}
+/** Unset means `value`; `--help` shows `shown`. */
+function fixed<T>(value: T, shown = "none"): Default<T> {
+  return { kind: "value", value, shown };
+}
+function derived<T>(shown: string, derive: (config: Config) => T): Default<T> {
+  return { kind: "derived", shown, derive };
+}
+/** Checks a row against its own field's type where it is written (TS cannot narrow `K` back). */
+function row<K extends keyof Config>(r: Row<K>): ConfigRow {
+  return r as ConfigRow;
+}
 
-/** Defaults that are values: parsed by the same code as the variable, so help and behaviour agree. */
-const FALLBACK = {
-  LISTEN_ADDR: "0.0.0.0:8080",
-  SCOPE_CLAIMS: "scope,scp",
-  ALLOWED_ALGS: ASYMMETRIC_ALGS.join(","),
-  CLOCK_SKEW: "30s",
-  JWKS_REFRESH_INTERVAL: "10m",
-  JWKS_MIN_REFRESH_INTERVAL: "30s",
-  UPSTREAM_TIMEOUT: "120s",
-  SHUTDOWN_TIMEOUT: "30s",
-  MAX_REQUEST_BODY: "10MiB",
-  FORWARD_AUTHORIZATION: "false",
-  PRESERVE_HOST: "false",
-  RATE_LIMIT_RPS: "0",
-  RATE_LIMIT_BURST: "0",
-  MAX_CONCURRENT_REQUESTS: "100",
-  MAX_TOTAL_CONNECTIONS: "1000",
-  METRICS_ADDR: ":9090",
-  LOG_LEVEL: "info",
-} as const;
+const listText = { format: (list: readonly { text: string }[]) => list.map((c) => c.text) };
 
 /**
- * Every environment variable, in the order `--help` and the README show them (CONTRACT.md §1).
- * Unset and blank values mean the default, except `METRICS_ADDR` where empty disables the listener.
+ * Every environment variable, in the order `--help`, the README and the redacted view show them
+ * (CONTRACT.md §1). Unset and blank values mean the default, except where `whenBlank` says.
  */
-export const VARIABLES: readonly Variable[] = deepFreeze([
-  {
+export const CONFIG_ROWS: readonly ConfigRow[] = deepFreeze([
+  row({
     name: "UPSTREAM_URL",
-    default: "required",
+    field: "upstream",
+    default: REQUIRED,
+    parse: parseUpstream,
+    display: { key: "upstreamUrl", format: (u) => u.url },
     description: "http(s) base URL of the MCP server; the request path and query are appended",
-  },
-  {
+  }),
+  row({
     name: "RESOURCE_URI",
-    default: "required",
+    field: "resourceUri",
+    default: REQUIRED,
+    parse: (t, fail) => httpUrl(t, fail, { query: true }) && t,
+    display: "as-is",
     description: "public URL of the MCP endpoint, e.g. https://mcp.example.com/mcp; " +
       "published verbatim as resource",
-  },
-  {
+  }),
+  row({
     name: "AUTHORIZATION_SERVER",
-    default: "required",
+    field: "authorizationServer",
+    default: REQUIRED,
+    // RFC 8414 §2: an issuer has no query or fragment.
+    parse: (t, fail) => httpUrl(t, fail, { query: false }) && t,
+    display: "as-is",
     description: "issuer URL of the authorization server, published exactly as given",
-  },
-  {
+  }),
+  row({
     name: "LISTEN_ADDR",
-    default: FALLBACK.LISTEN_ADDR,
+    field: "listen",
+    default: text("0.0.0.0:8080"),
+    parse: parseListenAddr,
+    display: { format: formatListenAddr },
     description: "gate listener: host:port, :port or [IPv6]:port",
-  },
-  {
+  }),
+  row({
     name: "JWKS_URI",
-    default: "discovered",
+    field: "jwksUri",
+    default: fixed(undefined, "discovered"),
+    parse: parseJwksUri,
+    display: "as-is",
     description: "key set URL (https unless the host is loopback); else read from the " +
       "authorization server metadata (RFC 8414, then OpenID Connect)",
-  },
-  {
+  }),
+  row({
     name: "EXPECTED_ISSUER",
-    default: "discovered issuer, else AUTHORIZATION_SERVER",
+    field: "expectedIssuer",
+    default: fixed(undefined, "discovered issuer, else AUTHORIZATION_SERVER"),
+    parse: (t, fail) => {
+      // Compared byte for byte with `iss`: stray spaces would silently reject every token.
+      if (t.trim() !== t) fail("expected no leading or trailing whitespace");
+      return t;
+    },
+    display: "as-is",
     description: "exact iss value",
-  },
-  {
+  }),
+  row({
     name: "EXPECTED_AUDIENCE",
-    default: "RESOURCE_URI with and without one trailing /",
+    field: "expectedAudience",
+    default: derived(
+      "RESOURCE_URI with and without one trailing /",
+      (c) => defaultAudience(c.resourceUri),
+    ),
+    parse: (t, fail) => nonEmpty(splitList(t), fail),
+    display: "as-is",
     description: "accepted audiences, comma-separated; the token's aud must contain one",
-  },
-  {
+  }),
+  row({
     name: "REQUIRED_SCOPES",
-    default: "none",
+    field: "requiredScopes",
+    default: fixed([]),
+    parse: parseScopes,
+    display: "as-is",
     description: "scopes that must all be granted (comma- or space-separated)",
-  },
-  {
+  }),
+  row({
     name: "SCOPES_SUPPORTED",
-    default: "REQUIRED_SCOPES",
+    field: "scopesSupported",
+    default: derived("REQUIRED_SCOPES", (c) => c.requiredScopes),
+    parse: parseScopes,
+    display: "as-is",
     description: "scopes published in the metadata and the 401 challenge; omitted when empty",
-  },
-  {
+  }),
+  row({
     name: "SCOPE_CLAIMS",
-    default: FALLBACK.SCOPE_CLAIMS,
+    field: "scopeClaims",
+    default: text("scope,scp"),
+    parse: (t, fail) => nonEmpty(splitList(t), fail),
+    display: "as-is",
     description: "claims holding granted scopes (space-separated string or array)",
-  },
-  {
+  }),
+  row({
     name: "REQUIRED_CLAIMS",
-    default: "none",
+    field: "requiredClaims",
+    default: fixed({}),
+    parse: parseJsonObject,
+    display: "as-is",
     description: 'JSON object, e.g. {"tenant":"acme"}; each claim must equal the value, ' +
       "or contain it when the claim is an array",
-  },
-  { name: "RESOURCE_NAME", default: "none", description: "resource_name in the metadata" },
-  {
+  }),
+  row({
+    name: "RESOURCE_NAME",
+    field: "resourceName",
+    default: fixed(undefined),
+    parse: (t) => t.trim(),
+    display: "as-is",
+    description: "resource_name in the metadata",
+  }),
+  row({
     name: "RESOURCE_DOCUMENTATION",
-    default: "none",
+    field: "resourceDocumentation",
+    default: fixed(undefined),
+    parse: (t, fail) => httpUrl(t, fail, { query: true }) && t,
+    display: "as-is",
     description: "resource_documentation URL in the metadata",
-  },
-  {
+  }),
+  row({
     name: "ALLOWED_ALGS",
-    default: FALLBACK.ALLOWED_ALGS,
+    field: "allowedAlgs",
+    default: text(ASYMMETRIC_ALGS.join(",")),
+    parse: parseAlgs,
+    display: "as-is",
     description: "accepted JWS algorithms; none and HS* are always refused",
-  },
-  {
+  }),
+  row({
     name: "CLOCK_SKEW",
-    default: FALLBACK.CLOCK_SKEW,
+    field: "clockSkewMs",
+    default: text("30s"),
+    parse: duration({ zero: true }),
+    display: "as-is",
     description: "leeway for exp, nbf and iat",
-  },
-  {
+  }),
+  row({
     name: "JWKS_REFRESH_INTERVAL",
-    default: FALLBACK.JWKS_REFRESH_INTERVAL,
+    field: "jwksRefreshIntervalMs",
+    default: text("10m"),
+    parse: duration({ zero: false }),
+    display: "as-is",
     description: "key set max age (±10 % jitter); a failed refresh keeps the old keys",
-  },
-  {
+  }),
+  row({
     name: "JWKS_MIN_REFRESH_INTERVAL",
-    default: FALLBACK.JWKS_MIN_REFRESH_INTERVAL,
+    field: "jwksMinRefreshIntervalMs",
+    default: text("30s"),
+    parse: duration({ zero: false }),
+    display: "as-is",
     description: "at most one refetch per interval for an unknown kid",
-  },
-  {
+  }),
+  row({
     name: "UPSTREAM_TIMEOUT",
-    default: FALLBACK.UPSTREAM_TIMEOUT,
+    field: "upstreamTimeoutMs",
+    default: text("120s"),
+    parse: duration({ zero: false }),
+    display: "as-is",
     description: "wait for upstream response headers (then 504); streaming bodies are not cut",
-  },
-  {
+  }),
+  row({
     name: "SHUTDOWN_TIMEOUT",
-    default: FALLBACK.SHUTDOWN_TIMEOUT,
+    field: "shutdownTimeoutMs",
+    default: text("30s"),
+    parse: duration({ zero: true }),
+    display: "as-is",
     description: "drain time after SIGTERM or SIGINT",
-  },
-  {
+  }),
+  row({
     name: "MAX_REQUEST_BODY",
-    default: FALLBACK.MAX_REQUEST_BODY,
+    field: "maxRequestBodyBytes",
+    default: text("10MiB"),
+    parse: parseSize,
+    display: "as-is",
     description: "largest request body, in bytes or KiB/MiB/GiB (binary only); larger gets 413",
-  },
-  {
+  }),
+  row({
     name: "TRUSTED_PROXIES",
-    default: "none",
+    field: "trustedProxies",
+    default: fixed([]),
+    parse: parseTrustedProxies,
+    display: listText,
     description: "CIDRs or IPs whose X-Forwarded-For is believed for client_ip; /0 refused",
-  },
-  {
+  }),
+  row({
     name: "ALLOWED_ORIGINS",
-    default: "none",
+    field: "allowedOrigins",
+    default: fixed([]),
+    parse: parseOrigins,
+    display: "as-is",
     description: "* or origins (scheme://host[:port]); a request with another Origin gets 403",
-  },
-  {
+  }),
+  row({
     name: "FORWARD_AUTHORIZATION",
-    default: FALLBACK.FORWARD_AUTHORIZATION,
+    field: "forwardAuthorization",
+    default: text("false"),
+    parse: parseBoolean,
+    display: "as-is",
     description: "pass Authorization and Cookie on to the upstream",
-  },
-  {
+  }),
+  row({
     name: "CLAIM_HEADERS",
-    default: "none",
+    field: "claimHeaders",
+    default: fixed([]),
+    parse: parseClaimHeaders,
+    display: { format: (list) => list.map((c) => `${c.claim}=${c.header}`) },
     description: "claim=Header-Name pairs set from the token, e.g. sub=X-Auth-Subject; " +
       "inbound copies are removed",
-  },
-  {
+  }),
+  row({
     name: "PRESERVE_HOST",
-    default: FALLBACK.PRESERVE_HOST,
+    field: "preserveHost",
+    default: text("false"),
+    parse: parseBoolean,
+    display: "as-is",
     description: "send the client's Host to the upstream instead of the upstream's own",
-  },
-  {
+  }),
+  row({
     name: "RATE_LIMIT_RPS",
-    default: FALLBACK.RATE_LIMIT_RPS,
+    field: "rateLimitRps",
+    default: text("0"),
+    parse: parseRate,
+    display: "as-is",
     description:
       "requests per second per token subject; requests without a valid token count per client IP; 0 = off",
-  },
-  {
+  }),
+  row({
     name: "RATE_LIMIT_BURST",
-    default: FALLBACK.RATE_LIMIT_BURST,
+    field: "rateLimitBurst",
+    default: text("0"),
+    parse: parseCount,
+    resolve: (burst, c) =>
+      burst === 0 && c.rateLimitRps > 0 ? Math.max(1, Math.ceil(c.rateLimitRps)) : burst,
+    display: "as-is",
     description: "token bucket size; 0 = max(1, ceil(RATE_LIMIT_RPS))",
-  },
-  {
+  }),
+  row({
     name: "MAX_CONCURRENT_REQUESTS",
-    default: FALLBACK.MAX_CONCURRENT_REQUESTS,
+    field: "maxConcurrentRequests",
+    default: text("100"),
+    parse: parseCount,
+    display: "as-is",
     description:
       "requests in flight per client IP (a stream until it ends); more get 429; 0 = unlimited",
-  },
-  {
+  }),
+  row({
     name: "MAX_TOTAL_CONNECTIONS",
-    default: FALLBACK.MAX_TOTAL_CONNECTIONS,
+    field: "maxTotalConnections",
+    default: text("1000"),
+    parse: parseCount,
+    display: "as-is",
     description: "requests in flight in total (not connections: Deno.serve exposes no count " +
       "of them); more get 503; 0 = unlimited",
-  },
-  {
+  }),
+  row({
     name: "METRICS_ADDR",
-    default: FALLBACK.METRICS_ADDR,
+    field: "metricsListen",
+    default: text(":9090"),
+    whenBlank: { value: undefined },
+    parse: parseListenAddr,
+    display: { format: formatListenAddr },
     description: "listener for /metrics, /livez and /readyz; set it empty to disable",
-  },
-  {
+  }),
+  row({
     name: "TLS_CERT_FILE",
-    default: "none",
+    field: "tlsCertFile",
+    default: fixed(undefined),
+    parse: (t) => t,
+    display: "as-is",
     description: "PEM certificate chain; with TLS_KEY_FILE the gate serves HTTPS",
-  },
-  { name: "TLS_KEY_FILE", default: "none", description: "PEM private key for TLS_CERT_FILE" },
-  {
+  }),
+  row({
+    name: "TLS_KEY_FILE",
+    field: "tlsKeyFile",
+    default: fixed(undefined),
+    parse: (t) => t,
+    display: "as-is",
+    description: "PEM private key for TLS_CERT_FILE",
+  }),
+  row({
     name: "LOG_LEVEL",
-    default: FALLBACK.LOG_LEVEL,
+    field: "logLevel",
+    default: text("info"),
+    parse: parseLogLevel,
+    display: "as-is",
     description: "debug, info, warn or error",
+  }),
+]);
+
+/** Config fields no variable sets directly, each computed from the finished rows. */
+export const DERIVED_FIELDS: {
+  readonly [K in "resourcePath"]: (config: Omit<Config, K>) => Config[K];
+} = Object.freeze({
+  /** RFC 9728 §3.1: the metadata URL is built from the resource's path. */
+  resourcePath: (c) => trimTrailingSlashes(new URL(c.resourceUri).pathname),
+});
+
+/** The variables as `--help` and the README list them, read off {@linkcode CONFIG_ROWS}. */
+export const VARIABLES: readonly Variable[] = deepFreeze(
+  CONFIG_ROWS.map((r) => ({
+    name: r.name,
+    default: shownDefault(r.default),
+    description: r.description,
+  })),
+);
+
+/** A default as operators read it: "required", the default text, or what stands for the value. */
+function shownDefault(d: Default<unknown>): string {
+  if (d.kind === "required") return "required";
+  return d.kind === "text" ? d.text : d.shown;
+}
+
+/** What the post-checks see: each field whose row parsed cleanly, and the text each was read from. */
+export interface Parsed {
+  readonly values: Partial<Config>;
+  /** Per variable: the text parsed (set or default); undefined when unset without a text default. */
+  readonly texts: Readonly<Record<string, string | undefined>>;
+}
+
+/** A rule across variables, run after every row, its problems reported with theirs. */
+export interface PostCheck {
+  readonly name: string;
+  check(parsed: Parsed): ConfigProblem[];
+}
+
+/** The cross-variable rules, in the order their problems are reported. */
+export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
+  {
+    name: "tls-files-in-pairs",
+    check({ values }) {
+      const cert = values.tlsCertFile !== undefined;
+      if (cert === (values.tlsKeyFile !== undefined)) return [];
+      const [missing, other] = cert ? ["TLS_KEY_FILE", "TLS_CERT_FILE"] : [
+        "TLS_CERT_FILE",
+        "TLS_KEY_FILE",
+      ];
+      return [{
+        variable: missing,
+        message: `Missing "${missing}": required when "${other}" is set`,
+      }];
+    },
+  },
+  {
+    name: "metrics-port-apart-from-listener",
+    check({ values: { listen, metricsListen }, texts }) {
+      if (!listen || !metricsListen || !sameSocket(listen, metricsListen)) return [];
+      return [
+        invalidValue(
+          "METRICS_ADDR",
+          "expected a port other than the one of LISTEN_ADDR",
+          texts.METRICS_ADDR ?? "",
+        ),
+      ];
+    },
   },
 ]);
 
-/** Reports a bad value; `got` defaults to the whole variable. */
-type Fail = (detail: string, got?: string) => void;
-/** Parses one value; calls `fail` for each problem (the returned value is then ignored). */
-type Parser<T> = (text: string, fail: Fail) => T | undefined;
-
 /**
- * Parses and validates the whole configuration (CONTRACT.md §1). Every variable is read, every
- * problem collected; the result is deep-frozen.
+ * Parses and validates the whole configuration (CONTRACT.md §1): every row of
+ * {@linkcode CONFIG_ROWS} is read and every problem collected, then the
+ * {@linkcode POST_CHECKS}; then derived defaults and fields are filled and the result deep-frozen.
  * @throws {ConfigError} listing every bad variable.
  */
 export function parseConfig(env: Env): Config {
   const problems: ConfigProblem[] = [];
-  const given = (name: string): string | undefined => {
-    const v = env[name];
-    return v === undefined || v.trim() === "" ? undefined : v;
-  };
-  const read = <T>(name: string, parse: Parser<T>, text = given(name)): T | undefined => {
-    if (text === undefined) return undefined;
-    const before = problems.length;
-    const value = parse(text, (detail, got = text) => {
-      problems.push(invalidValue(name, detail, got));
-    });
-    return problems.length === before ? value : undefined;
-  };
-  const required = <T>(name: string, parse: Parser<T>): T | undefined => {
-    if (given(name) === undefined) {
-      problems.push({ variable: name, message: `Missing "${name}": required` });
-      return undefined;
-    }
-    return read(name, parse);
-  };
-  const withDefault = <T>(name: keyof typeof FALLBACK, parse: Parser<T>): T | undefined =>
-    read(name, parse, given(name) ?? FALLBACK[name]);
-
-  const upstream = required("UPSTREAM_URL", parseUpstream);
-  const resource = required("RESOURCE_URI", (t, fail) => httpUrl(t, fail, { query: true }));
-  const authorizationServer = required(
-    "AUTHORIZATION_SERVER",
-    // RFC 8414 §2: an issuer has no query or fragment.
-    (t, fail) => httpUrl(t, fail, { query: false }) && t,
-  );
-  const listen = withDefault("LISTEN_ADDR", parseListenAddr);
-  const jwksUri = read("JWKS_URI", parseJwksUri);
-  const expectedIssuer = read("EXPECTED_ISSUER", (t, fail) => {
-    // Compared byte for byte with `iss`: stray spaces would silently reject every token.
-    if (t.trim() !== t) fail("expected no leading or trailing whitespace");
-    return t;
-  });
-  const expectedAudience = read("EXPECTED_AUDIENCE", (t, fail) => nonEmpty(splitList(t), fail));
-  const requiredScopes = read("REQUIRED_SCOPES", parseScopes);
-  const scopesSupported = read("SCOPES_SUPPORTED", parseScopes);
-  const scopeClaims = withDefault("SCOPE_CLAIMS", (t, fail) => nonEmpty(splitList(t), fail));
-  const requiredClaims = read("REQUIRED_CLAIMS", parseJsonObject);
-  const resourceName = read("RESOURCE_NAME", (t) => t.trim());
-  const resourceDocumentation = read(
-    "RESOURCE_DOCUMENTATION",
-    (t, fail) => httpUrl(t, fail, { query: true }) && t,
-  );
-  const allowedAlgs = withDefault("ALLOWED_ALGS", parseAlgs);
-  const clockSkewMs = withDefault("CLOCK_SKEW", duration({ zero: true }));
-  const jwksRefreshIntervalMs = withDefault("JWKS_REFRESH_INTERVAL", duration({ zero: false }));
-  const jwksMinRefreshIntervalMs = withDefault(
-    "JWKS_MIN_REFRESH_INTERVAL",
-    duration({ zero: false }),
-  );
-  const upstreamTimeoutMs = withDefault("UPSTREAM_TIMEOUT", duration({ zero: false }));
-  const shutdownTimeoutMs = withDefault("SHUTDOWN_TIMEOUT", duration({ zero: true }));
-  const maxRequestBodyBytes = withDefault("MAX_REQUEST_BODY", parseSize);
-  const trustedProxies = read("TRUSTED_PROXIES", parseTrustedProxies);
-  const allowedOrigins = read("ALLOWED_ORIGINS", parseOrigins);
-  const forwardAuthorization = withDefault("FORWARD_AUTHORIZATION", parseBoolean);
-  const claimHeaders = read("CLAIM_HEADERS", parseClaimHeaders);
-  const preserveHost = withDefault("PRESERVE_HOST", parseBoolean);
-  const rateLimitRps = withDefault("RATE_LIMIT_RPS", parseRate);
-  const rateLimitBurst = withDefault("RATE_LIMIT_BURST", parseCount);
-  const maxConcurrentRequests = withDefault("MAX_CONCURRENT_REQUESTS", parseCount);
-  const maxTotalConnections = withDefault("MAX_TOTAL_CONNECTIONS", parseCount);
-  // Set but empty disables the metrics listener; unset means the default.
-  const metricsDisabled = env.METRICS_ADDR !== undefined && env.METRICS_ADDR.trim() === "";
-  const metricsListen = metricsDisabled ? undefined : withDefault("METRICS_ADDR", parseListenAddr);
-  const tlsCertFile = given("TLS_CERT_FILE");
-  const tlsKeyFile = given("TLS_KEY_FILE");
-  const logLevel = withDefault("LOG_LEVEL", parseLogLevel);
-
-  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
-    const [missing, other] = tlsCertFile === undefined
-      ? ["TLS_CERT_FILE", "TLS_KEY_FILE"]
-      : ["TLS_KEY_FILE", "TLS_CERT_FILE"];
-    problems.push({
-      variable: missing,
-      message: `Missing "${missing}": required when "${other}" is set`,
-    });
+  const values: Record<string, unknown> = {};
+  const texts: Record<string, string | undefined> = {};
+  for (const r of CONFIG_ROWS as readonly Row<keyof Config>[]) {
+    const read = readRow(r, env[r.name], problems);
+    texts[r.name] = read.text;
+    if (read.ok) values[r.field] = read.value;
   }
-  if (listen && metricsListen && sameSocket(listen, metricsListen)) {
-    problems.push(
-      invalidValue(
-        "METRICS_ADDR",
-        "expected a port other than the one of LISTEN_ADDR",
-        env.METRICS_ADDR ?? FALLBACK.METRICS_ADDR,
-      ),
-    );
-  }
+  const parsed: Parsed = { values: values as Partial<Config>, texts };
+  for (const rule of POST_CHECKS) problems.push(...rule.check(parsed));
   if (problems.length > 0) throw new ConfigError(problems);
 
-  // No problems: every required or defaulted value above is defined.
-  const resourceUri = resource!.text;
-  const rps = rateLimitRps!;
-  return deepFreeze<Config>({
-    upstream: upstream!,
-    resourceUri,
-    resourcePath: trimTrailingSlashes(resource!.url.pathname),
-    authorizationServer: authorizationServer!,
-    listen: listen!,
-    jwksUri,
-    expectedIssuer,
-    expectedAudience: expectedAudience ?? defaultAudience(resourceUri),
-    requiredScopes: requiredScopes ?? [],
-    scopesSupported: scopesSupported ?? requiredScopes ?? [],
-    scopeClaims: scopeClaims!,
-    requiredClaims: requiredClaims ?? {},
-    resourceName,
-    resourceDocumentation,
-    allowedAlgs: allowedAlgs!,
-    clockSkewMs: clockSkewMs!,
-    jwksRefreshIntervalMs: jwksRefreshIntervalMs!,
-    jwksMinRefreshIntervalMs: jwksMinRefreshIntervalMs!,
-    upstreamTimeoutMs: upstreamTimeoutMs!,
-    shutdownTimeoutMs: shutdownTimeoutMs!,
-    maxRequestBodyBytes: maxRequestBodyBytes!,
-    trustedProxies: trustedProxies ?? [],
-    allowedOrigins: allowedOrigins ?? [],
-    forwardAuthorization: forwardAuthorization!,
-    claimHeaders: claimHeaders ?? [],
-    preserveHost: preserveHost!,
-    rateLimitRps: rps,
-    rateLimitBurst: rateLimitBurst! === 0 && rps > 0
-      ? Math.max(1, Math.ceil(rps))
-      : rateLimitBurst!,
-    maxConcurrentRequests: maxConcurrentRequests!,
-    maxTotalConnections: maxTotalConnections!,
-    metricsListen,
-    tlsCertFile,
-    tlsKeyFile,
-    logLevel: logLevel!,
+  // No problems: every row has its value but a derived default, which may now read the others.
+  const config = values as unknown as Config;
+  for (const r of CONFIG_ROWS as readonly Row<keyof Config>[]) {
+    if (r.default.kind === "derived" && !(r.field in values)) {
+      values[r.field] = r.default.derive(config);
+    }
+    if (r.resolve) values[r.field] = r.resolve(config[r.field], config);
+  }
+  for (const [field, derive] of Object.entries(DERIVED_FIELDS)) values[field] = derive(config);
+  return deepFreeze(config);
+}
+
+/** One row read: its value when `ok`, and the text it was parsed from. */
+interface Reading {
+  readonly ok: boolean;
+  readonly value?: unknown;
+  readonly text?: string;
+}
+
+function readRow(
+  r: Row<keyof Config>,
+  raw: string | undefined,
+  problems: ConfigProblem[],
+): Reading {
+  const blank = raw === undefined || raw.trim() === "";
+  if (blank && raw !== undefined && r.whenBlank) return { ok: true, value: r.whenBlank.value };
+  let text = blank ? undefined : raw;
+  if (text === undefined) {
+    switch (r.default.kind) {
+      case "required":
+        problems.push({ variable: r.name, message: `Missing "${r.name}": required` });
+        return { ok: false };
+      case "value":
+        return { ok: true, value: r.default.value };
+      case "derived":
+        return { ok: false };
+      case "text":
+        text = r.default.text;
+    }
+  }
+  const before = problems.length;
+  const got = text;
+  const value = r.parse(text, (detail, shown = got) => {
+    problems.push(invalidValue(r.name, detail, shown));
   });
+  return { ok: problems.length === before, value, text };
 }
 
 /**
@@ -463,399 +607,32 @@ export function invalidValue(variable: string, detail: string, got: string): Con
   return { variable, message: `Invalid "${variable}": ${detail}, got ${JSON.stringify(shown)}` };
 }
 
-/** `host:port`, with brackets around an IPv6 host. */
-export function formatListenAddr(addr: ListenAddr): string {
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
-}
-
 /**
  * The effective configuration as a plain JSON-able object, for the start log line and
- * `mcp-gate check`. Config holds no credentials (URLs with user info are refused), so this only
- * turns values into readable text; `null` means not set.
+ * `mcp-gate check`: one key per row of {@linkcode CONFIG_ROWS}, in table order, shown as the
+ * row's `display` says; `null` means not set. Config holds no credentials (URLs with user info
+ * are refused), so no row is redacted today.
  */
 export function redactedConfig(config: Config): Record<string, unknown> {
-  return {
-    upstreamUrl: config.upstream.url,
-    resourceUri: config.resourceUri,
-    authorizationServer: config.authorizationServer,
-    listen: formatListenAddr(config.listen),
-    jwksUri: config.jwksUri ?? null,
-    expectedIssuer: config.expectedIssuer ?? null,
-    expectedAudience: [...config.expectedAudience],
-    requiredScopes: [...config.requiredScopes],
-    scopesSupported: [...config.scopesSupported],
-    scopeClaims: [...config.scopeClaims],
-    requiredClaims: config.requiredClaims,
-    resourceName: config.resourceName ?? null,
-    resourceDocumentation: config.resourceDocumentation ?? null,
-    allowedAlgs: [...config.allowedAlgs],
-    clockSkewMs: config.clockSkewMs,
-    jwksRefreshIntervalMs: config.jwksRefreshIntervalMs,
-    jwksMinRefreshIntervalMs: config.jwksMinRefreshIntervalMs,
-    upstreamTimeoutMs: config.upstreamTimeoutMs,
-    shutdownTimeoutMs: config.shutdownTimeoutMs,
-    maxRequestBodyBytes: config.maxRequestBodyBytes,
-    trustedProxies: config.trustedProxies.map((c) => c.text),
-    allowedOrigins: [...config.allowedOrigins],
-    forwardAuthorization: config.forwardAuthorization,
-    claimHeaders: config.claimHeaders.map((c) => `${c.claim}=${c.header}`),
-    preserveHost: config.preserveHost,
-    rateLimitRps: config.rateLimitRps,
-    rateLimitBurst: config.rateLimitBurst,
-    maxConcurrentRequests: config.maxConcurrentRequests,
-    maxTotalConnections: config.maxTotalConnections,
-    metricsListen: config.metricsListen ? formatListenAddr(config.metricsListen) : null,
-    tlsCertFile: config.tlsCertFile ?? null,
-    tlsKeyFile: config.tlsKeyFile ?? null,
-    logLevel: config.logLevel,
-  };
+  return Object.fromEntries(
+    (CONFIG_ROWS as readonly Row<keyof Config>[]).map((r) => [
+      displayKey(r),
+      displayValue(r.display, config[r.field]),
+    ]),
+  );
 }
 
-// --- parsers -------------------------------------------------------------------------------
-
-/** A parsed http(s) URL and the text it came from. */
-interface HttpUrl {
-  readonly text: string;
-  readonly url: URL;
+/** The redacted view's key for a row: the field name unless the display names another. */
+export function displayKey(r: Row<keyof Config>): string {
+  return typeof r.display === "object" && r.display.key !== undefined ? r.display.key : r.field;
 }
 
-/**
- * An absolute http(s) URL with a host, no fragment, no user info, and no characters the WHATWG
- * parser would silently drop or rewrite (whitespace, controls, backslashes), so "verbatim" holds.
- */
-function httpUrl(text: string, fail: Fail, rules: { query: boolean }): HttpUrl | undefined {
-  if (/[\s\\\p{Cc}]/u.test(text)) {
-    fail("expected a URL without whitespace, control characters or backslashes");
-    return undefined;
-  }
-  let url: URL | undefined;
-  try {
-    if (/^https?:\/\/[^/?#]/i.test(text)) url = new URL(text);
-  } catch { /* reported below */ }
-  if (!url) {
-    fail("expected an http or https URL");
-    return undefined;
-  }
-  if (text.includes("#")) fail("expected a URL without a fragment");
-  if (!rules.query && text.includes("?")) fail("expected a URL without a query");
-  // "http://user:pw@h" and a stray "http://@h": credentials must not sit in config or logs.
-  if (authority(text).includes("@")) fail("expected a URL without user info");
-  return { text, url };
-}
-
-/** The text between "//" and the first "/", "?" or "#". */
-function authority(text: string): string {
-  const start = text.indexOf("//") + 2;
-  const rest = text.slice(start);
-  const end = rest.search(/[/?#]/);
-  return end < 0 ? rest : rest.slice(0, end);
-}
-
-function parseUpstream(text: string, fail: Fail): Upstream | undefined {
-  const parsed = httpUrl(text, fail, { query: false });
-  if (!parsed) return undefined;
-  const { url } = parsed;
-  const protocol = url.protocol as "http:" | "https:";
-  return {
-    url: text,
-    protocol,
-    hostname: stripBrackets(url.hostname),
-    port: url.port ? Number(url.port) : protocol === "https:" ? 443 : 80,
-    host: url.host, // WHATWG already omits the scheme's default port
-    basePath: trimTrailingSlashes(url.pathname),
-  };
-}
-
-/** RFC 8725 §3.9 spirit: key material over plain http only where no network is crossed. */
-function parseJwksUri(text: string, fail: Fail): string | undefined {
-  const parsed = httpUrl(text, fail, { query: true });
-  if (!parsed) return undefined;
-  if (parsed.url.protocol === "http:" && !isLoopbackHost(parsed.url.hostname)) {
-    fail("expected an https URL (http only for a loopback host)");
-  }
-  return text;
-}
-
-/** `host:port`, `:port` (all IPv4 interfaces), `[IPv6]:port`. */
-function parseListenAddr(text: string, fail: Fail): ListenAddr | undefined {
-  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) {
-    fail("expected host:port, :port or [IPv6]:port with a port from 0 to 65535");
-    return undefined;
-  }
-  if (m[1] !== undefined) {
-    if (parseIp(m[1])?.family !== 6) fail("expected an IPv6 address inside the brackets");
-    return { hostname: m[1].toLowerCase(), port };
-  }
-  const host = m[2] === "" ? "0.0.0.0" : m[2];
-  const valid = /^[\d.]+$/.test(host)
-    ? parseIp(host) !== undefined
-    : /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host);
-  if (!valid) fail("expected a host name or IP address before the port");
-  return { hostname: host, port };
-}
-
-/** RFC 6749 §3.3 scope-token: printable ASCII without space, '"' and '\' (it goes in a quoted header value). */
-const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
-
-function parseScopes(text: string, fail: Fail): readonly string[] {
-  const scopes = unique(text.split(/[\s,]+/).filter((s) => s !== ""));
-  for (const s of scopes) {
-    if (!SCOPE_TOKEN.test(s)) {
-      fail(`expected scope tokens of printable ASCII without '"' or '\\'`, s);
-    }
-  }
-  return scopes;
-}
-
-function parseJsonObject(text: string, fail: Fail): Record<string, unknown> | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch { /* reported below */ }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    fail('expected a JSON object like {"tenant":"acme"}');
-    return undefined;
-  }
-  return value as Record<string, unknown>;
-}
-
-/** RFC 8725 §3.1: never `none`, and never an HMAC secret shared with the authorization server. */
-function parseAlgs(text: string, fail: Fail): readonly string[] | undefined {
-  const algs = nonEmpty(splitList(text), fail);
-  for (const alg of algs ?? []) {
-    if (/^(none|HS\d*)$/i.test(alg)) {
-      fail('symmetric and "none" algorithms are never allowed', alg);
-    } else if (!ASYMMETRIC_ALGS.includes(alg)) {
-      fail(`expected algorithms from ${ASYMMETRIC_ALGS.join(",")}`, alg);
-    }
-  }
-  return algs;
-}
-
-/** Nanoseconds per Go duration unit (Go's time.ParseDuration). */
-const UNIT_NS: Readonly<Record<string, number>> = {
-  ns: 1,
-  us: 1e3,
-  "µs": 1e3, // U+00B5 micro sign
-  "μs": 1e3, // U+03BC Greek mu
-  ms: 1e6,
-  s: 1e9,
-  m: 60e9,
-  h: 3600e9,
-};
-const NUMBER = String.raw`(?:\d+\.?\d*|\.\d+)`;
-const PLAIN_SECONDS = new RegExp(`^${NUMBER}$`);
-const GO_DURATION = new RegExp(`^(?:${NUMBER}(?:ns|us|µs|μs|ms|s|m|h))+$`);
-const DURATION_PART = new RegExp(`(${NUMBER})(ns|us|µs|μs|ms|s|m|h)`, "g");
-/** setTimeout's limit: longer delays fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** Go duration (`1h30m`, `500ms`) or plain seconds (`30`, `0.5`), in milliseconds. */
-function duration(rules: { zero: boolean }): Parser<number> {
-  return (text, fail) => {
-    const t = text.trim();
-    let ns: number;
-    if (PLAIN_SECONDS.test(t)) ns = Number(t) * 1e9;
-    else if (GO_DURATION.test(t)) {
-      ns = 0;
-      for (const [, n, unit] of t.matchAll(DURATION_PART)) ns += Number(n) * UNIT_NS[unit];
-    } else {
-      fail(
-        t.startsWith("-")
-          ? "expected a duration that is not negative"
-          : 'expected a duration like "30s", "1m30s", "500ms" or plain seconds like "30"',
-      );
-      return undefined;
-    }
-    const ms = Math.round(ns) / 1e6; // whole nanoseconds, so "1.1s" is exactly 1100
-    if (!rules.zero && ms === 0) fail("expected a duration greater than zero");
-    if (ms > MAX_TIMER_MS) fail("expected a duration of at most 596h");
-    return ms;
-  };
-}
-
-const SIZE_UNITS: Readonly<Record<string, number>> = {
-  "": 1,
-  b: 1,
-  kib: 2 ** 10,
-  mib: 2 ** 20,
-  gib: 2 ** 30,
-};
-
-/** Bytes, or a number with a binary suffix. Decimal-looking suffixes (MB) are ambiguous: refused. */
-function parseSize(text: string, fail: Fail): number | undefined {
-  const m = new RegExp(`^(${NUMBER})\\s*([A-Za-z]*)$`).exec(text.trim());
-  const unit = SIZE_UNITS[m?.[2].toLowerCase() ?? "?"];
-  if (!m || unit === undefined) {
-    fail('expected a size in bytes or with a KiB, MiB or GiB suffix, like "10MiB"');
-    return undefined;
-  }
-  const bytes = Number(m[1]) * unit;
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) fail("expected a positive whole number of bytes");
-  return bytes;
-}
-
-function parseTrustedProxies(text: string, fail: Fail): readonly Cidr[] | undefined {
-  const out: Cidr[] = [];
-  for (const entry of nonEmpty(splitList(text), fail) ?? []) {
-    const cidr = parseCidr(entry);
-    if (!cidr) fail("expected an IP address or CIDR block like 10.0.0.0/8", entry);
-    else if (cidr.prefix === 0) {
-      fail("expected a block smaller than /0, which trusts every client", entry);
-    } else out.push(cidr);
-  }
-  return out;
-}
-
-/** Exact origins (RFC 6454 §6.2 serialisation) or `*`; compared with the request's Origin as is. */
-function parseOrigins(text: string, fail: Fail): readonly string[] | undefined {
-  const out: string[] = [];
-  for (const entry of nonEmpty(splitList(text), fail) ?? []) {
-    if (entry === "*") {
-      out.push(entry);
-      continue;
-    }
-    if (entry.toLowerCase() === "null") {
-      // Sandboxed frames and file: pages all send "null": allowing it allows them all.
-      fail('expected a real origin, never "null"', entry);
-      continue;
-    }
-    if (entry.includes("*")) {
-      fail('expected "*" alone or an exact origin, not a pattern', entry);
-      continue;
-    }
-    const origin = parseOrigin(entry);
-    if (origin) out.push(origin);
-    else {
-      fail('expected "*" or an origin like "https://app.example.com" (no path)', entry);
-    }
-  }
-  return unique(out);
-}
-
-function parseOrigin(entry: string): string | undefined {
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#@\s\\]+)$/.exec(entry);
-  if (!m) return undefined;
-  const scheme = m[1].toLowerCase();
-  if (scheme !== "http" && scheme !== "https") return `${scheme}://${m[2].toLowerCase()}`;
-  try {
-    return new URL(entry).origin; // lower-cases the host and drops a default port, as browsers send it
-  } catch {
-    return undefined;
-  }
-}
-
-/** RFC 9110 §5.6.2 token. */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-/**
- * Headers the gate manages itself or that change how the message is framed or routed; a claim
- * must never set them. Hop-by-hop per RFC 9110 §7.6.1.
- */
-const RESERVED_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "host",
-  "authorization",
-  "cookie",
-  "forwarded",
-  "x-real-ip",
-  "x-request-id",
-]);
-const RESERVED_PREFIXES = ["x-forwarded-", "content-", "mcp-"];
-
-function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeader[] | undefined {
-  const out: ClaimHeader[] = [];
-  for (const entry of nonEmpty(splitList(text), fail) ?? []) {
-    const eq = entry.indexOf("=");
-    const claim = entry.slice(0, Math.max(eq, 0)).trim();
-    const header = entry.slice(eq + 1).trim().toLowerCase();
-    if (eq < 0 || claim === "" || header === "") {
-      fail("expected claim=Header-Name pairs like sub=X-Auth-Subject", entry);
-    } else if (!HEADER_NAME.test(header)) {
-      fail("expected an HTTP header name", entry);
-    } else if (
-      RESERVED_HEADERS.has(header) || RESERVED_PREFIXES.some((p) => header.startsWith(p))
-    ) {
-      fail(
-        "expected a header the gate does not manage (not hop-by-hop, Host, Authorization, " +
-          "Cookie, Content-*, Forwarded, X-Forwarded-*, X-Real-IP, X-Request-Id or Mcp-*)",
-        entry,
-      );
-    } else if (out.some((c) => c.header === header)) {
-      fail("expected each header at most once", entry);
-    } else out.push({ claim, header });
-  }
-  return out;
-}
-
-function parseBoolean(text: string, fail: Fail): boolean | undefined {
-  const t = text.trim().toLowerCase();
-  if (t === "true" || t === "1" || t === "yes") return true;
-  if (t === "false" || t === "0" || t === "no") return false;
-  fail("expected true, false, 1, 0, yes or no");
-  return undefined;
-}
-
-function parseRate(text: string, fail: Fail): number | undefined {
-  const t = text.trim();
-  if (!PLAIN_SECONDS.test(t)) {
-    fail("expected a number of requests per second, 0 or more");
-    return undefined;
-  }
-  return Number(t);
-}
-
-function parseCount(text: string, fail: Fail): number | undefined {
-  const t = text.trim();
-  if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) {
-    fail("expected a whole number, 0 or more");
-    return undefined;
-  }
-  return Number(t);
-}
-
-function parseLogLevel(text: string, fail: Fail): LogLevel | undefined {
-  const t = text.trim().toLowerCase();
-  if (t === "debug" || t === "info" || t === "warn" || t === "error") return t;
-  fail("expected debug, info, warn or error");
-  return undefined;
-}
-
-// --- helpers -------------------------------------------------------------------------------
-
-/** Comma-separated entries, trimmed, empty ones dropped, duplicates removed. */
-function splitList(text: string): string[] {
-  return unique(text.split(",").map((s) => s.trim()).filter((s) => s !== ""));
-}
-
-/** A list variable that is set must name at least one entry (`","` is a mistake, not a default). */
-function nonEmpty(list: string[], fail: Fail): string[] | undefined {
-  if (list.length === 0) fail("expected at least one entry");
-  return list.length === 0 ? undefined : list;
-}
-
-function unique<T>(list: T[]): T[] {
-  return [...new Set(list)];
-}
-
-function trimTrailingSlashes(path: string): string {
-  return path.replace(/\/+$/, "");
-}
-
-function stripBrackets(hostname: string): string {
-  return hostname.startsWith("[") ? hostname.slice(1, -1) : hostname;
+/** One value as the redacted view shows it. */
+export function displayValue<T>(display: Display<T>, value: T): unknown {
+  if (value === undefined || value === null) return null;
+  if (display === "redacted") return "[redacted]";
+  if (display === "as-is") return Array.isArray(value) ? [...value] : value;
+  return display.format(value);
 }
 
 /**
