@@ -121,15 +121,24 @@ Deno.test("createStdoutSink() flushes on its timer without keeping the process a
   clearTimeout(hold);
 });
 
-Deno.test("createStdoutSink() survives a failing write (closed stdout)", () => {
+Deno.test("createStdoutSink() survives a failing write (closed stdout) and keeps writing", () => {
+  const attempts: string[] = [];
+  let closed = true;
   const sink = createStdoutSink({
     intervalMs: 60_000,
-    writeSync: () => {
-      throw new Deno.errors.BrokenPipe("closed");
+    writeSync: (b) => {
+      attempts.push(new TextDecoder().decode(b));
+      if (closed) throw new Deno.errors.BrokenPipe("closed");
     },
   });
   sink.write("x\n");
-  sink.flush();
+  assert.doesNotThrow(() => sink.flush());
+  assert.deepEqual(attempts, ["x\n"]);
+  // The failed batch is dropped, not retried; later lines still go out.
+  closed = false;
+  sink.write("y\n");
+  assert.doesNotThrow(() => sink.flush());
+  assert.deepEqual(attempts, ["x\n", "y\n"]);
 });
 
 Deno.test("createLogger() writes the time as Date.toISOString() would, for every clock value", () => {

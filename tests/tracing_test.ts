@@ -1,20 +1,14 @@
 /**
  * The auth decision reaches the trace: with Deno's OpenTelemetry on, the server span of each
  * request carries `mcpgate.auth.outcome`, `mcpgate.auth.reason` and `enduser.id` (src/tracing.ts).
- * Checked end to end: a child process exports OTLP/HTTP JSON to a collector started here.
+ * Checked end to end: a child process exports OTLP/HTTP JSON to a collector started here. The cost
+ * with OpenTelemetry off is measured by bench/tracing_bench.ts, not asserted here (a wall-clock
+ * threshold would flake on a slow machine).
  */
 import assert from "node:assert/strict";
-import { annotateAuth, SPAN_ATTRIBUTES } from "../src/tracing.ts";
+import { SPAN_ATTRIBUTES } from "../src/tracing.ts";
 
 const ROOT = new URL("..", import.meta.url);
-
-Deno.test("annotateAuth() does nothing, cheaply, when OpenTelemetry is off", () => {
-  const n = 100_000;
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) annotateAuth({ outcome: "ok", sub: "alice" });
-  const nsPerCall = ((performance.now() - t0) * 1e6) / n;
-  assert.ok(nsPerCall < 2000, `${nsPerCall.toFixed(0)} ns per call`);
-});
 
 interface OtlpSpan {
   name: string;
