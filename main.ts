@@ -1,4 +1,6 @@
 /** Entry point: the only place that reads Deno.args and Deno.env and exits the process. */
 import { runCli } from "./src/cli.ts";
 
-Deno.exit(await runCli(Deno.args, Deno.env.toObject()));
+if (import.meta.main) {
+  Deno.exit(await runCli(Deno.args, Deno.env.toObject()));
+}
