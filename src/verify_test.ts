@@ -164,6 +164,24 @@ Deno.test("verify() rejects tokens that are not a compact JWS as malformed", asy
   equal(s.counted.count, 0, "no signature work for malformed tokens");
 });
 
+Deno.test("verify() maps what jose refuses after key selection to the gate's reasons", async (t) => {
+  const s = await setup({ cache: false });
+  const [h, p, sig] = (await s.mint()).split(".");
+  const cases: [string, string, string][] = [
+    // 4n+1 base64url characters decode to no byte string (RFC 4648 §5).
+    ["signature that does not decode", `${h}.${p}.${sig}AAA`, "invalid_token/malformed"],
+    ["signature one byte short", `${h}.${p}.${sig.slice(0, -3)}`, "invalid_token/signature"],
+    ["signature of zeros", `${h}.${p}.${"A".repeat(sig.length)}`, "invalid_token/signature"],
+  ];
+  for (const [name, token, want] of cases) {
+    await t.step(name, async () => {
+      const e = await rejects(s.verifier.verify(token), want);
+      assert(!`${e.detail}`.includes(sig.slice(0, 16)));
+    });
+  }
+  equal(s.counted.count, cases.length, "one jose verification each");
+});
+
 Deno.test("verify() rejects a token whose payload is not a JSON object after a good signature", async (t) => {
   const s = await setup();
   for (const payload of ["[1,2]", '"str"', "not json"]) {
