@@ -167,18 +167,12 @@ function fixed<T>(value: T, shown = "none"): Default<T> {
 function derived<T>(shown: string, derive: (config: Config) => T): Default<T> {
   return { kind: "derived", shown, derive };
 }
-/** Checks a row against its own field's type where it is written (TS cannot narrow `K` back). */
-function row<K extends keyof Config>(r: Row<K>): ConfigRow {
-  return r as ConfigRow;
+/** Checks a row against its own field's type where it is written. */
+function row<K extends keyof Config>(r: Row<K>): Row<K> {
+  return r;
 }
 
-const listText = { format: (list: readonly { text: string }[]) => list.map((c) => c.text) };
-
-/**
- * Every environment variable, in the order `--help`, the README and the redacted view show them
- * (CONTRACT.md §1). Unset and blank values mean the default, except where `whenBlank` says.
- */
-export const CONFIG_ROWS: readonly ConfigRow[] = deepFreeze([
+const ROWS = deepFreeze([
   row({
     name: "UPSTREAM_URL",
     field: "upstream",
@@ -355,7 +349,7 @@ export const CONFIG_ROWS: readonly ConfigRow[] = deepFreeze([
     field: "trustedProxies",
     default: fixed([]),
     parse: parseTrustedProxies,
-    display: listText,
+    display: { format: (list) => list.map((c) => c.text) },
     description: "CIDRs or IPs whose X-Forwarded-For is believed for client_ip; /0 refused",
   }),
   row({
@@ -463,6 +457,12 @@ export const CONFIG_ROWS: readonly ConfigRow[] = deepFreeze([
   }),
 ]);
 
+/**
+ * Every environment variable, in the order `--help`, the README and the redacted view show them
+ * (CONTRACT.md §1). Unset and blank values mean the default, except where `whenBlank` says.
+ */
+export const CONFIG_ROWS: readonly ConfigRow[] = ROWS;
+
 /** Config fields no variable sets directly, each computed from the finished rows. */
 export const DERIVED_FIELDS: {
   readonly [K in "resourcePath"]: (config: Omit<Config, K>) => Config[K];
@@ -470,6 +470,15 @@ export const DERIVED_FIELDS: {
   /** RFC 9728 §3.1: the metadata URL is built from the resource's path. */
   resourcePath: (c) => trimTrailingSlashes(new URL(c.resourceUri).pathname),
 });
+
+/**
+ * Fails to compile, naming the field, when a Config field has neither a row nor a derivation.
+ * (That no field has two is checked by config_test.ts.)
+ */
+export type UnfilledConfigFields = MustBeNever<
+  Exclude<keyof Config, (typeof ROWS)[number]["field"] | keyof typeof DERIVED_FIELDS>
+>;
+type MustBeNever<T extends never> = T;
 
 /** The variables as `--help` and the README list them, read off {@linkcode CONFIG_ROWS}. */
 export const VARIABLES: readonly Variable[] = deepFreeze(

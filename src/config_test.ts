@@ -1,8 +1,21 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Config, type Env, parseConfig, redactedConfig, VARIABLES } from "./config.ts";
+import {
+  type Config,
+  CONFIG_ROWS,
+  DERIVED_FIELDS,
+  displayKey,
+  displayValue,
+  type Env,
+  parseConfig,
+  POST_CHECKS,
+  redactedConfig,
+  VARIABLES,
+} from "./config.ts";
+import { helpText } from "./cli.ts";
 import { ConfigError, type ConfigProblem } from "./errors.ts";
-import { testConfig } from "../tests/helpers/config.ts";
+import { configTable } from "../scripts/readme.ts";
+import { TEST_ENV, testConfig } from "../tests/helpers/config.ts";
 
 const BASE = {
   UPSTREAM_URL: "http://127.0.0.1:3000",
@@ -997,6 +1010,99 @@ Deno.test("redactedConfig() gives the effective config as plain JSON", () => {
   assert.equal(redacted.clockSkewMs, 30_000);
   assert.equal(redacted.maxConcurrentRequests, 100);
   assert.equal(redacted.maxTotalConnections, 1000);
+});
+
+Deno.test("CONFIG_ROWS fills every Config field from exactly one row, or a named derived field", () => {
+  const fields = [...CONFIG_ROWS.map((r) => r.field), ...Object.keys(DERIVED_FIELDS)];
+  assert.equal(new Set(fields).size, fields.length, `a field twice in ${fields}`);
+  // Which fields exist is proven at compile time (UnfilledConfigFields); here, that each is set.
+  assert.deepEqual(Object.keys(parse()).sort(), [...fields].sort());
+  const names = CONFIG_ROWS.map((r) => r.name);
+  assert.equal(new Set(names).size, names.length);
+  assert.deepEqual(Object.keys(DERIVED_FIELDS), ["resourcePath"]);
+});
+
+Deno.test("CONFIG_ROWS: every text default parses cleanly and means the same as unset", async (t) => {
+  for (const row of CONFIG_ROWS) {
+    if (row.default.kind !== "text") continue;
+    const { name, default: { text } } = row;
+    await t.step(`${name}=${text}`, () => assert.deepEqual(parse({ [name]: text }), parse()));
+  }
+});
+
+Deno.test("CONFIG_ROWS: only the three required rows are required; derived defaults are named", () => {
+  const kinds = (kind: string) =>
+    CONFIG_ROWS.filter((r) => r.default.kind === kind).map((r) => r.name);
+  assert.deepEqual(kinds("required"), ["UPSTREAM_URL", "RESOURCE_URI", "AUTHORIZATION_SERVER"]);
+  assert.deepEqual(kinds("derived"), ["EXPECTED_AUDIENCE", "SCOPES_SUPPORTED"]);
+  assert.deepEqual(POST_CHECKS.map((c) => c.name), [
+    "tls-files-in-pairs",
+    "metrics-port-apart-from-listener",
+  ]);
+});
+
+Deno.test("--help, the README table and the redacted view are all read off CONFIG_ROWS", async (t) => {
+  const shown = (row: (typeof CONFIG_ROWS)[number]) =>
+    row.default.kind === "required"
+      ? "required"
+      : row.default.kind === "text"
+      ? row.default.text
+      : row.default.shown;
+  await t.step(
+    "VARIABLES: one entry per row, same order, name, shown default and description",
+    () => {
+      assert.deepEqual(
+        VARIABLES,
+        CONFIG_ROWS.map((r) => ({ name: r.name, default: shown(r), description: r.description })),
+      );
+    },
+  );
+  await t.step("--help lists every row in table order with its default", () => {
+    const help = helpText();
+    let from = 0;
+    for (const row of CONFIG_ROWS) {
+      const def = row.default.kind === "required" ? "(required)" : `(default: ${shown(row)})`;
+      const at = help.indexOf(`\n  ${row.name} ${def}\n`, from);
+      assert.ok(at >= from, `${row.name} ${def} missing or out of order`);
+      const words = help.slice(at).split("\n").slice(2).filter((_, i, lines) =>
+        lines.slice(0, i + 1).every((l) => l.startsWith("      "))
+      ).map((l) => l.trim()).join(" ");
+      assert.equal(words, row.description, row.name);
+      from = at + 1;
+    }
+  });
+  await t.step("the README table has one line per row, same order, default and description", () => {
+    const lines = configTable().split("\n").slice(2);
+    assert.equal(lines.length, CONFIG_ROWS.length);
+    CONFIG_ROWS.forEach((row, i) => {
+      const def = row.default.kind === "required" ? "**required**" : `\`${shown(row)}\``;
+      const cells = [`\`${row.name}\``, def, row.description].map((c) => c.replaceAll("|", "\\|"));
+      assert.equal(lines[i], `| ${cells.join(" | ")} |`);
+    });
+  });
+  await t.step("the redacted view: one key per row, in table order", () => {
+    assert.deepEqual(Object.keys(redactedConfig(parse())), CONFIG_ROWS.map(displayKey));
+  });
+});
+
+Deno.test("displayValue() shows unset as null, copies as-is values, hides redacted ones, formats the rest", () => {
+  assert.equal(displayValue("as-is", undefined), null);
+  assert.equal(displayValue("redacted", undefined), null);
+  assert.equal(displayValue({ format: (n: number) => n * 2 }, undefined), null);
+  const list = Object.freeze(["a", "b"]);
+  const copy = displayValue("as-is", list);
+  assert.deepEqual(copy, ["a", "b"]);
+  assert.notEqual(copy, list);
+  assert.equal(displayValue("as-is", 0), 0);
+  assert.equal(displayValue("redacted", "s3cret"), "[redacted]");
+  assert.equal(displayValue({ format: (n: number) => n * 2 }, 21), 42);
+});
+
+Deno.test("testConfig() is the table's defaults for TEST_ENV, with whole fields overridden", () => {
+  assert.deepEqual(testConfig(), parseConfig(TEST_ENV));
+  assert.equal(testConfig({ clockSkewMs: 5 }).clockSkewMs, 5);
+  assert.deepEqual(testConfig().listen, { hostname: "127.0.0.1", port: 0 });
+  assert.equal(testConfig().metricsListen, undefined);
 });
 
 const NAMES = VARIABLES.map((v) => v.name);
