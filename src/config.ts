@@ -462,6 +462,8 @@ const ROWS = deepFreeze([
  * (CONTRACT.md §1). Unset and blank values mean the default, except where `whenBlank` says.
  */
 export const CONFIG_ROWS: readonly ConfigRow[] = ROWS;
+/** The same rows, seen generically: what parseConfig and the redacted view walk. */
+const TABLE: readonly Row<keyof Config>[] = ROWS;
 
 /** Config fields no variable sets directly, each computed from the finished rows. */
 export const DERIVED_FIELDS: {
@@ -495,8 +497,9 @@ function shownDefault(d: Default<unknown>): string {
   return d.kind === "text" ? d.text : d.shown;
 }
 
-/** What the post-checks see: each field whose row parsed cleanly, and the text each was read from. */
+/** What the post-checks see: the rows' values and the text each variable was parsed from. */
 export interface Parsed {
+  /** Each field whose row parsed cleanly; absent after a problem, or when still to derive. */
   readonly values: Partial<Config>;
   /** Per variable: the text parsed (set or default); undefined when unset without a text default. */
   readonly texts: Readonly<Record<string, string | undefined>>;
@@ -515,10 +518,8 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
     check({ values }) {
       const cert = values.tlsCertFile !== undefined;
       if (cert === (values.tlsKeyFile !== undefined)) return [];
-      const [missing, other] = cert ? ["TLS_KEY_FILE", "TLS_CERT_FILE"] : [
-        "TLS_CERT_FILE",
-        "TLS_KEY_FILE",
-      ];
+      const missing = cert ? "TLS_KEY_FILE" : "TLS_CERT_FILE";
+      const other = cert ? "TLS_CERT_FILE" : "TLS_KEY_FILE";
       return [{
         variable: missing,
         message: `Missing "${missing}": required when "${other}" is set`,
@@ -550,7 +551,7 @@ export function parseConfig(env: Env): Config {
   const problems: ConfigProblem[] = [];
   const values: Record<string, unknown> = {};
   const texts: Record<string, string | undefined> = {};
-  for (const r of CONFIG_ROWS as readonly Row<keyof Config>[]) {
+  for (const r of TABLE) {
     const read = readRow(r, env[r.name], problems);
     texts[r.name] = read.text;
     if (read.ok) values[r.field] = read.value;
@@ -561,7 +562,7 @@ export function parseConfig(env: Env): Config {
 
   // No problems: every row has its value but a derived default, which may now read the others.
   const config = values as unknown as Config;
-  for (const r of CONFIG_ROWS as readonly Row<keyof Config>[]) {
+  for (const r of TABLE) {
     if (r.default.kind === "derived" && !(r.field in values)) {
       values[r.field] = r.default.derive(config);
     }
@@ -624,7 +625,7 @@ export function invalidValue(variable: string, detail: string, got: string): Con
  */
 export function redactedConfig(config: Config): Record<string, unknown> {
   return Object.fromEntries(
-    (CONFIG_ROWS as readonly Row<keyof Config>[]).map((r) => [
+    TABLE.map((r) => [
       displayKey(r),
       displayValue(r.display, config[r.field]),
     ]),

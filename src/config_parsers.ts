@@ -5,6 +5,7 @@
  */
 import { type Cidr, isLoopbackHost, parseCidr, parseIp } from "./ip.ts";
 
+/** LOG_LEVEL's values, least to most severe. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
 /** A listener address. `hostname` is "0.0.0.0", "::", "127.0.0.1", ...; `port` may be 0. */
@@ -101,6 +102,7 @@ function authority(text: string): string {
   return end < 0 ? rest : rest.slice(0, end);
 }
 
+/** An http(s) base URL without query, split once into what the forwarder needs. */
 export function parseUpstream(text: string, fail: Fail): Upstream | undefined {
   const parsed = httpUrl(text, fail, { query: false });
   if (!parsed) return undefined;
@@ -149,6 +151,7 @@ export function parseListenAddr(text: string, fail: Fail): ListenAddr | undefine
 /** RFC 6749 §3.3 scope-token: printable ASCII without space, '"' and '\' (it goes in a quoted header value). */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 
+/** Scope tokens separated by commas or spaces; an empty list is allowed. */
 export function parseScopes(text: string, fail: Fail): readonly string[] {
   const scopes = unique(text.split(/[\s,]+/).filter((s) => s !== ""));
   for (const s of scopes) {
@@ -159,6 +162,7 @@ export function parseScopes(text: string, fail: Fail): readonly string[] {
   return scopes;
 }
 
+/** A JSON object (not an array or a scalar). */
 export function parseJsonObject(text: string, fail: Fail): Record<string, unknown> | undefined {
   let value: unknown;
   try {
@@ -247,6 +251,7 @@ export function parseSize(text: string, fail: Fail): number | undefined {
   return bytes;
 }
 
+/** A non-empty list of addresses or CIDR blocks; /0 is refused. */
 export function parseTrustedProxies(text: string, fail: Fail): readonly Cidr[] | undefined {
   const out: Cidr[] = [];
   for (const entry of nonEmpty(splitList(text), fail) ?? []) {
@@ -323,6 +328,7 @@ const RESERVED_HEADERS = new Set([
 ]);
 const RESERVED_PREFIXES = ["x-forwarded-", "content-", "mcp-"];
 
+/** `claim=Header-Name` pairs; a header the gate manages, or named twice, is refused. */
 export function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeader[] | undefined {
   const out: ClaimHeader[] = [];
   for (const entry of nonEmpty(splitList(text), fail) ?? []) {
@@ -348,6 +354,7 @@ export function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeade
   return out;
 }
 
+/** true/false, 1/0, yes/no, any case. */
 export function parseBoolean(text: string, fail: Fail): boolean | undefined {
   const t = text.trim().toLowerCase();
   if (t === "true" || t === "1" || t === "yes") return true;
@@ -356,6 +363,7 @@ export function parseBoolean(text: string, fail: Fail): boolean | undefined {
   return undefined;
 }
 
+/** A number of requests per second, 0 or more, fractions allowed. */
 export function parseRate(text: string, fail: Fail): number | undefined {
   const t = text.trim();
   if (!PLAIN_SECONDS.test(t)) {
@@ -365,6 +373,7 @@ export function parseRate(text: string, fail: Fail): number | undefined {
   return Number(t);
 }
 
+/** A whole number, 0 or more. */
 export function parseCount(text: string, fail: Fail): number | undefined {
   const t = text.trim();
   if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) {
@@ -374,6 +383,7 @@ export function parseCount(text: string, fail: Fail): number | undefined {
   return Number(t);
 }
 
+/** debug, info, warn or error, any case. */
 export function parseLogLevel(text: string, fail: Fail): LogLevel | undefined {
   const t = text.trim().toLowerCase();
   if (t === "debug" || t === "info" || t === "warn" || t === "error") return t;
@@ -398,6 +408,7 @@ function unique<T>(list: T[]): T[] {
   return [...new Set(list)];
 }
 
+/** `path` without trailing slashes ("/" becomes ""). */
 export function trimTrailingSlashes(path: string): string {
   return path.replace(/\/+$/, "");
 }
