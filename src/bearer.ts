@@ -16,7 +16,7 @@ const BEARER_PART = /(?:^|,)[ \t]*bearer(?:[ \t]|,|$)/i;
  * Returns the bearer token from an `Authorization` value as `Headers.get()` gives it (repeated
  * fields joined with ", "; null when absent), or `undefined` when the request carries no token:
  * no header, an empty header, another scheme (`Basic ...`), a bare `Bearer`, or a token only in
- * the `access_token` query parameter (contract §3.3: never accepted, counts as none).
+ * the `access_token` query parameter (docs/contract.md §3.3: never accepted, counts as none).
  *
  * `search` is the raw query string of the request URL (`url.search`: `"?a=b"` or `""`).
  *

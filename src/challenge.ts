@@ -7,7 +7,7 @@ import type { Config } from "./config.ts";
 import type { GateError, GateErrorCode, RejectReason } from "./errors.ts";
 import { resourceMetadataUrl } from "./metadata.ts";
 
-/** The `auth` field of the request log line (CONTRACT §5). */
+/** The `auth` field of the request log line (docs/contract.md §5). */
 export type AuthOutcome =
   | "ok"
   | "none"
@@ -150,7 +150,7 @@ export function statusOf(code: GateErrorCode): number {
   return ERROR_RULES[code].status;
 }
 
-/** The log `auth` value for a code (CONTRACT §5). */
+/** The log `auth` value for a code (docs/contract.md §5). */
 export function outcomeOf(code: GateErrorCode): AuthOutcome {
   return ERROR_RULES[code].outcome;
 }
@@ -195,7 +195,7 @@ export function createResponder(config: Config): Responder {
   const challenge = (code: GateErrorCode, description: string): string | undefined => {
     switch (code) {
       // RFC 6750 §3.1: no error code when the request carried no credentials; RFC 6750 §3
-      // `scope` tells the client what to ask for (CONTRACT §3.5).
+      // `scope` tells the client what to ask for (docs/contract.md §3.5).
       case "no_token":
         return `Bearer ${metadataParam}` + (supported ? `, scope=${quote(supported)}` : "");
       case "invalid_token":
@@ -203,7 +203,7 @@ export function createResponder(config: Config): Responder {
         return `Bearer error="${code}", error_description=${quote(description)}, ${metadataParam}`;
       case "insufficient_scope":
         // Bearer first, one header, every value quoted: what the TS and Python SDKs parse
-        // (specs.md §3 item 7). Omit scope when the failure was a required claim only.
+        // (docs/specs.md §3 item 7). Omit scope when the failure was a required claim only.
         return `Bearer error="insufficient_scope"` +
           (required ? `, scope=${quote(required)}` : "") +
           `, error_description=${quote(description)}, ${metadataParam}`;

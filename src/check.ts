@@ -1,9 +1,9 @@
 /**
- * `mcp-gate check` (CONTRACT.md §6): what an operator runs before the first start, and when a
+ * `mcp-gate check` (docs/contract.md §6): what an operator runs before the first start, and when a
  * client "silently fails" to connect. It runs discovery and fetches the key set exactly as the
  * server would, then prints the effective configuration (no secrets: Config holds none), the
  * metadata document clients will read, the key set, and warnings about settings that validate
- * but are known to break real clients (reference/specs.md §8, §10).
+ * but are known to break real clients (docs/specs.md §8, §10).
  *
  * Exit codes: 0 ok (warnings do not fail), 1 discovery or key set fetch failed. A bad
  * configuration (2) is reported by the CLI before this runs.
@@ -50,7 +50,7 @@ export function configWarnings(config: Config): CheckWarning[] {
   const warnings: CheckWarning[] = [];
   const resource = new URL(config.resourceUri);
   if (config.resourceUri.endsWith("/")) {
-    // specs.md §0.4, §8.3 items 4 and 6.
+    // docs/specs.md §0.4, §8.3 items 4 and 6.
     warnings.push({
       id: "resource_trailing_slash",
       message: `RESOURCE_URI "${config.resourceUri}" ends with "/": the Claude UI strips a ` +
@@ -76,7 +76,7 @@ export function configWarnings(config: Config): CheckWarning[] {
     });
   }
   if (config.scopesSupported.length === 0) {
-    // specs.md §8.3 item 2.
+    // docs/specs.md §8.3 item 2.
     warnings.push({
       id: "no_scopes_supported",
       message: "SCOPES_SUPPORTED is empty: with no scope in the metadata or the 401 challenge, " +
@@ -86,7 +86,7 @@ export function configWarnings(config: Config): CheckWarning[] {
   }
   const missing = config.requiredScopes.filter((s) => !config.scopesSupported.includes(s));
   if (missing.length > 0) {
-    // specs.md §8.3 item 3: no step-up, a 403 only leads to the same consent again.
+    // docs/specs.md §8.3 item 3: no step-up, a 403 only leads to the same consent again.
     warnings.push({
       id: "required_scope_not_advertised",
       message: `REQUIRED_SCOPES ${JSON.stringify(missing.join(" "))} not in SCOPES_SUPPORTED: ` +

@@ -1,23 +1,27 @@
 /**
  * Origin checks and CORS for the protected endpoint (MCP transport §Security: Origin validation;
- * specs.md §11.4, §12). The metadata endpoint has its own, public, CORS in metadata.ts.
+ * docs/specs.md §11.4, §12). The metadata endpoint has its own, public, CORS in metadata.ts.
  *
  * With ALLOWED_ORIGINS empty the gate checks no Origin and emits no CORS headers at all: browsers
  * then cannot read responses, which is the safe default; operators who serve browser clients
  * (MCP Inspector, web apps) list their origins or `*`. Credentials mode is never allowed: bearer
- * tokens need none, and a reflected origin with credentials would expose cookies (specs.md §12.4).
+ * tokens need none, and a reflected origin with credentials would expose cookies
+ * (docs/specs.md §12.4).
  */
 import type { Config } from "./config.ts";
 
-/** Methods the MCP Streamable HTTP transport uses (specs.md §11.1), plus HEAD and OPTIONS. */
+/** Methods the MCP Streamable HTTP transport uses (docs/specs.md §11.1), plus HEAD and OPTIONS. */
 export const CORS_ALLOW_METHODS = "GET, POST, DELETE, HEAD, OPTIONS";
 
-/** Request headers MCP clients send (specs.md §12.2); requested `Mcp-Param-*` are added. */
+/** Request headers MCP clients send (docs/specs.md §12.2); requested `Mcp-Param-*` are added. */
 export const CORS_ALLOW_HEADERS =
   "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID, " +
   "Mcp-Method, Mcp-Name";
 
-/** Response headers a browser client must read: the challenge and the session id (CONTRACT §3). */
+/**
+ * Response headers a browser client must read: the challenge and the session id
+ * (docs/contract.md §3).
+ */
 export const CORS_EXPOSE_HEADERS = "WWW-Authenticate, Mcp-Session-Id";
 
 /** Seconds a browser may cache a preflight answer. */

@@ -14,7 +14,7 @@ export type GateErrorCode =
   | "not_implemented"
   /** Malformed request: two Authorization headers, token in header and query (RFC 6750 §3.1). */
   | "invalid_request"
-  /** The token failed a check of contract §4 (RFC 6750 §3.1). */
+  /** The token failed a check of docs/contract.md §4 (RFC 6750 §3.1). */
   | "invalid_token"
   /** The token is valid but lacks a required scope or claim (RFC 6750 §3.1, MCP 2025-11-25). */
   | "insufficient_scope"

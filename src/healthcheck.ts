@@ -1,5 +1,5 @@
 /**
- * `mcp-gate healthcheck [URL]` (CONTRACT.md §6): a probe for images without curl (Docker
+ * `mcp-gate healthcheck [URL]` (docs/contract.md §6): a probe for images without curl (Docker
  * `HEALTHCHECK CMD ["/mcp-gate","healthcheck"]`). GET `/readyz` on the gate's own listener and
  * exit 0 on 200, 1 otherwise. Docker reserves exit code 2, so every failure here, usage errors
  * included, is 1.

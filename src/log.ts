@@ -125,7 +125,10 @@ function safeStringify(fields: LogFields): string {
   }
 }
 
-/** Truncates `s` to at most `max` UTF-8 bytes, marking the cut (contract §5: path, user_agent). */
+/**
+ * Truncates `s` to at most `max` UTF-8 bytes, marking the cut (docs/contract.md §5: path,
+ * user_agent).
+ */
 export function truncateBytes(s: string, max = 512): string {
   if (s.length <= max / 3) return s; // cannot exceed max bytes even if every char is 3 bytes
   const bytes = new TextEncoder().encode(s);

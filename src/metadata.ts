@@ -35,7 +35,7 @@ export interface MetadataEndpoint {
  * and a query is kept. `https://h/mcp` → `https://h/.well-known/oauth-protected-resource/mcp`;
  * `https://h` and `https://h/` → `https://h/.well-known/oauth-protected-resource`.
  *
- * Built from the configured resource, never from the request's Host (specs.md §2.2 item 8).
+ * Built from the configured resource, never from the request's Host (docs/specs.md §2.2 item 8).
  * @throws {TypeError} when `resourceUri` is not an absolute URL (config validates it first).
  */
 export function resourceMetadataUrl(resourceUri: string): string {
@@ -46,8 +46,8 @@ export function resourceMetadataUrl(resourceUri: string): string {
 
 /**
  * The pathnames that serve the document: the root well-known path and, for a resource with a
- * path, the path-inserted form with and without a trailing `/` (specs.md §0.1: the TS SDK strips
- * the slash, Python keeps it). `resourcePath` has no trailing slash ("" for none).
+ * path, the path-inserted form with and without a trailing `/` (docs/specs.md §0.1: the TS SDK
+ * strips the slash, Python keeps it). `resourcePath` has no trailing slash ("" for none).
  */
 export function metadataPaths(resourcePath: string): readonly string[] {
   const path = resourcePath.replace(/\/+$/, "");
@@ -79,7 +79,7 @@ export function createMetadata(config: Config): MetadataEndpoint {
   const body = new TextEncoder().encode(json);
   const pathSet = new Set(metadataPaths(config.resourcePath));
 
-  // The document is public (RFC 9728 §3), so any origin may read it: specs.md §12.1.
+  // The document is public (RFC 9728 §3), so any origin may read it: docs/specs.md §12.1.
   const common: [string, string][] = [
     ["access-control-allow-origin", "*"],
     ["x-content-type-options", "nosniff"],

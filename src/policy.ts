@@ -199,8 +199,8 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
 }
 
 /**
- * The claim checks in contract §4 order, after the signature: time, `iss`, `aud`, `sub`, then
- * scopes and required claims (403). Returns the parsed time claims on success, for the cache.
+ * The claim checks in docs/contract.md §4 order, after the signature: time, `iss`, `aud`, `sub`,
+ * then scopes and required claims (403). Returns the parsed time claims on success, for the cache.
  */
 export function checkClaims(
   claims: Readonly<Record<string, unknown>>,

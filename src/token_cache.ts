@@ -1,6 +1,6 @@
 /**
- * The verified-token cache (contract §4): a token that passed every check is remembered by its
- * exact bytes so the next request skips the signature check, which dominates the request path.
+ * The verified-token cache (docs/contract.md §4): a token that passed every check is remembered by
+ * its exact bytes so the next request skips the signature check, which dominates the request path.
  *
  * Only positive results enter, so a flood of garbage or forged tokens never evicts good entries.
  * Bounded in entries (least recently used evicted), in total token bytes, and per token (larger

@@ -1,5 +1,5 @@
 /**
- * `mcp-gate check` and `mcp-gate healthcheck` (CONTRACT.md §6): the warnings as a table, the
+ * `mcp-gate check` and `mcp-gate healthcheck` (docs/contract.md §6): the warnings as a table, the
  * report against a real test issuer, the exit codes as operators meet them (a child process:
  * `deno run main.ts`, or the binary named by MCP_GATE_BIN), and the healthcheck against a real
  * gate, including TLS.

@@ -1,6 +1,6 @@
 /**
  * The CLI as operators meet it: `deno run main.ts` in a clean environment, exit codes and the
- * exact stderr lines (CONTRACT.md §1 and §6).
+ * exact stderr lines (docs/contract.md §1 and §6).
  */
 import assert from "node:assert/strict";
 import { VARIABLES } from "../src/config.ts";

@@ -1,8 +1,8 @@
 /**
- * The policy controls of CONTRACT §1 and §3, black-box: ALLOWED_ORIGINS and CORS, CLAIM_HEADERS,
- * TRUSTED_PROXIES, RATE_LIMIT_* (per subject after auth, per IP before it, bounded), and
- * MAX_REQUEST_BODY (declared and chunked), over real sockets; TLS_CERT_FILE/TLS_KEY_FILE with the
- * gate as a child process (the CLI reads the files).
+ * The policy controls of docs/contract.md §1 and §3, black-box: ALLOWED_ORIGINS and CORS,
+ * CLAIM_HEADERS, TRUSTED_PROXIES, RATE_LIMIT_* (per subject after auth, per IP before it,
+ * bounded), and MAX_REQUEST_BODY (declared and chunked), over real sockets;
+ * TLS_CERT_FILE/TLS_KEY_FILE with the gate as a child process (the CLI reads the files).
  */
 import assert from "node:assert/strict";
 import { startUpstream, status } from "./helpers/upstream.ts";
@@ -477,7 +477,7 @@ Deno.test("MAX_REQUEST_BODY: a declared length over the limit gets 413 and the u
   r.assertUpstreamUntouched();
   const [line] = await r.gate.requestLogs(1);
   assert.equal(line.reason, "body_too_large");
-  // Without a token the same body is a 401: authentication comes first (CONTRACT §3).
+  // Without a token the same body is a 401: authentication comes first (docs/contract.md §3).
   const anon = await fetch(r.url, { method: "POST", body: new Uint8Array(4096) });
   assert.equal(anon.status, 401);
   await anon.body?.cancel();

@@ -16,7 +16,7 @@ const read = (path: string) => Deno.readTextFileSync(`${repo}/${path}`);
 // deno-lint-ignore no-explicit-any
 type Obj = Record<string, any>;
 
-/** CONTRACT.md §1, every variable the gate reads. */
+/** docs/contract.md §1, every variable the gate reads. */
 const CONTRACT_VARIABLES = new Set([
   "UPSTREAM_URL",
   "RESOURCE_URI",
@@ -234,7 +234,7 @@ Deno.test("Dockerfile: HEALTHCHECK runs the healthcheck subcommand in exec form"
 });
 
 Deno.test("Dockerfile: EXPOSE names the default listener and metrics ports", () => {
-  // CONTRACT §1: LISTEN_ADDR 0.0.0.0:8080, METRICS_ADDR :9090.
+  // docs/contract.md §1: LISTEN_ADDR 0.0.0.0:8080, METRICS_ADDR :9090.
   assert.deepEqual(runtime("EXPOSE").map((i) => i.args), ["8080 9090"]);
 });
 
@@ -468,7 +468,7 @@ Deno.test("compose: the gate's issuer is what Keycloak's fixed hostname and real
     composeGate.environment.AUTHORIZATION_SERVER,
     `${kc.KC_HOSTNAME}/realms/${realm.realm}`,
   );
-  // Loopback, so the gate may fetch discovery and keys over http (CONTRACT §1 JWKS_URI).
+  // Loopback, so the gate may fetch discovery and keys over http (docs/contract.md §1 JWKS_URI).
   assert.ok(isLoopbackUrl(composeGate.environment.AUTHORIZATION_SERVER));
 });
 
@@ -493,7 +493,7 @@ Deno.test("compose: the realm client suits Claude and MCP Inspector (public, PKC
 Deno.test("compose: the realm declares no clientScopes, keeping Keycloak's built-in 'basic' (sub)", () => {
   // A realm import with a clientScopes array replaces every built-in scope, and since Keycloak
   // 25 the access token's `sub` comes from the built-in "basic" scope: tokens without `sub`
-  // fail the gate (CONTRACT §4).
+  // fail the gate (docs/contract.md §4).
   assert.equal(realm.clientScopes, undefined);
   assert.equal(realm.defaultDefaultClientScopes, undefined);
 });

@@ -121,7 +121,10 @@ async function startStack() {
   };
 }
 
-/** Polls /readyz (contract §2: 200 once the key set is loaded); the gate emits no other event. */
+/**
+ * Polls /readyz (docs/contract.md §2: 200 once the key set is loaded); the gate emits no other
+ * event.
+ */
 async function waitUntilReady(url: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {

@@ -1,7 +1,7 @@
 /**
  * Black-box tests of the whole gate over real sockets: a test issuer (discovery + JWKS), a
  * recording upstream, and the gate in front of it (in-process, or the binary named by
- * MCP_GATE_BIN). Every status of CONTRACT §3 with its exact headers.
+ * MCP_GATE_BIN). Every status of docs/contract.md §3 with its exact headers.
  */
 import assert from "node:assert/strict";
 import { startTestIssuer } from "./helpers/issuer.ts";
@@ -84,7 +84,7 @@ Deno.test("gate proxies a verified request with the token removed and forwarding
   assert.ok(!r.gate.logText().includes(token.split(".")[2]));
 });
 
-Deno.test("gate answers each rejection of CONTRACT §3 with its exact status and challenge", async (t) => {
+Deno.test("gate answers each rejection of docs/contract.md §3 with its exact status and challenge", async (t) => {
   await using r = await rig({ env: { REQUIRED_SCOPES: "mcp:tools" } });
   const good = await r.issuer.mint({ scope: "mcp:tools" });
   const noScope = await r.issuer.mint({ scope: "other" });

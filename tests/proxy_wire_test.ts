@@ -182,7 +182,7 @@ const dec = new TextDecoder();
 
 // ---- request header rules ----
 
-Deno.test("forward() applies every request header rule of contract §3.8", async (t) => {
+Deno.test("forward() applies every request header rule of docs/contract.md §3.8", async (t) => {
   await using up = await startUpstream();
   await using gate = startGate(
     testConfig(up.url, { claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }),

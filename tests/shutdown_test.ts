@@ -1,7 +1,7 @@
 /**
- * Graceful shutdown (CONTRACT §1 SHUTDOWN_TIMEOUT) with the gate as a child process, so the real
- * signal handlers and exit code are what is tested: on SIGTERM/SIGINT the gate stops accepting,
- * lets in-flight exchanges finish up to SHUTDOWN_TIMEOUT, cuts what remains and exits 0.
+ * Graceful shutdown (docs/contract.md §1 SHUTDOWN_TIMEOUT) with the gate as a child process, so the
+ * real signal handlers and exit code are what is tested: on SIGTERM/SIGINT the gate stops
+ * accepting, lets in-flight exchanges finish up to SHUTDOWN_TIMEOUT, cuts what remains and exits 0.
  */
 import assert from "node:assert/strict";
 import { startTestIssuer } from "./helpers/issuer.ts";

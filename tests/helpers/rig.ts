@@ -116,8 +116,8 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
 
 /**
  * Asserts that no token, and no signature (or payload) segment of one, appears anywhere in
- * `logText` (CONTRACT §5: no token bytes ever). Segments shorter than 8 characters are skipped:
- * they are too short to identify a token and could match by chance.
+ * `logText` (docs/contract.md §5: no token bytes ever). Segments shorter than 8 characters are
+ * skipped: they are too short to identify a token and could match by chance.
  */
 export function assertNoTokenBytes(logText: string, tokens: readonly string[]): void {
   for (const token of tokens) {
