@@ -145,22 +145,9 @@ const BAD_REQUEST_DESCRIPTIONS: Partial<Record<RejectReason, string>> = {
   invalid_header: "A header field value cannot be forwarded",
 };
 
-/** The HTTP status for a code. */
-export function statusOf(code: GateErrorCode): number {
-  return ERROR_RULES[code].status;
-}
-
 /** The log `auth` value for a code (docs/contract.md §5). */
 export function outcomeOf(code: GateErrorCode): AuthOutcome {
   return ERROR_RULES[code].outcome;
-}
-
-/**
- * The metric label for a code: the code itself. The union is closed, so the label set is
- * bounded and cannot be driven by clients.
- */
-export function metricLabelOf(code: GateErrorCode): string {
-  return code;
 }
 
 /** Turns gate errors into responses; every header string and body is built at construction. */

@@ -1,8 +1,9 @@
 /**
- * The request chain, in one visible place (CONTRACT.md §2, §3):
+ * The request chain, in one visible place (docs/contract.md §2, §3):
  * request URL and Host checks → health → metadata → in-flight caps → origin → preflight → bearer →
- * readiness → client-IP bucket → verify → claim fields → rate limit → body size → proxy. Exactly one log line per request, written when the exchange is over (for a stream, when
- * it ends). The handler never throws: every failure becomes a response.
+ * readiness → client-IP bucket → verify → claim fields → rate limit → body size → proxy.
+ * Exactly one log line per request, written when the exchange is over (for a stream, when it
+ * ends). The handler never throws: every failure becomes a response.
  */
 import type { Config } from "./config.ts";
 import { GateError, type RejectReason } from "./errors.ts";
@@ -138,7 +139,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     metrics?.requestFinished({ route: o.route, method: x.method, status: o.status, durationMs });
     const level = o.status >= 500 ? "warn" : "info";
     if (!log.enabled(level)) return;
-    // The fields of contract §5 in a fixed order, serialised here: the same text
+    // The fields of docs/contract.md §5 in a fixed order, serialised here: the same text
     // JSON.stringify would give for them, at a fraction of its cost.
     let line = `"method":${jsonString(x.method)},"path":${jsonString(truncateBytes(x.path))},` +
       `"status":${jsonNumber(o.status)},` +
@@ -241,7 +242,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           : new GateError("overloaded", { reason: "inflight_total", retryAfterSeconds: 1 });
       }
       release = slot;
-      // CONTRACT §3.1: a present, unlisted Origin is refused before anything else.
+      // docs/contract.md §3.1: a present, unlisted Origin is refused before anything else.
       if (!cors.originAllowed(origin)) {
         throw new GateError("forbidden", { reason: "origin" });
       }
@@ -269,7 +270,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       try {
         verified = await verifier.verify(token);
       } catch (err) {
-        if (err instanceof GateError && err.code === "insufficient_scope") throw err;
         throw err instanceof GateError ? err : new GateError("invalid_token", {
           reason: "malformed",
           detail: String(err),

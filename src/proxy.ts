@@ -1,12 +1,12 @@
 /**
- * The streaming reverse proxy (contract §3.8): one authenticated request in, the same request to
- * the upstream MCP server, its response streamed back. This module owns the header rules: which
- * inbound fields are managed by the gate (never forwarded in any spelling), which it sets, and
- * how claim values become fields. Every line of the upstream head is built by the serialiser of
- * src/http1/ (`requestLine`, `fieldLine`), which refuses what it cannot send exactly
- * (docs/security.md). The upstream client is the raw HTTP/1.1 client of src/http1/: bytes pass
- * through untouched (no decompression, unlike `fetch`), bodies stream both ways, redirects are
- * never followed.
+ * The streaming reverse proxy (docs/contract.md §3.8): one authenticated request in, the same
+ * request to the upstream MCP server, its response streamed back. This module owns the header
+ * rules: which inbound fields are managed by the gate (never forwarded in any spelling), which it
+ * sets, and how claim values become fields. Every line of the upstream head is built by the
+ * serialiser of src/http1/ (`requestLine`, `fieldLine`), which refuses what it cannot send
+ * exactly (docs/security.md). The upstream client is the raw HTTP/1.1 client of src/http1/: bytes
+ * pass through untouched (no decompression, unlike `fetch`), bodies stream both ways, redirects
+ * are never followed.
  */
 import type { Config } from "./config.ts";
 import { GateError } from "./errors.ts";
@@ -221,7 +221,7 @@ function buildPlan(config: Config): Plan {
     drop.add("authorization");
     drop.add("cookie");
   }
-  // Inbound copies of claim headers are always removed (contract §1 CLAIM_HEADERS).
+  // Inbound copies of claim headers are always removed (docs/contract.md §1 CLAIM_HEADERS).
   for (const c of config.claimHeaders) drop.add(managedKey(c.header.toLowerCase()));
   return {
     basePath: config.upstream.basePath,
@@ -235,7 +235,7 @@ function buildPlan(config: Config): Plan {
 
 /**
  * The origin-form target for the upstream: base path + the checked path and query, with every
- * `access_token` query parameter removed (contract §3.8) and the rest left as it is.
+ * `access_token` query parameter removed (docs/contract.md §3.8) and the rest left as it is.
  */
 export function upstreamTarget(basePath: string, target: RequestTarget): string {
   return basePath + target.path + stripAccessToken(target.query);
@@ -310,9 +310,9 @@ export interface RequestFields {
 }
 
 /**
- * Reads a request's fields once (contract §3.8 rules: the plan's drop set). On a Deno.serve
- * request each `Headers.get()` is a call into the server, and the `forEach` that the upstream
- * head needs anyway reads them all: one pass does both.
+ * Reads a request's fields once (docs/contract.md §3.8 rules: the plan's drop set). On a
+ * Deno.serve request each `Headers.get()` is a call into the server, and the `forEach` that the
+ * upstream head needs anyway reads them all: one pass does both.
  */
 export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
   const drop = plan.drop;
@@ -463,10 +463,10 @@ function checkedTarget(url: string): RequestTarget {
 export const MAX_CLAIM_VALUE_BYTES = 4096;
 
 /**
- * The claim fields for the upstream from verified claims (contract §1 CLAIM_HEADERS): strings as
- * they are, numbers and booleans as JSON, arrays joined with ",", objects as JSON; non-ASCII as
- * UTF-8 bytes. A value that cannot be sent faithfully (a control character, leading or trailing
- * whitespace, which a recipient strips, a lone surrogate, or more than
+ * The claim fields for the upstream from verified claims (docs/contract.md §1 CLAIM_HEADERS):
+ * strings as they are, numbers and booleans as JSON, arrays joined with ",", objects as JSON;
+ * non-ASCII as UTF-8 bytes. A value that cannot be sent faithfully (a control character, leading
+ * or trailing whitespace, which a recipient strips, a lone surrogate, or more than
  * {@linkcode MAX_CLAIM_VALUE_BYTES}) refuses the request: it is never normalised into another
  * value, which could be another user's.
  * @throws {GateError} `claim_unrepresentable` (403), naming the claim in the log detail.
@@ -734,6 +734,13 @@ async function peekBody(req: Request): Promise<ReadableStream<Uint8Array> | null
 }
 
 function toGateError(e: unknown): GateError {
+  if (e instanceof Http1HeadError) {
+    return new GateError("upstream_error", {
+      reason: "head_unrepresentable",
+      detail: e.message,
+      cause: e,
+    });
+  }
   if (!(e instanceof Http1Error)) {
     return new GateError("upstream_error", {
       reason: "upstream_unreachable",

@@ -1,7 +1,8 @@
 /**
  * Wires the stages together and owns the listeners: Deno.serve for the gate (and the metrics
- * listener), TLS, signals and the graceful drain (CONTRACT.md §1 SHUTDOWN_TIMEOUT). A listener
- * whose accept loop dies (out of file descriptors) is re-created: load never ends the process.
+ * listener), TLS, signals and the graceful drain (docs/contract.md §1 SHUTDOWN_TIMEOUT). A
+ * listener whose accept loop dies (out of file descriptors) is re-created: load never ends the
+ * process.
  */
 import type { Config, ListenAddr } from "./config.ts";
 import { invalidValue, redactedConfig } from "./config.ts";
@@ -10,7 +11,7 @@ import type { Logger } from "./log.ts";
 import { createKeyStore } from "./jwks.ts";
 import { createVerifier } from "./verify.ts";
 import { createForwarder, isUpstreamStreamError } from "./proxy.ts";
-import { createMetrics, type ListenerName, type Metrics } from "./metrics.ts";
+import { createMetrics, type ListenerName, type Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import { createHandler } from "./handler.ts";
 import { VERSION } from "./version.ts";
 
@@ -41,8 +42,8 @@ export interface RunningServer {
 }
 
 /**
- * Starts the gate. Listens at once; the key set loads in the background (CONTRACT §4: startup
- * never blocks on the authorization server).
+ * Starts the gate. Listens at once; the key set loads in the background (docs/contract.md §4:
+ * startup never blocks on the authorization server).
  * @throws {ConfigError} when TLS refuses the certificate or key (TLS_CERT_FILE, TLS_KEY_FILE).
  * @throws when a listener cannot bind (e.g. address in use).
  */
@@ -163,7 +164,6 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
           streams: forwarder.streamingCount,
         });
         forwarder.cutStreams(new DrainCut());
-        forwarder.close();
         let grace: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
           drained,
@@ -359,7 +359,7 @@ function metricsEndpoint(req: Request, ready: boolean, render: () => string): Re
   switch (path) {
     case "/metrics":
       return new Response(render(), {
-        headers: { ...headers, "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        headers: { ...headers, "content-type": METRICS_CONTENT_TYPE },
       });
     case "/livez":
       return new Response('{"status":"ok"}', {

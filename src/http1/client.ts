@@ -13,11 +13,11 @@ import {
   encodeChunk,
   findHeadEnd,
   Http1ProtocolError,
-  isomorphicEncode,
   LAST_CHUNK,
   parseResponseHead,
   type ResponseHead,
 } from "./parse.ts";
+import { encodeHead, Http1HeadError, isByteString } from "./head.ts";
 
 export { Http1ProtocolError, type ResponseHead } from "./parse.ts";
 
@@ -251,7 +251,8 @@ class Connection {
         return scratch.subarray(0, written + tailLength);
       }
     }
-    const bytes = isomorphicEncode(head);
+    // Throws for a char above 0xFF: a head is never truncated into other bytes.
+    const bytes = encodeHead(head);
     return tail === null ? bytes : concat(bytes, tail);
   }
 
@@ -317,8 +318,14 @@ export class Http1Client {
    * Sends one request. Resolves with the response head once it arrived (1xx interim responses
    * skipped); the body then streams from the connection.
    * @throws {Http1Error} when no response head was obtained.
+   * @throws {Http1HeadError} when the head has a char above 0xFF (nothing is sent).
    */
   request(req: Http1Request): Promise<Http1Response> {
+    // Checked before any connection is taken: a head that is not a byte string is refused whole
+    // (Http1HeadError), never truncated, and never half-sent.
+    if (!isByteString(req.head)) {
+      return Promise.reject(new Http1HeadError("value", "Head has a character above 0xFF"));
+    }
     return new Exchange(this, req).run();
   }
 
@@ -984,12 +991,12 @@ class Exchange {
     }
     this.#cleanup();
     if (outcome === "complete" && !head.close && !this.#noReuse && !conn.closed) {
-      // Reuse only after a fully written request too: an upstream that answered early may
-      // still be reading our body.
+      // Reuse only after a request that was fully written before its response ended. An
+      // upstream that answered early may not read the rest of the body, and then parse it as
+      // the next request on the connection (the Expect-based desync): closing costs one
+      // connection, reuse could cost another user's exchange.
       if (this.#writeDone) {
         this.#client.release(conn);
-      } else if (this.#bodyRead && this.#writing !== null) {
-        this.#writing.then(() => this.#writeDone ? this.#client.release(conn) : conn.close());
       } else {
         conn.close();
       }

@@ -83,6 +83,14 @@ export function toByteString(s: string): string {
   return out;
 }
 
+// deno-lint-ignore no-control-regex
+const NOT_BYTE = /[^\x00-\xff]/;
+
+/** Whether every char of `s` is a byte (0x00 to 0xFF), so {@linkcode encodeHead} can send it. */
+export function isByteString(s: string): boolean {
+  return !NOT_BYTE.test(s);
+}
+
 /**
  * Encodes a head string built from {@linkcode requestLine} and {@linkcode fieldLine}: one byte
  * per char.

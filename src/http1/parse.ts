@@ -73,32 +73,6 @@ export function isomorphicDecode(bytes: Uint8Array): string {
   return s;
 }
 
-const utf8Encoder = new TextEncoder();
-// deno-lint-ignore no-control-regex
-const NON_ASCII = /[^\x00-\x7f]/;
-
-/**
- * Encodes a head string: ASCII via the native encoder, otherwise one byte per char (chars above
- * 0xFF cannot occur: callers pass byte strings, see {@linkcode toByteString}).
- */
-export function isomorphicEncode(s: string): Uint8Array {
-  if (!NON_ASCII.test(s)) return utf8Encoder.encode(s);
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
-
-/**
- * A Unicode string (e.g. a JWT claim) as the byte string of its UTF-8 encoding, one char per byte,
- * ready for {@linkcode isomorphicEncode}. ASCII comes back unchanged.
- */
-export function toByteString(s: string): string {
-  if (!NON_ASCII.test(s)) return s;
-  let out = "";
-  for (const b of utf8Encoder.encode(s)) out += String.fromCharCode(b);
-  return out;
-}
-
 // RFC 9110 §5.6.2 token.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /**

@@ -15,13 +15,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Http1Client, Http1Error, type Http1Request } from "./client.ts";
-import {
-  ChunkedDecoder,
-  findHeadEnd,
-  Http1ProtocolError,
-  isomorphicEncode,
-  parseResponseHead,
-} from "./parse.ts";
+import { ChunkedDecoder, findHeadEnd, Http1ProtocolError, parseResponseHead } from "./parse.ts";
+import { encodeHead } from "./head.ts";
 
 // ---- the oracle: RFC 9112 / RFC 9110 ABNF as regular expressions ----
 
@@ -200,7 +195,7 @@ Deno.test("parseResponseHead() accepts exactly the heads the RFC 9112 grammar ac
   let accepted = 0;
   fc.assert(
     fc.property(headText, (text) => {
-      const bytes = isomorphicEncode(text);
+      const bytes = encodeHead(text);
       const end = findHeadEnd(bytes);
       fc.pre(end !== -1);
       const head = text.slice(0, end);
@@ -271,7 +266,7 @@ const trailerLine = fc.oneof(
 const splits = fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 8 });
 
 function decode(wire: string, cuts: number[]): string | null {
-  const bytes = isomorphicEncode(wire);
+  const bytes = encodeHead(wire);
   const d = new ChunkedDecoder();
   const out: Uint8Array[] = [];
   let i = 0;
@@ -531,12 +526,12 @@ function fuzzUpstream(behaviours: Map<string, Behaviour>) {
       if (id === undefined || b === undefined) return;
       const script = scriptFor(b, id);
       for (const w of script.writes) {
-        await conn.write(isomorphicEncode(w));
+        await conn.write(encodeHead(w));
         if (script.writes.length > 1) await new Promise((r) => setTimeout(r, 0));
       }
       if (script.later !== undefined) {
         await new Promise((r) => setTimeout(r, 1));
-        await conn.write(isomorphicEncode(script.later));
+        await conn.write(encodeHead(script.later));
       }
       if (script.close) return;
     }
