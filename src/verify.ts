@@ -1,16 +1,16 @@
 /**
  * Bearer token verification (contract §4; RFC 8725, RFC 9068 §4). jose verifies the JWS
- * (`compactVerify`: protected header, `alg` allow-list, signature, payload) with a key the key
- * store selected; the gate keeps, as named checks, what jose does not decide or decides more
- * leniently: the compact form (strict base64url, no JWE), the header policy (no `crit` at all,
- * no `b64`, the `typ` variants, a string `kid`), key selection from the key set only (header
- * `jku`/`x5u`/`jwk`/`x5c` are never read), then the claim checks of policy.ts.
+ * (`compactVerify`: protected header, `alg` allow-list, signature, payload) with a key-resolver
+ * function over the gate's key store. The gate keeps, as named checks, what jose does not decide
+ * or decides more leniently: the compact form (strict base64url, no JWE), the header policy (no
+ * `crit` at all, no `b64`, the `typ` variants, a string `kid`), key selection from the key set
+ * only (header `jku`/`x5u`/`jwk`/`x5c` are never read), then the claim checks of policy.ts.
  *
  * Keys are CryptoKeys imported once per key set (jwk_import.ts). Tokens that pass are remembered
  * by the verified-token cache (token_cache.ts) until their `exp`; bench/verify_bench.ts measures
  * both paths.
  */
-import { compactVerify, decodeProtectedHeader } from "jose";
+import { type CompactJWSHeaderParameters, compactVerify, decodeProtectedHeader } from "jose";
 import type { Config } from "./config.ts";
 import { GateError } from "./errors.ts";
 import type { KeyStore, VerificationKey } from "./jwks.ts";
@@ -90,7 +90,10 @@ function checkCompactForm(token: string): void {
   }
 }
 
-/** The protected header as a JSON object (jose: strict UTF-8, RFC 7515 §5.2 steps 2-4). */
+/**
+ * The protected header as a JSON object (jose: strict UTF-8, RFC 7515 §5.2 steps 2-4). Read here
+ * only when jose refused a token before asking for its key.
+ */
 function readHeader(token: string): Record<string, unknown> {
   try {
     return decodeProtectedHeader(token) as Record<string, unknown>;
@@ -174,29 +177,6 @@ function fromJose(e: unknown): GateError {
   throw e;
 }
 
-/**
- * jose verifies the token with each candidate key until one signature verifies (several only when
- * the token has no `kid` or the set repeats one). Resolves with the payload and the key.
- */
-async function verifySignature(
-  token: string,
-  alg: string,
-  candidates: readonly VerificationKey[],
-  algorithms: string[],
-): Promise<{ payload: Uint8Array; key: VerificationKey }> {
-  let failure: unknown;
-  for (const key of candidates) {
-    try {
-      const { payload } = await compactVerify(token, key.cryptoKey(alg)!, { algorithms });
-      return { payload, key };
-    } catch (e) {
-      failure = fromJose(e);
-      if ((failure as GateError).reason !== "signature") throw failure;
-    }
-  }
-  throw failure;
-}
-
 /** The JWT Claims Set (RFC 7519 §7.2 step 10): a JSON object in UTF-8. */
 function readClaims(payload: Uint8Array): Record<string, unknown> {
   let v: unknown;
@@ -229,11 +209,51 @@ export function createVerifier(
 
   const algorithms = [...allowedAlgs];
 
+  /**
+   * jose verifies the JWS (RFC 7515 §5.2) and asks `resolveKey` for the key once it has parsed
+   * the protected header and accepted its `alg` and `crit`. The resolver applies the gate's
+   * header policy to that same header, then selects keys from the key store. When several keys
+   * may fit (no `kid`, or a repeated one), the others are tried after a signature failure.
+   */
+  async function verifyJws(
+    token: string,
+  ): Promise<{ payload: Uint8Array; key: VerificationKey }> {
+    let alg = "";
+    let candidates: readonly VerificationKey[] | undefined;
+    const resolveKey = async (header: CompactJWSHeaderParameters): Promise<CryptoKey> => {
+      const checked = checkHeader(header as Record<string, unknown>, allowedAlgs);
+      alg = checked.alg;
+      candidates = await selectKeys(keys, checked.kid, alg);
+      return candidates[0].cryptoKey(alg)!;
+    };
+    try {
+      const { payload } = await compactVerify(token, resolveKey, { algorithms });
+      return { payload, key: candidates![0] };
+    } catch (e) {
+      if (e instanceof GateError) throw e;
+      if (candidates === undefined) {
+        // jose refused the header before asking for a key: the gate's header checks, in their
+        // order, name the reason (an empty `crit` is "crit" here, a JWS error to jose).
+        checkHeader(readHeader(token), allowedAlgs);
+        throw fromJose(e);
+      }
+      let failure = fromJose(e);
+      for (const key of candidates.slice(1)) {
+        if (failure.reason !== "signature") break;
+        try {
+          const { payload } = await compactVerify(token, key.cryptoKey(alg)!, { algorithms });
+          return { payload, key };
+        } catch (e) {
+          failure = fromJose(e);
+        }
+      }
+      throw failure;
+    }
+  }
+
   async function verifyUncached(token: string, nowMs: number): Promise<VerifiedToken> {
     checkCompactForm(token);
-    const { alg, kid } = checkHeader(readHeader(token), allowedAlgs);
-    const candidates = await selectKeys(keys, kid, alg);
-    const { payload, key } = await verifySignature(token, alg, candidates, algorithms);
+    const { payload, key } = await verifyJws(token);
     const claims = readClaims(payload);
     const checked = checkClaims(claims, { policy, issuer: keys.issuer, nowMs });
     if (checked instanceof GateError) {
