@@ -631,3 +631,40 @@ Deno.test("Http1Client discards a pooled connection whose stray bytes arrive in 
     assert.equal(await text((await victim).body), `/victim-${round}`);
   }
 });
+
+Deno.test("Http1Client never reuses a connection whose response ended before the request body was sent", async () => {
+  // An upstream that answers early (a 200 before reading the body) and keeps the connection:
+  // the rest of the body could be read as the next request on it (the Expect-style desync).
+  const size = 4 * 1024 * 1024;
+  let seen = 0;
+  let drained!: () => void;
+  const allRead = new Promise<void>((r) => (drained = r));
+  await using up = startRawUpstream(async (conn) => {
+    const head = (await readRequestHead(conn)) ?? "";
+    // What came with the head (decoded as text: the body is all "a").
+    seen = head.length - head.indexOf("\r\n\r\n") - 4;
+    await writeText(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    // Read the rest slowly, so the gate's write is still under way when the response ends.
+    await new Promise((r) => setTimeout(r, 100));
+    const buf = new Uint8Array(64 * 1024);
+    while (seen < size) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      seen += n;
+    }
+    drained();
+    await conn.read(buf).catch(() => null);
+  });
+  using c = client(up.port);
+  const res = await c.request({
+    head: `POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: ${size}\r\n\r\n`,
+    method: "POST",
+    body: new Uint8Array(size).fill(0x61),
+    chunked: false,
+    headersTimeoutMs: 5000,
+  });
+  assert.equal(await text(res.body), "ok");
+  await allRead;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(c.idleCount, 0, "the connection did not go back to the pool");
+});
