@@ -4,87 +4,20 @@
  * stay up and serve again. Runs `deno run main.ts`, or the executable named by MCP_GATE_BIN.
  */
 import assert from "node:assert/strict";
-import { GATE_BIN } from "./helpers/gate.ts";
+import { spawnGate } from "./helpers/process.ts";
 
-const ROOT = new URL("../", import.meta.url);
-const MAIN = new URL("main.ts", ROOT).pathname;
-const PASS_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "DENO_NO_UPDATE_CHECK"];
 /** Low enough that a few dozen idle sockets exhaust it, high enough for the gate to start. */
 const FD_LIMIT = 96;
 
-/** A gate child process under `ulimit -n limit`, with its JSON log lines. */
-function spawnLimitedGate(limit: number) {
-  const env: Record<string, string> = {
-    UPSTREAM_URL: "http://127.0.0.1:9",
-    RESOURCE_URI: "https://mcp.example.com/mcp",
-    AUTHORIZATION_SERVER: "https://auth.example.com",
-    // Nothing listens there: the key store fails fast and retries, the listener is what counts.
-    JWKS_URI: "http://127.0.0.1:9/jwks",
-    LISTEN_ADDR: "127.0.0.1:0",
-    METRICS_ADDR: "127.0.0.1:0",
-  };
-  for (const name of PASS_THROUGH) {
-    const v = Deno.env.get(name);
-    if (v !== undefined) env[name] = v;
-  }
-  const argv = GATE_BIN
-    ? [GATE_BIN]
-    : [Deno.execPath(), "run", "--allow-net", "--allow-env", "--allow-read", MAIN];
-  const child = new Deno.Command("bash", {
-    args: ["-c", `ulimit -n ${limit} && exec "$@"`, "bash", ...argv],
-    env,
-    clearEnv: true,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  let err = "";
-  const pump = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) add(decoder.decode(chunk, { stream: true }));
-  };
-  const pumps = Promise.all([
-    pump(child.stdout, (s) => (out += s)),
-    pump(child.stderr, (s) => (err += s)),
-  ]);
-  let exited: Deno.CommandStatus | undefined;
-  const status = child.status.then(async (s) => {
-    await pumps;
-    exited = s;
-    return s;
-  });
-  const logs = () =>
-    out.split("\n").filter((l) => l.startsWith("{")).map((l) =>
-      JSON.parse(l) as Record<string, unknown>
-    );
-  const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, timeoutMs: number) => {
-    const deadline = Date.now() + timeoutMs;
-    while (true) {
-      const hit = logs().find(pred);
-      if (hit) return hit;
-      if (exited || Date.now() > deadline) {
-        throw new Error(`no matching log line (exit ${exited?.code}):\n${out}\n${err}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  return {
-    logs,
-    waitForLog,
-    get exited() {
-      return exited;
-    },
-    stderr: () => err,
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await status;
-    },
-  };
-}
+const ENV: Record<string, string> = {
+  UPSTREAM_URL: "http://127.0.0.1:9",
+  RESOURCE_URI: "https://mcp.example.com/mcp",
+  AUTHORIZATION_SERVER: "https://auth.example.com",
+  // Nothing listens there: the key store fails fast and retries, the listener is what counts.
+  JWKS_URI: "http://127.0.0.1:9/jwks",
+  LISTEN_ADDR: "127.0.0.1:0",
+  METRICS_ADDR: "127.0.0.1:0",
+};
 
 function portOf(addr: unknown): number {
   return Number(String(addr).split(":").pop());
@@ -117,7 +50,9 @@ Deno.test({
   name: "the gate survives running out of descriptors and accepts again when they free up",
   ignore: Deno.build.os === "windows",
   async fn() {
-    await using gate = spawnLimitedGate(FD_LIMIT);
+    await using gate = await spawnGate(ENV, { fileLimit: FD_LIMIT });
+    let exited: Deno.CommandStatus | undefined;
+    gate.status.then((s) => (exited = s), () => {});
     const listening = await gate.waitForLog((l) => l.msg === "listening", 20_000);
     const port = portOf(listening.addr);
     const metricsPort = portOf(listening.metrics_addr);
@@ -145,7 +80,7 @@ Deno.test({
 
       // Still alive a moment later: the failure used to be an unhandled rejection, exit 1.
       await new Promise((r) => setTimeout(r, 500));
-      assert.equal(gate.exited, undefined, `gate exited: ${gate.stderr()}`);
+      assert.equal(exited, undefined, `gate exited: ${gate.stderr()}`);
 
       // The dead listener's idle connections were closed, giving their descriptors back.
       const shed = await Promise.all(idle.slice(0, 10).map((c) => closedByPeer(c, 2_000)));
@@ -163,6 +98,6 @@ Deno.test({
     assert.equal(answer, '200 {"status":"ok"}');
     const metrics = await get(metricsPort, "/metrics");
     assert.match(metrics, /^mcpgate_listener_failures_total\{listener="gate"\} [1-9]\d*$/m);
-    assert.equal(gate.exited, undefined);
+    assert.equal(exited, undefined);
   },
 });

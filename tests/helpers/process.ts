@@ -48,6 +48,8 @@ export interface SpawnOptions {
    * request. Default: keep everything.
    */
   maxStdoutChars?: number;
+  /** Run under `ulimit -n` of this many descriptors (bash sets it; Deno cannot). */
+  fileLimit?: number;
 }
 
 /** Starts the gate with exactly `env` (plus what `deno` needs to run). */
@@ -62,9 +64,12 @@ export async function spawnGate(
       if (v !== undefined && full[name] === undefined) full[name] = v;
     }
   }
-  const [cmd, args] = GATE_BIN
-    ? [GATE_BIN, []]
-    : [Deno.execPath(), ["run", "--allow-net", "--allow-env", "--allow-read", MAIN]];
+  const argv = GATE_BIN
+    ? [GATE_BIN]
+    : [Deno.execPath(), "run", "--allow-net", "--allow-env", "--allow-read", MAIN];
+  const [cmd, ...args] = options.fileLimit === undefined
+    ? argv
+    : ["bash", "-c", `ulimit -n ${options.fileLimit} && exec "$@"`, "bash", ...argv];
   const child = new Deno.Command(cmd, {
     args,
     env: full,
