@@ -10,6 +10,13 @@
  */
 import assert from "node:assert/strict";
 import {
+  CLIENT_ADDRESS_HEADERS,
+  CONSUMED_HEADERS,
+  GATE_SET_HEADERS,
+  HOP_BY_HOP_HEADERS,
+} from "../src/proxy.ts";
+import {
+  ALWAYS_MANAGED,
   bytesOf,
   canonicalName,
   type EchoBody,
@@ -585,4 +592,16 @@ Deno.test("a transfer coding other than chunked gets 501 before auth, never reac
   assert.ok(res !== null && (res.status === 501 || res.status === 400), show(res));
   await settle();
   assertUpstream(rig, 0, "gzip transfer coding");
+});
+
+Deno.test("the oracle's managed names and the gate's documented lists are the same set", () => {
+  // The oracle (tests/helpers/strict_upstream.ts) is written independently of src/proxy.ts on
+  // purpose; this keeps the two from drifting apart silently.
+  const gate = new Set([
+    ...HOP_BY_HOP_HEADERS,
+    ...GATE_SET_HEADERS,
+    ...CONSUMED_HEADERS,
+    ...CLIENT_ADDRESS_HEADERS,
+  ]);
+  assert.deepEqual([...gate].sort(), [...ALWAYS_MANAGED].sort());
 });

@@ -589,6 +589,8 @@ export const MANAGED_HEADERS = Object.freeze(
       "x-original-forwarded-for",
       "x-envoy-external-address",
     ],
+    /** Consumed by the gate's side: Deno.serve already answered `Expect: 100-continue`. */
+    consumed: ["expect"],
     /** Dropped unless FORWARD_AUTHORIZATION=true. */
     credentials: ["authorization", "cookie"],
   } as const,
@@ -600,6 +602,7 @@ export const ALWAYS_MANAGED: ReadonlySet<string> = new Set([
   ...MANAGED_HEADERS.hopByHop,
   ...MANAGED_HEADERS.gateSet,
   ...MANAGED_HEADERS.clientAddress,
+  ...MANAGED_HEADERS.consumed,
 ]);
 
 /** A field name as the managed-name rule compares it: lower case, `_` read as `-`. */
