@@ -13,8 +13,9 @@
  * RSA and Ed25519, WebCrypto ahead for ES256), but 32 concurrent WebCrypto verifications finish
  * 1.5-4x sooner than 32 node:crypto ones, which block the event loop. So keys are WebCrypto
  * CryptoKeys (jose `importJWK`) imported once per key set. A never-seen token costs the signature
- * plus a few µs of checks (the jose verifier measured 2-9 % above the hand-written WebCrypto one
- * it replaced, interleaved in one process); a cache hit costs well under 1 µs.
+ * plus jose's JWS processing and the gate's checks: 5-25 µs of CPU above the hand-written
+ * WebCrypto verifier jose replaced (+2-12 % per token, old and new interleaved in one process;
+ * +14 % gate CPU per request in `deno task bench --only=cold`). A cache hit costs under 1 µs.
  */
 import * as jose from "jose";
 import { constants, createPublicKey, verify as nodeVerify } from "node:crypto";
