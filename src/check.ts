@@ -10,7 +10,8 @@
  */
 import type { Config } from "./config.ts";
 import { redactedConfig } from "./config.ts";
-import { createKeyStore, isLoopbackHost } from "./jwks.ts";
+import { createKeyStore } from "./jwks.ts";
+import { isLoopbackHost } from "./ip.ts";
 import { createLogger, type LogSink } from "./log.ts";
 import { createMetadata } from "./metadata.ts";
 

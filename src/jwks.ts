@@ -9,6 +9,7 @@
  * `crypto.subtle.verify` runs off the event loop, so concurrent requests verify in parallel (2-4x
  * the throughput on two cores) and streams are not stalled behind RSA math.
  */
+import { isLoopbackHost } from "./ip.ts";
 import type { Config } from "./config.ts";
 import { type ImportedKeySet, importKeySet, type VerificationKey } from "./jwk_import.ts";
 import type { Logger } from "./log.ts";
@@ -125,13 +126,6 @@ export function discoveryUrls(issuer: string): string[] {
       `${url.origin}/.well-known/openid-configuration${path}`,
     ]),
   ];
-}
-
-/** Whether the host of `url` is a loopback address (where plain http is acceptable). */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.toLowerCase();
-  return h === "localhost" || h.endsWith(".localhost") || /^127\.\d+\.\d+\.\d+$/.test(h) ||
-    h === "[::1]" || h === "::1";
 }
 
 /** A key-set or metadata URL must be https, or http on a loopback host. */
