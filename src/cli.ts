@@ -1,6 +1,7 @@
 /**
- * The command line (CONTRACT.md §6): subcommands in one table, each returning an exit code. Never
- * exits and never reads Deno.args or Deno.env: main.ts passes them in, so tests call runCli().
+ * The command line (docs/contract.md §6): subcommands in one table, each returning an exit code.
+ * Never exits and never reads Deno.args or Deno.env: main.ts passes them in, so tests call
+ * runCli().
  */
 import {
   type Config,
@@ -23,7 +24,7 @@ export interface CliIo {
   stderr(text: string): void;
 }
 
-/** Exit codes (CONTRACT.md §6). */
+/** Exit codes (docs/contract.md §6). */
 export const EXIT = Object.freeze({ ok: 0, failure: 1, config: 2 });
 
 /** What a command gets: the arguments after its name, the environment and the output. */
@@ -211,7 +212,10 @@ function wrap(text: string, indent: string, width: number): string {
   return lines.join("\n");
 }
 
-/** Parses the configuration, or prints the one-line error (CONTRACT.md §1) and returns undefined. */
+/**
+ * Parses the configuration, or prints the one-line error (docs/contract.md §1) and returns
+ * undefined.
+ */
 function loadConfig(ctx: CommandContext): Config | undefined {
   try {
     return parseConfig(ctx.env);

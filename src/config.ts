@@ -459,7 +459,7 @@ const ROWS = deepFreeze([
 
 /**
  * Every environment variable, in the order `--help`, the README and the redacted view show them
- * (CONTRACT.md §1). Unset and blank values mean the default, except where `whenBlank` says.
+ * (docs/contract.md §1). Unset and blank values mean the default, except where `whenBlank` says.
  */
 export const CONFIG_ROWS: readonly ConfigRow[] = ROWS;
 /** The same rows, seen generically: what parseConfig and the redacted view walk. */
@@ -542,7 +542,7 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
 ]);
 
 /**
- * Parses and validates the whole configuration (CONTRACT.md §1): every row of
+ * Parses and validates the whole configuration (docs/contract.md §1): every row of
  * {@linkcode CONFIG_ROWS} is read and every problem collected, then the
  * {@linkcode POST_CHECKS}; then derived defaults and fields are filled and the result deep-frozen.
  * @throws {ConfigError} listing every bad variable.

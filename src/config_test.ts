@@ -66,7 +66,7 @@ async function refusesEach(
 }
 
 Deno.test("parseConfig() fills every default from the three required variables", () => {
-  // The test config is contract §1's defaults but for what makes it safe to start.
+  // The test config is docs/contract.md §1's defaults but for what makes it safe to start.
   assert.deepEqual(
     parse(),
     testConfig({

@@ -1,5 +1,5 @@
 /**
- * Bearer token verification (contract §4; RFC 8725, RFC 9068 §4). jose verifies the JWS
+ * Bearer token verification (docs/contract.md §4; RFC 8725, RFC 9068 §4). jose verifies the JWS
  * (`compactVerify`: protected header, `alg` allow-list, signature, payload) with a key-resolver
  * function over the gate's key store. The gate keeps, as named checks, what jose does not decide
  * or decides more leniently: the compact form (strict base64url, no JWE), the header policy (no
@@ -281,7 +281,8 @@ export function createVerifier(
       if (cache) {
         const hit = cache.get(token, nowMs);
         if (hit) {
-          // Contract §4: time is re-checked on each use; a key that left the set ends the entry.
+          // docs/contract.md §4: time is re-checked on each use; a key that left the set ends
+          // the entry.
           if (keys.hasKey(hit.key)) {
             const err = checkTime(hit.time, nowMs, policy.clockSkewMs);
             if (!err) return hit.result;
