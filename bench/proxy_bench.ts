@@ -13,7 +13,7 @@
 import http from "node:http";
 import process from "node:process";
 import { Http1Client } from "../src/http1/mod.ts";
-import { createForwarder } from "../src/proxy.ts";
+import { createForwarder } from "../src/proxy/mod.ts";
 import { configFor } from "../tests/helpers/issuer.ts";
 import { upstreamOf } from "../tests/helpers/upstream.ts";
 

@@ -8,7 +8,7 @@
  * cache hit. The "x32 concurrent" rows show whether a primitive's work leaves the event loop free
  * (WebCrypto runs off the main thread).
  *
- * Outcome on two cores (Deno 2.9, see src/jwks.ts): one signature costs about the same either
+ * Outcome on two cores (Deno 2.9, see src/auth/jwks.ts): one signature costs about the same either
  * way (RS256 ≈ 250-450 µs, ES256 ≈ 0.4-0.7 ms, EdDSA ≈ 50 µs; node:crypto a little ahead for
  * RSA and Ed25519, WebCrypto ahead for ES256), but 32 concurrent WebCrypto verifications finish
  * 1.5-4x sooner than 32 node:crypto ones, which block the event loop. So keys are WebCrypto
@@ -19,7 +19,7 @@
  */
 import * as jose from "jose";
 import { constants, createPublicKey, verify as nodeVerify } from "node:crypto";
-import { createVerifier } from "../src/verify.ts";
+import { createVerifier } from "../src/auth/mod.ts";
 import {
   configFor,
   createInMemoryKeyStore,

@@ -11,8 +11,8 @@
  * Demo-only modules (oidc-provider, the MCP SDK) are imported here and in `demo/`, never from
  * `src/`, so they stay out of the gate's own module graph.
  */
-import { parseConfig } from "../src/config.ts";
-import { createLogger, createStdoutSink, type LogSink } from "../src/log.ts";
+import { parseConfig } from "../src/config/mod.ts";
+import { createLogger, createStdoutSink, type LogSink } from "../src/ops/mod.ts";
 import { type RunningServer, startServer } from "../src/server.ts";
 import {
   DEMO_PUBLIC_CLIENT_ID,

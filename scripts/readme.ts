@@ -3,8 +3,8 @@
  * usage block from `mcp-gate --help`. `deno task readme` rewrites both; tests/readme_test.ts fails
  * when they drift.
  */
-import { VARIABLES } from "../src/config.ts";
-import { helpText } from "../src/cli.ts";
+import { VARIABLES } from "../src/config/mod.ts";
+import { helpText } from "../src/cli/mod.ts";
 
 /** The markdown configuration table. */
 export function configTable(): string {

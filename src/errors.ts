@@ -7,7 +7,7 @@ export type GateErrorCode =
   | "no_token"
   /**
    * A request the gate will not pass on as it is: a request target or Host that is not a valid
-   * URI part (src/target.ts), refused before authentication with 400 and no challenge.
+   * URI part (src/http/target.ts), refused before authentication with 400 and no challenge.
    */
   | "bad_request"
   /** A transfer coding other than chunked (RFC 9112 §6.1): 501, refused before authentication. */

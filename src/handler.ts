@@ -5,22 +5,22 @@
  * Exactly one log line per request, written when the exchange is over (for a stream, when it
  * ends). The handler never throws: every failure becomes a response.
  */
-import type { Config } from "./config.ts";
+import type { Config } from "./config/mod.ts";
 import { GateError, type RejectReason } from "./errors.ts";
-import { jsonNumber, jsonString, type Logger, truncateBytes } from "./log.ts";
-import { bearerFrom } from "./bearer.ts";
-import { createResponder, outcomeOf } from "./challenge.ts";
-import { createMetadata } from "./metadata.ts";
-import { createCors } from "./cors.ts";
-import { createClientIpResolver } from "./client_ip.ts";
-import { createRateLimiter, type RateLimiter } from "./rate_limit.ts";
-import { createInflightLimits } from "./inflight.ts";
-import { requestIdFor } from "./request_id.ts";
-import { annotateAuth } from "./tracing.ts";
+import { jsonNumber, jsonString, type Logger, truncateBytes } from "./ops/mod.ts";
+import { bearerFrom } from "./http/mod.ts";
+import { createResponder, outcomeOf } from "./http/mod.ts";
+import { createMetadata } from "./http/mod.ts";
+import { createCors } from "./http/mod.ts";
+import { createClientIpResolver } from "./http/mod.ts";
+import { createRateLimiter, type RateLimiter } from "./http/mod.ts";
+import { createInflightLimits } from "./http/mod.ts";
+import { requestIdFor } from "./http/mod.ts";
+import { annotateAuth } from "./ops/mod.ts";
 import { contentLengthOf, isFieldValue, splitTokens } from "./http1/mod.ts";
-import { isUriHost, parseRequestUrl, type RequestTarget } from "./target.ts";
-import type { KeyStore } from "./jwks.ts";
-import type { TokenVerifier, VerifiedToken } from "./verify.ts";
+import { isUriHost, parseRequestUrl, type RequestTarget } from "./http/mod.ts";
+import type { KeyStore } from "./auth/mod.ts";
+import type { TokenVerifier, VerifiedToken } from "./auth/mod.ts";
 import {
   claimFieldValues,
   type ForwardContext,
@@ -29,8 +29,8 @@ import {
   planFor,
   readRequestFields,
   type RequestFields,
-} from "./proxy.ts";
-import type { Metrics, Route } from "./metrics.ts";
+} from "./proxy/mod.ts";
+import type { Metrics, Route } from "./ops/mod.ts";
 
 /** What {@linkcode createHandler} needs; every part is built once by server.ts (or a test). */
 export interface HandlerDeps {
@@ -195,7 +195,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     };
 
     // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
-    // before any other work (src/target.ts, docs/security.md).
+    // before any other work (src/http/target.ts, docs/security.md).
     const malformed: RejectReason | undefined = typeof target === "string"
       ? target
       : fields.host !== null && !isUriHost(fields.host)

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { createHandler, type HandlerDeps, splitTarget } from "./handler.ts";
-import { parseConfig } from "./config.ts";
+import { parseConfig } from "./config/mod.ts";
 import { GateError } from "./errors.ts";
-import { createLogger, createMemorySink } from "./log.ts";
-import type { TokenVerifier } from "./verify.ts";
-import type { ForwardContext, Forwarder } from "./proxy.ts";
+import { createLogger, createMemorySink } from "./ops/mod.ts";
+import type { TokenVerifier } from "./auth/mod.ts";
+import type { ForwardContext, Forwarder } from "./proxy/mod.ts";
 
 const BASE_ENV = {
   UPSTREAM_URL: "http://127.0.0.1:9/base",

@@ -4,14 +4,14 @@
  * listener whose accept loop dies (out of file descriptors) is re-created: load never ends the
  * process.
  */
-import type { Config, ListenAddr } from "./config.ts";
-import { invalidValue, redactedConfig } from "./config.ts";
+import type { Config, ListenAddr } from "./config/mod.ts";
+import { invalidValue, redactedConfig } from "./config/mod.ts";
 import { ConfigError } from "./errors.ts";
-import type { Logger } from "./log.ts";
-import { createKeyStore } from "./jwks.ts";
-import { createVerifier } from "./verify.ts";
-import { createForwarder, isUpstreamStreamError } from "./proxy.ts";
-import { createMetrics, type ListenerName, type Metrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
+import type { Logger } from "./ops/mod.ts";
+import { createKeyStore } from "./auth/mod.ts";
+import { createVerifier } from "./auth/mod.ts";
+import { createForwarder, isUpstreamStreamError } from "./proxy/mod.ts";
+import { createMetrics, type ListenerName, type Metrics, METRICS_CONTENT_TYPE } from "./ops/mod.ts";
 import { createHandler } from "./handler.ts";
 import { VERSION } from "./version.ts";
 

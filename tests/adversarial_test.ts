@@ -33,11 +33,11 @@ import {
   type Rig,
   startRig,
 } from "./helpers/rig.ts";
-import { parseConfig } from "../src/config.ts";
+import { parseConfig } from "../src/config/mod.ts";
 import { createHandler } from "../src/handler.ts";
-import { createVerifier } from "../src/verify.ts";
-import { createLogger, createMemorySink } from "../src/log.ts";
-import type { Forwarder } from "../src/proxy.ts";
+import { createVerifier } from "../src/auth/mod.ts";
+import { createLogger, createMemorySink } from "../src/ops/mod.ts";
+import type { Forwarder } from "../src/proxy/mod.ts";
 
 const nowS = () => Math.floor(Date.now() / 1000);
 const dec = new TextDecoder();

@@ -5,9 +5,9 @@
  * gate, including TLS.
  */
 import assert from "node:assert/strict";
-import { type Env, parseConfig } from "../src/config.ts";
-import { type CheckWarning, configWarnings, runCheck } from "../src/check.ts";
-import { healthcheckTarget, localHostFor, runHealthcheck } from "../src/healthcheck.ts";
+import { type Env, parseConfig } from "../src/config/mod.ts";
+import { type CheckWarning, configWarnings, runCheck } from "../src/cli/mod.ts";
+import { healthcheckTarget, localHostFor, runHealthcheck } from "../src/cli/mod.ts";
 import { startTestIssuer } from "./helpers/issuer.ts";
 import { GATE_BIN, startGate, type TestGate } from "./helpers/gate.ts";
 import { closedPort } from "./helpers/net.ts";

@@ -3,7 +3,7 @@
  * exact stderr lines (docs/contract.md §1 and §6).
  */
 import assert from "node:assert/strict";
-import { VARIABLES } from "../src/config.ts";
+import { VARIABLES } from "../src/config/mod.ts";
 import { VERSION } from "../src/version.ts";
 
 const ROOT = new URL("..", import.meta.url);

@@ -12,11 +12,11 @@ import { startTestIssuer } from "./helpers/issuer.ts";
 import { spawnGate } from "./helpers/process.ts";
 import { HAVE_OPENSSL, selfSignedCert } from "./helpers/tls.ts";
 import { withTimeout } from "./helpers/wait.ts";
-import { parseConfig } from "../src/config.ts";
+import { parseConfig } from "../src/config/mod.ts";
 import { createHandler } from "../src/handler.ts";
 import { GateError } from "../src/errors.ts";
-import { createLogger, createMemorySink } from "../src/log.ts";
-import type { Forwarder } from "../src/proxy.ts";
+import { createLogger, createMemorySink } from "../src/ops/mod.ts";
+import type { Forwarder } from "../src/proxy/mod.ts";
 
 const EXPOSE = "WWW-Authenticate, Mcp-Session-Id";
 

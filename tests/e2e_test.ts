@@ -21,8 +21,8 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 // @ts-types="@modelcontextprotocol/sdk/client/auth-extensions"
 import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth-extensions.js";
-import { parseConfig } from "../src/config.ts";
-import { createLogger, createMemorySink } from "../src/log.ts";
+import { parseConfig } from "../src/config/mod.ts";
+import { createLogger, createMemorySink } from "../src/ops/mod.ts";
 import { startServer } from "../src/server.ts";
 import {
   DEMO_SERVICE_CLIENT_ID,

@@ -3,11 +3,11 @@
  * and path issuers, rotation, the unknown-kid refetch under load, and stale-on-error.
  */
 import { deepStrictEqual as assertEquals, equal, ok as assert, rejects } from "node:assert/strict";
-import type { Config } from "../src/config.ts";
+import type { Config } from "../src/config/mod.ts";
 import { GateError } from "../src/errors.ts";
-import { createKeyStore, type KeyStoreDeps } from "../src/jwks.ts";
-import { createLogger, createMemorySink } from "../src/log.ts";
-import { createVerifier } from "../src/verify.ts";
+import { createKeyStore, type KeyStoreDeps } from "../src/auth/mod.ts";
+import { createLogger, createMemorySink } from "../src/ops/mod.ts";
+import { createVerifier } from "../src/auth/mod.ts";
 import {
   configFor,
   generateTestKey,

@@ -4,7 +4,7 @@
  * on what a raw client sees on the wire.
  */
 import assert from "node:assert/strict";
-import type { Config } from "../src/config.ts";
+import type { Config } from "../src/config/mod.ts";
 import { GateError } from "../src/errors.ts";
 import {
   createForwarder,
@@ -12,7 +12,7 @@ import {
   type Forwarder,
   type ForwardResult,
   isUpstreamStreamError,
-} from "../src/proxy.ts";
+} from "../src/proxy/mod.ts";
 import { configFor } from "./helpers/issuer.ts";
 import {
   chunked,

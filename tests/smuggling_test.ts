@@ -14,7 +14,7 @@ import {
   CONSUMED_HEADERS,
   GATE_SET_HEADERS,
   HOP_BY_HOP_HEADERS,
-} from "../src/proxy.ts";
+} from "../src/proxy/mod.ts";
 import {
   ALWAYS_MANAGED,
   bytesOf,
@@ -595,7 +595,7 @@ Deno.test("a transfer coding other than chunked gets 501 before auth, never reac
 });
 
 Deno.test("the oracle's managed names and the gate's documented lists are the same set", () => {
-  // The oracle (tests/helpers/strict_upstream.ts) is written independently of src/proxy.ts on
+  // The oracle (tests/helpers/strict_upstream.ts) is written independently of src/proxy/forwarder.ts on
   // purpose; this keeps the two from drifting apart silently.
   const gate = new Set([
     ...HOP_BY_HOP_HEADERS,

@@ -1,12 +1,12 @@
 /**
  * The auth decision reaches the trace: with Deno's OpenTelemetry on, the server span of each
- * request carries `mcpgate.auth.outcome`, `mcpgate.auth.reason` and `enduser.id` (src/tracing.ts).
+ * request carries `mcpgate.auth.outcome`, `mcpgate.auth.reason` and `enduser.id` (src/ops/tracing.ts).
  * Checked end to end: a child process exports OTLP/HTTP JSON to a collector started here. The cost
  * with OpenTelemetry off is measured by bench/tracing_bench.ts, not asserted here (a wall-clock
  * threshold would flake on a slow machine).
  */
 import assert from "node:assert/strict";
-import { SPAN_ATTRIBUTES } from "../src/tracing.ts";
+import { SPAN_ATTRIBUTES } from "../src/ops/mod.ts";
 
 const ROOT = new URL("..", import.meta.url);
 

@@ -8,7 +8,7 @@
  * const cors = createCors(testConfig({ allowedOrigins: ["https://app.example.com"] }));
  * ```
  */
-import { type Config, type Env, parseConfig } from "../../src/config.ts";
+import { type Config, type Env, parseConfig } from "../../src/config/mod.ts";
 
 /** The default resource (and token audience). */
 export const TEST_RESOURCE = "https://mcp.example.com/mcp";

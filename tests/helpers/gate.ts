@@ -5,9 +5,9 @@
  * `deno compile` output), the same tests run against that binary as a child process with only the
  * gate's variables in its environment; the bound port is read from its `listening` log line.
  */
-import { parseConfig } from "../../src/config.ts";
+import { parseConfig } from "../../src/config/mod.ts";
 import { startServer } from "../../src/server.ts";
-import { createLogger, type LogSink } from "../../src/log.ts";
+import { createLogger, type LogSink } from "../../src/ops/mod.ts";
 
 /** A running gate. */
 export interface TestGate extends AsyncDisposable {

@@ -10,9 +10,9 @@
  * ```
  */
 import * as jose from "jose";
-import type { Config } from "../../src/config.ts";
-import { createKeyStore, type KeyStore, type TimerId, type Timers } from "../../src/jwks.ts";
-import { createLogger, createMemorySink, type Logger } from "../../src/log.ts";
+import type { Config } from "../../src/config/mod.ts";
+import { createKeyStore, type KeyStore, type TimerId, type Timers } from "../../src/auth/mod.ts";
+import { createLogger, createMemorySink, type Logger } from "../../src/ops/mod.ts";
 import { TEST_RESOURCE, testConfig } from "./config.ts";
 
 /** Algorithms the test issuer can sign with. */

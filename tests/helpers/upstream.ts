@@ -5,7 +5,7 @@
  * `startRawUpstream` listens with Deno.listen for upstreams that must misbehave on the wire.
  * Both are `AsyncDisposable`: `await using up = await startUpstream(...)`.
  */
-import type { Upstream as UpstreamConfig } from "../../src/config.ts";
+import type { Upstream as UpstreamConfig } from "../../src/config/mod.ts";
 
 /** One request as the upstream saw it. */
 export interface RecordedRequest {

@@ -1,0 +1,231 @@
+/**
+ * Pure token policy: header `typ`, the time claims, `iss`, `aud`, `sub`, scopes and required
+ * claims. Each check is a small named function returning `undefined` (ok) or the GateError to
+ * reject with; {@linkcode checkClaims} chains them in contract order. No clock, no I/O: the
+ * caller passes the time and the expected issuer.
+ */
+import type { Config } from "../config/mod.ts";
+import { GateError } from "../errors.ts";
+
+/** `undefined` when the check passed, else the rejection. */
+export type CheckResult = GateError | undefined;
+
+/** What the claim checks need, derived once from Config. */
+export interface Policy {
+  readonly audiences: ReadonlySet<string>;
+  readonly clockSkewMs: number;
+  readonly requiredScopes: readonly string[];
+  readonly scopeClaims: readonly string[];
+  readonly requiredClaims: readonly (readonly [name: string, value: unknown])[];
+}
+
+/** Builds the {@linkcode Policy} from the relevant Config fields. */
+export function createPolicy(
+  config: Pick<
+    Config,
+    "expectedAudience" | "clockSkewMs" | "requiredScopes" | "scopeClaims" | "requiredClaims"
+  >,
+): Policy {
+  return Object.freeze({
+    audiences: new Set(config.expectedAudience),
+    clockSkewMs: config.clockSkewMs,
+    requiredScopes: [...config.requiredScopes],
+    scopeClaims: [...config.scopeClaims],
+    requiredClaims: Object.entries(config.requiredClaims),
+  });
+}
+
+function invalid(reason: GateError["reason"], detail: string): GateError {
+  return new GateError("invalid_token", { reason, detail });
+}
+
+/** Header `typ` values accepted, compared case-insensitively (RFC 9068 §4, lenient: §4.3 of specs). */
+const ACCEPTED_TYP: ReadonlySet<string> = new Set(["jwt", "at+jwt", "application/at+jwt"]);
+
+/**
+ * Header `typ`: absent, `JWT`, `at+jwt` or `application/at+jwt` (RFC 9068 §2.1, §4; RFC 8725
+ * §3.11). Anything else (`dpop+jwt`, `logout+jwt`, an ID token's explicit type...) is refused.
+ */
+export function checkTyp(typ: unknown): CheckResult {
+  if (typ === undefined) return undefined;
+  if (typeof typ === "string" && ACCEPTED_TYP.has(typ.toLowerCase())) return undefined;
+  return invalid("typ", `typ ${describe(typ)} is not accepted`);
+}
+
+/** The time claims as epoch milliseconds; `undefined` when absent. */
+export interface TimeClaims {
+  expMs?: number;
+  nbfMs?: number;
+  iatMs?: number;
+}
+
+/**
+ * Reads `exp`, `nbf`, `iat` (RFC 7519 §4.1.4-6: NumericDate seconds). A present claim that is
+ * not a finite number is malformed; a missing `exp` is `missing_exp` (RFC 9068 §2.2).
+ */
+export function readTimeClaims(claims: Readonly<Record<string, unknown>>): TimeClaims | GateError {
+  const out: TimeClaims = {};
+  for (const name of ["exp", "nbf", "iat"] as const) {
+    const v = claims[name];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      return invalid("malformed", `${name} is not a number`);
+    }
+    out[`${name}Ms`] = v * 1000;
+  }
+  if (out.expMs === undefined) return invalid("missing_exp", "token has no exp");
+  return out;
+}
+
+/**
+ * `exp` (required), `nbf` and `iat` against `nowMs` with `skewMs` leeway (RFC 7519 §4.1.4-6,
+ * RFC 9068 §4). Re-run on every verified-token cache hit.
+ */
+export function checkTime(time: TimeClaims, nowMs: number, skewMs: number): CheckResult {
+  if (time.expMs === undefined) return invalid("missing_exp", "token has no exp");
+  if (nowMs >= time.expMs + skewMs) {
+    return invalid("expired", `expired ${Math.round((nowMs - time.expMs) / 1000)} s ago`);
+  }
+  if (time.nbfMs !== undefined && nowMs + skewMs < time.nbfMs) {
+    return invalid("not_yet_valid", `nbf is ${Math.round((time.nbfMs - nowMs) / 1000)} s ahead`);
+  }
+  if (time.iatMs !== undefined && nowMs + skewMs < time.iatMs) {
+    return invalid("iat_in_future", `iat is ${Math.round((time.iatMs - nowMs) / 1000)} s ahead`);
+  }
+  return undefined;
+}
+
+/** `iss` must be exactly the expected issuer: no slash or case normalisation (RFC 9068 §4). */
+export function checkIssuer(iss: unknown, expected: string | undefined): CheckResult {
+  if (expected !== undefined && iss === expected) return undefined;
+  return invalid("issuer", `expected iss "${expected ?? "(unknown)"}", got ${describe(iss)}`);
+}
+
+/** `aud`, a string or an array of strings, must contain an expected audience (RFC 9068 §4). */
+export function checkAudience(aud: unknown, audiences: ReadonlySet<string>): CheckResult {
+  if (typeof aud === "string") {
+    if (audiences.has(aud)) return undefined;
+  } else if (Array.isArray(aud)) {
+    for (const a of aud) if (typeof a === "string" && audiences.has(a)) return undefined;
+  }
+  return invalid(
+    "audience",
+    `expected aud ${describe([...audiences])}, got ${describe(aud)}`,
+  );
+}
+
+/** `sub` must be a non-empty string (as in the original mcp-gate). */
+export function checkSubject(sub: unknown): CheckResult {
+  if (typeof sub === "string" && sub.length > 0) return undefined;
+  return invalid("sub", sub === undefined ? "token has no sub" : "sub is not a non-empty string");
+}
+
+/**
+ * Scopes granted by the token: the union over `scopeClaims`, each a space-delimited string
+ * (RFC 9068 §2.2.3, RFC 8693 §4.2) or an array of strings (Okta `scp`, Entra `roles`).
+ */
+export function grantedScopes(
+  claims: Readonly<Record<string, unknown>>,
+  scopeClaims: readonly string[],
+): Set<string> {
+  const granted = new Set<string>();
+  for (const name of scopeClaims) {
+    const v = claims[name];
+    if (typeof v === "string") {
+      for (const s of v.split(" ")) if (s) granted.add(s);
+    } else if (Array.isArray(v)) {
+      for (const s of v) if (typeof s === "string" && s) granted.add(s);
+    }
+  }
+  return granted;
+}
+
+/** Every REQUIRED_SCOPES entry must be granted, case-sensitively (RFC 6750 §3.1). */
+export function checkScopes(
+  claims: Readonly<Record<string, unknown>>,
+  policy: Pick<Policy, "requiredScopes" | "scopeClaims">,
+): CheckResult {
+  if (policy.requiredScopes.length === 0) return undefined;
+  const granted = grantedScopes(claims, policy.scopeClaims);
+  const missing = policy.requiredScopes.filter((s) => !granted.has(s));
+  if (missing.length === 0) return undefined;
+  return new GateError("insufficient_scope", {
+    reason: "scope",
+    detail: `missing scope ${describe(missing)}`,
+  });
+}
+
+/**
+ * Each REQUIRED_CLAIMS entry: the claim equals the value (deep JSON equality), or the claim is an
+ * array that contains the value (every element of it, when the value is itself an array).
+ */
+export function checkRequiredClaims(
+  claims: Readonly<Record<string, unknown>>,
+  policy: Pick<Policy, "requiredClaims">,
+): CheckResult {
+  for (const [name, want] of policy.requiredClaims) {
+    const have = claims[name];
+    if (claimSatisfies(have, want)) continue;
+    return new GateError("insufficient_scope", {
+      reason: "claim",
+      detail: `claim "${name}" does not match the required value`,
+    });
+  }
+  return undefined;
+}
+
+function claimSatisfies(have: unknown, want: unknown): boolean {
+  if (jsonEqual(have, want)) return true;
+  if (!Array.isArray(have)) return false;
+  if (Array.isArray(want)) return want.every((w) => have.some((h) => jsonEqual(h, w)));
+  return have.some((h) => jsonEqual(h, want));
+}
+
+/** Structural equality of JSON values (objects compared by keys, not order). */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((v, i) => jsonEqual(v, bb[i]));
+  }
+  const ak = Object.keys(a);
+  const bo = b as Record<string, unknown>;
+  if (ak.length !== Object.keys(bo).length) return false;
+  return ak.every((k) =>
+    Object.hasOwn(bo, k) && jsonEqual((a as Record<string, unknown>)[k], bo[k])
+  );
+}
+
+/**
+ * The claim checks in docs/contract.md §4 order, after the signature: time, `iss`, `aud`, `sub`,
+ * then scopes and required claims (403). Returns the parsed time claims on success, for the cache.
+ */
+export function checkClaims(
+  claims: Readonly<Record<string, unknown>>,
+  options: { policy: Policy; issuer: string | undefined; nowMs: number },
+): TimeClaims | GateError {
+  const { policy } = options;
+  const time = readTimeClaims(claims);
+  if (time instanceof GateError) return time;
+  return checkTime(time, options.nowMs, policy.clockSkewMs) ??
+    checkIssuer(claims.iss, options.issuer) ??
+    checkAudience(claims.aud, policy.audiences) ??
+    checkSubject(claims.sub) ??
+    checkScopes(claims, policy) ??
+    checkRequiredClaims(claims, policy) ??
+    time;
+}
+
+/** A short JSON rendering of a token value for a log detail (bounded, never the token). */
+function describe(v: unknown): string {
+  if (v === undefined) return "nothing";
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = String(v);
+  }
+  return s.length > 200 ? `${s.slice(0, 200)}…` : s;
+}

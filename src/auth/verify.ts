@@ -1,0 +1,303 @@
+/**
+ * Bearer token verification (docs/contract.md §4; RFC 8725, RFC 9068 §4). jose verifies the JWS
+ * (`compactVerify`: protected header, `alg` allow-list, signature, payload) with a key-resolver
+ * function over the gate's key store. The gate keeps, as named checks, what jose does not decide
+ * or decides more leniently: the compact form (strict base64url, no JWE), the header policy (no
+ * `crit` at all, no `b64`, the `typ` variants, a string `kid`), key selection from the key set
+ * only (header `jku`/`x5u`/`jwk`/`x5c` are never read), then the claim checks of policy.ts.
+ *
+ * Keys are CryptoKeys imported once per key set (jwk_import.ts). Tokens that pass are remembered
+ * by the verified-token cache (token_cache.ts) until their `exp`; bench/verify_bench.ts measures
+ * both paths.
+ */
+import { type CompactJWSHeaderParameters, compactVerify, decodeProtectedHeader } from "jose";
+import type { Config } from "../config/mod.ts";
+import { GateError } from "../errors.ts";
+import type { KeyStore, VerificationKey } from "./jwks.ts";
+import type { Logger } from "../ops/mod.ts";
+import { checkClaims, checkTime, checkTyp, createPolicy, type TimeClaims } from "./policy.ts";
+import { createTokenCache, type TokenCacheOptions } from "./token_cache.ts";
+
+/** A token that passed every check. */
+export interface VerifiedToken {
+  readonly sub: string;
+  readonly claims: Readonly<Record<string, unknown>>;
+  /** `exp` in epoch milliseconds. */
+  readonly expMs: number;
+}
+
+/** Verifies bearer tokens; see {@linkcode createVerifier}. */
+export interface TokenVerifier {
+  /**
+   * Resolves with the verified token, or rejects with a GateError whose code is `invalid_token`
+   * or `insufficient_scope` and whose `reason`/`detail` say why (for the log only).
+   */
+  verify(token: string): Promise<VerifiedToken>;
+}
+
+/** Dependencies of {@linkcode createVerifier}. */
+export interface VerifierDeps {
+  /** Clock in epoch milliseconds. */
+  now?: () => number;
+  log?: Logger;
+  /** Verified-token cache bounds, or false to disable the cache. */
+  cache?: TokenCacheOptions | false;
+}
+
+/** Tokens longer than this are malformed before any parsing (no IdP issues tokens this big). */
+export const MAX_TOKEN_BYTES = 16 * 1024;
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+interface CacheEntry {
+  readonly expMs: number;
+  readonly result: VerifiedToken;
+  readonly key: VerificationKey;
+  readonly time: TimeClaims;
+}
+
+function reject(reason: GateError["reason"], detail: string): never {
+  throw new GateError("invalid_token", { reason, detail });
+}
+
+/**
+ * The compact JWS form (RFC 7515 §7.1): three segments of unpadded base64url (RFC 7515 §2). jose
+ * decodes leniently (padding and whitespace pass `Uint8Array.fromBase64`), so the strict form is
+ * checked here first, with the size cap and a JWE named as such.
+ */
+function checkCompactForm(token: string): void {
+  if (token.length > MAX_TOKEN_BYTES) {
+    reject("malformed", `token is longer than ${MAX_TOKEN_BYTES} bytes`);
+  }
+  const d1 = token.indexOf(".");
+  const d2 = d1 < 0 ? -1 : token.indexOf(".", d1 + 1);
+  if (d2 < 0 || token.indexOf(".", d2 + 1) >= 0) {
+    const segments = token.split(".").length;
+    // RFC 7516 §9: five segments is a JWE; it is not decrypted here (specs §4.1 item 6).
+    reject(
+      "malformed",
+      segments === 5 ? "token is a JWE, not a JWS" : `token is not a JWS (${segments} segments)`,
+    );
+  }
+  const header = token.slice(0, d1);
+  const payload = token.slice(d1 + 1, d2);
+  if (
+    header === "" || payload === "" || !BASE64URL.test(header) || !BASE64URL.test(payload) ||
+    !BASE64URL.test(token.slice(d2 + 1))
+  ) {
+    reject("malformed", "token segments are not base64url");
+  }
+}
+
+/**
+ * The protected header as a JSON object (jose: strict UTF-8, RFC 7515 §5.2 steps 2-4). Read here
+ * only when jose refused a token before asking for its key.
+ */
+function readHeader(token: string): Record<string, unknown> {
+  try {
+    return decodeProtectedHeader(token) as Record<string, unknown>;
+  } catch {
+    reject("malformed", "token header is not a JSON object");
+  }
+}
+
+/**
+ * Header policy, in this order: an `alg` from the allow-list (RFC 8725 §3.1; `none` and HS* are
+ * never in it, RFC 9068 §4), no `crit` and no `b64` (RFC 7515 §4.1.11: no extension is understood
+ * here, so even the RFC 7797 unencoded payload jose accepts is refused), an accepted `typ`
+ * (policy.ts), and a `kid` that is a string when present.
+ */
+function checkHeader(
+  header: Record<string, unknown>,
+  allowedAlgs: ReadonlySet<string>,
+): { alg: string; kid: string | undefined } {
+  const alg = header.alg;
+  if (typeof alg !== "string") reject("malformed", "token header has no alg");
+  if (!allowedAlgs.has(alg)) {
+    reject("alg", `alg ${JSON.stringify(alg.slice(0, 32))} is not allowed`);
+  }
+  if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) {
+    reject("crit", "token header has crit or b64, which are not supported");
+  }
+  const typErr = checkTyp(header.typ);
+  if (typErr) throw typErr;
+  const kid = header.kid;
+  if (kid !== undefined && typeof kid !== "string") reject("malformed", "kid is not a string");
+  return { alg, kid };
+}
+
+/**
+ * The key-set keys that may verify this token (RFC 8725 §3.10: the key comes from the key set
+ * only): those with its `kid` (every key when it has none), refetching the set once, rate-limited,
+ * for an unknown `kid`; then those whose type fits `alg` (RFC 7517 §4.4).
+ */
+async function selectKeys(
+  keys: KeyStore,
+  kid: string | undefined,
+  alg: string,
+): Promise<readonly VerificationKey[]> {
+  let candidates = keys.keysFor(kid);
+  if (candidates.length === 0 && kid !== undefined) {
+    await keys.refetchForUnknownKid(kid);
+    candidates = keys.keysFor(kid);
+  }
+  if (candidates.length === 0) {
+    reject(
+      "unknown_kid",
+      kid === undefined ? "no key in the key set" : "kid is not in the key set",
+    );
+  }
+  const usable = candidates.filter((k) => k.algs.has(alg));
+  if (usable.length === 0) reject("alg", `alg "${alg}" does not match the key`);
+  return usable;
+}
+
+/**
+ * A jose error as the gate's reason; anything else is rethrown (a bug, logged by the caller).
+ * jose's messages are not copied into the detail: some quote header members.
+ */
+function fromJose(e: unknown): GateError {
+  const code = (e as { code?: unknown } | null)?.code;
+  switch (code) {
+    case "ERR_JWS_SIGNATURE_VERIFICATION_FAILED":
+      return new GateError("invalid_token", {
+        reason: "signature",
+        detail: "signature does not verify",
+      });
+    case "ERR_JOSE_ALG_NOT_ALLOWED":
+      return new GateError("invalid_token", { reason: "alg", detail: "alg is not allowed" });
+    case "ERR_JWS_INVALID":
+    case "ERR_JOSE_NOT_SUPPORTED":
+      return new GateError("invalid_token", {
+        reason: "malformed",
+        detail: `token is not a valid JWS (${code})`,
+      });
+  }
+  throw e;
+}
+
+/** The JWT Claims Set (RFC 7519 §7.2 step 10): a JSON object in UTF-8. */
+function readClaims(payload: Uint8Array): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(utf8.decode(payload));
+  } catch {
+    reject("malformed", "token payload is not a JSON object");
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    reject("malformed", "token payload is not a JSON object");
+  }
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Creates the verifier. The policy (audiences, scopes, claims, leeway) and the allowed algorithms
+ * are fixed here; the issuer is read from the key store, which knows it once ready.
+ */
+export function createVerifier(
+  config: Config,
+  keys: KeyStore,
+  deps: VerifierDeps = {},
+): TokenVerifier {
+  const now = deps.now ?? Date.now;
+  const policy = createPolicy(config);
+  const allowedAlgs: ReadonlySet<string> = new Set(
+    config.allowedAlgs.filter((a) => a !== "none" && !a.startsWith("HS")),
+  );
+  const cache = deps.cache === false ? undefined : createTokenCache<CacheEntry>(deps.cache);
+
+  const algorithms = [...allowedAlgs];
+
+  /**
+   * jose verifies the JWS (RFC 7515 §5.2) and asks `resolveKey` for the key once it has parsed
+   * the protected header and accepted its `alg` and `crit`. The resolver applies the gate's
+   * header policy to that same header, then selects keys from the key store. When several keys
+   * may fit (no `kid`, or a repeated one), the others are tried after a signature failure.
+   */
+  async function verifyJws(
+    token: string,
+  ): Promise<{ payload: Uint8Array; key: VerificationKey }> {
+    let alg = "";
+    let candidates: readonly VerificationKey[] | undefined;
+    const resolveKey = async (header: CompactJWSHeaderParameters): Promise<CryptoKey> => {
+      const checked = checkHeader(header as Record<string, unknown>, allowedAlgs);
+      alg = checked.alg;
+      candidates = await selectKeys(keys, checked.kid, alg);
+      return candidates[0].cryptoKey(alg)!;
+    };
+    try {
+      const { payload } = await compactVerify(token, resolveKey, { algorithms });
+      return { payload, key: candidates![0] };
+    } catch (e) {
+      if (e instanceof GateError) throw e;
+      if (candidates === undefined) {
+        // jose refused the header before asking for a key: the gate's header checks, in their
+        // order, name the reason (an empty `crit` is "crit" here, a JWS error to jose).
+        checkHeader(readHeader(token), allowedAlgs);
+        throw fromJose(e);
+      }
+      let failure = fromJose(e);
+      for (const key of candidates.slice(1)) {
+        if (failure.reason !== "signature") break;
+        try {
+          const { payload } = await compactVerify(token, key.cryptoKey(alg)!, { algorithms });
+          return { payload, key };
+        } catch (e) {
+          failure = fromJose(e);
+        }
+      }
+      throw failure;
+    }
+  }
+
+  async function verifyUncached(token: string, nowMs: number): Promise<VerifiedToken> {
+    checkCompactForm(token);
+    const { payload, key } = await verifyJws(token);
+    const claims = readClaims(payload);
+    const checked = checkClaims(claims, { policy, issuer: keys.issuer, nowMs });
+    if (checked instanceof GateError) {
+      // A 403 comes after the subject check: name the subject, so the refusal is charged to it.
+      if (checked.code !== "insufficient_scope") throw checked;
+      throw new GateError(checked.code, {
+        reason: checked.reason,
+        detail: checked.detail,
+        subject: claims.sub as string,
+      });
+    }
+
+    const result: VerifiedToken = Object.freeze({
+      sub: claims.sub as string,
+      claims: Object.freeze(claims),
+      expMs: checked.expMs!,
+    });
+    cache?.set(token, { expMs: result.expMs, result, key, time: checked }, nowMs);
+    return result;
+  }
+
+  return {
+    async verify(token) {
+      const nowMs = now();
+      if (cache) {
+        const hit = cache.get(token, nowMs);
+        if (hit) {
+          // docs/contract.md §4: time is re-checked on each use; a key that left the set ends
+          // the entry.
+          if (keys.hasKey(hit.key)) {
+            const err = checkTime(hit.time, nowMs, policy.clockSkewMs);
+            if (!err) return hit.result;
+          }
+          cache.delete(token);
+        }
+      }
+      try {
+        return await verifyUncached(token, nowMs);
+      } catch (e) {
+        if (e instanceof GateError) throw e;
+        // A bug must not turn into a 500 or an acceptance: reject, and say so in the log.
+        deps.log?.error("token verification failed unexpectedly", { error: String(e) });
+        throw new GateError("invalid_token", { reason: "malformed", detail: "internal error" });
+      }
+    },
+  };
+}

@@ -1,0 +1,673 @@
+/**
+ * Configuration as one table: each row names an environment variable, the {@linkcode Config}
+ * field it fills, its default (raw text parsed like a set value, a fixed value, or one derived
+ * from other fields), its parser, how the redacted view shows it and its description. From the
+ * rows come `parseConfig`, the redacted start-up view, `--help` and the README table
+ * ({@linkcode VARIABLES}); rules across variables are the named {@linkcode POST_CHECKS}.
+ * Adding a variable is one row plus its Config field. Pure: the caller passes the environment.
+ */
+import { ConfigError, type ConfigProblem } from "../errors.ts";
+import type { Cidr } from "../net/mod.ts";
+import {
+  ASYMMETRIC_ALGS,
+  type ClaimHeader,
+  duration,
+  formatListenAddr,
+  httpUrl,
+  type ListenAddr,
+  type LogLevel,
+  nonEmpty,
+  parseAlgs,
+  parseBoolean,
+  parseClaimHeaders,
+  parseCount,
+  parseJsonObject,
+  parseJwksUri,
+  parseListenAddr,
+  parseLogLevel,
+  parseOrigins,
+  type Parser,
+  parseRate,
+  parseScopes,
+  parseSize,
+  parseTrustedProxies,
+  parseUpstream,
+  splitList,
+  trimTrailingSlashes,
+  type Upstream,
+} from "./config_parsers.ts";
+
+export type { Cidr } from "../net/mod.ts";
+export {
+  ASYMMETRIC_ALGS,
+  type ClaimHeader,
+  formatListenAddr,
+  type ListenAddr,
+  type LogLevel,
+  type Upstream,
+} from "./config_parsers.ts";
+
+/** The gate's whole configuration. Every duration is in milliseconds, every size in bytes. */
+export interface Config {
+  readonly upstream: Upstream;
+  /** RESOURCE_URI verbatim: published as `resource`. */
+  readonly resourceUri: string;
+  /** The path of RESOURCE_URI without a trailing slash ("" when none), for RFC 9728 §3.1. */
+  readonly resourcePath: string;
+  /** AUTHORIZATION_SERVER verbatim: published in `authorization_servers`. */
+  readonly authorizationServer: string;
+  readonly listen: ListenAddr;
+  /** JWKS_URI, or undefined to discover it from AUTHORIZATION_SERVER. */
+  readonly jwksUri?: string;
+  /** EXPECTED_ISSUER, or undefined to use the discovered issuer (else AUTHORIZATION_SERVER). */
+  readonly expectedIssuer?: string;
+  /** Non-empty; default RESOURCE_URI with and without one trailing slash. */
+  readonly expectedAudience: readonly string[];
+  readonly requiredScopes: readonly string[];
+  readonly scopesSupported: readonly string[];
+  readonly scopeClaims: readonly string[];
+  /** REQUIRED_CLAIMS as parsed JSON object. */
+  readonly requiredClaims: Readonly<Record<string, unknown>>;
+  readonly resourceName?: string;
+  readonly resourceDocumentation?: string;
+  readonly allowedAlgs: readonly string[];
+  readonly clockSkewMs: number;
+  readonly jwksRefreshIntervalMs: number;
+  readonly jwksMinRefreshIntervalMs: number;
+  readonly upstreamTimeoutMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly maxRequestBodyBytes: number;
+  readonly trustedProxies: readonly Cidr[];
+  /** Exact origins, or "*" . Empty: no Origin check. */
+  readonly allowedOrigins: readonly string[];
+  readonly forwardAuthorization: boolean;
+  readonly claimHeaders: readonly ClaimHeader[];
+  readonly preserveHost: boolean;
+  /** 0 = off. */
+  readonly rateLimitRps: number;
+  readonly rateLimitBurst: number;
+  /** Requests in flight per client IP (MAX_CONCURRENT_REQUESTS); 0 = unlimited. */
+  readonly maxConcurrentRequests: number;
+  /**
+   * Requests in flight in total (MAX_TOTAL_CONNECTIONS); 0 = unlimited. Requests, not connections:
+   * Deno.serve exposes no connection count (see docs/controls.md).
+   */
+  readonly maxTotalConnections: number;
+  /** undefined = disabled (METRICS_ADDR empty). */
+  readonly metricsListen?: ListenAddr;
+  readonly tlsCertFile?: string;
+  readonly tlsKeyFile?: string;
+  readonly logLevel: LogLevel;
+}
+
+/** The environment as a plain record (main.ts passes `Deno.env.toObject()`). */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** What a variable means when it is unset or blank. */
+export type Default<T> =
+  /** Unset is a problem: `Missing "NAME": required`. */
+  | { readonly kind: "required" }
+  /** Raw text, parsed by the row's own parser as if it had been set, so it is validated too. */
+  | { readonly kind: "text"; readonly text: string }
+  /** A value no text spells (an empty list, "not set"), shown to operators as `shown`. */
+  | { readonly kind: "value"; readonly shown: string; readonly value: T }
+  /** Computed from other fields once every row parsed cleanly; never from another derived one. */
+  | {
+    readonly kind: "derived";
+    readonly shown: string;
+    derive(config: Config): T;
+  };
+
+/**
+ * How the redacted view (start log line, `mcp-gate check`) shows a field; unset is always null.
+ * `"as-is"` copies the value, `"redacted"` hides it, `format` turns it into readable JSON under
+ * `key` (default: the field name).
+ */
+export type Display<T> =
+  | "as-is"
+  | "redacted"
+  | { readonly key?: string; format(value: NonNullable<T>): unknown };
+
+/** One environment variable and the {@linkcode Config} field it fills. */
+export interface Row<K extends keyof Config> {
+  readonly name: string;
+  readonly field: K;
+  readonly default: Default<Config[K]>;
+  /** Reports every problem through `fail` (`Invalid "NAME": <detail>, got "<value>"`). */
+  readonly parse: Parser<Config[K]>;
+  readonly display: Display<Config[K]>;
+  /** One line for `--help` and the README. */
+  readonly description: string;
+  /** Set but blank means this value, not the default (METRICS_ADDR: empty disables). */
+  readonly whenBlank?: { readonly value: Config[K] };
+  /** Finishes a parsed value from other fields once every row parsed cleanly. */
+  resolve?(value: Config[K], config: Config): Config[K];
+}
+
+/** Any row of the table, each checked against its own field's type. */
+export type ConfigRow = { [K in keyof Config]-?: Row<K> }[keyof Config];
+
+/** One environment variable as `--help` and the README list it. */
+export interface Variable {
+  readonly name: string;
+  /** The default as shown to operators ("required", "none", or a value). */
+  readonly default: string;
+  readonly description: string;
+}
+
+const REQUIRED = { kind: "required" } as const;
+/** A default written as the variable would be: parsed and validated like a set value. */
+function text(raw: string): Default<never> {
+  return { kind: "text", text: raw };
+}
+/** Unset means `value`; `--help` shows `shown`. */
+function fixed<T>(value: T, shown = "none"): Default<T> {
+  return { kind: "value", value, shown };
+}
+function derived<T>(shown: string, derive: (config: Config) => T): Default<T> {
+  return { kind: "derived", shown, derive };
+}
+/** Checks a row against its own field's type where it is written. */
+function row<K extends keyof Config>(r: Row<K>): Row<K> {
+  return r;
+}
+
+const ROWS = deepFreeze([
+  row({
+    name: "UPSTREAM_URL",
+    field: "upstream",
+    default: REQUIRED,
+    parse: parseUpstream,
+    display: { key: "upstreamUrl", format: (u) => u.url },
+    description: "http(s) base URL of the MCP server; the request path and query are appended",
+  }),
+  row({
+    name: "RESOURCE_URI",
+    field: "resourceUri",
+    default: REQUIRED,
+    parse: (t, fail) => httpUrl(t, fail, { query: true }) && t,
+    display: "as-is",
+    description: "public URL of the MCP endpoint, e.g. https://mcp.example.com/mcp; " +
+      "published verbatim as resource",
+  }),
+  row({
+    name: "AUTHORIZATION_SERVER",
+    field: "authorizationServer",
+    default: REQUIRED,
+    // RFC 8414 §2: an issuer has no query or fragment.
+    parse: (t, fail) => httpUrl(t, fail, { query: false }) && t,
+    display: "as-is",
+    description: "issuer URL of the authorization server, published exactly as given",
+  }),
+  row({
+    name: "LISTEN_ADDR",
+    field: "listen",
+    default: text("0.0.0.0:8080"),
+    parse: parseListenAddr,
+    display: { format: formatListenAddr },
+    description: "gate listener: host:port, :port or [IPv6]:port",
+  }),
+  row({
+    name: "JWKS_URI",
+    field: "jwksUri",
+    default: fixed(undefined, "discovered"),
+    parse: parseJwksUri,
+    display: "as-is",
+    description: "key set URL (https unless the host is loopback); else read from the " +
+      "authorization server metadata (RFC 8414, then OpenID Connect)",
+  }),
+  row({
+    name: "EXPECTED_ISSUER",
+    field: "expectedIssuer",
+    default: fixed(undefined, "discovered issuer, else AUTHORIZATION_SERVER"),
+    parse: (t, fail) => {
+      // Compared byte for byte with `iss`: stray spaces would silently reject every token.
+      if (t.trim() !== t) fail("expected no leading or trailing whitespace");
+      return t;
+    },
+    display: "as-is",
+    description: "exact iss value",
+  }),
+  row({
+    name: "EXPECTED_AUDIENCE",
+    field: "expectedAudience",
+    default: derived(
+      "RESOURCE_URI with and without one trailing /",
+      (c) => defaultAudience(c.resourceUri),
+    ),
+    parse: (t, fail) => nonEmpty(splitList(t), fail),
+    display: "as-is",
+    description: "accepted audiences, comma-separated; the token's aud must contain one",
+  }),
+  row({
+    name: "REQUIRED_SCOPES",
+    field: "requiredScopes",
+    default: fixed([]),
+    parse: parseScopes,
+    display: "as-is",
+    description: "scopes that must all be granted (comma- or space-separated)",
+  }),
+  row({
+    name: "SCOPES_SUPPORTED",
+    field: "scopesSupported",
+    default: derived("REQUIRED_SCOPES", (c) => c.requiredScopes),
+    parse: parseScopes,
+    display: "as-is",
+    description: "scopes published in the metadata and the 401 challenge; omitted when empty",
+  }),
+  row({
+    name: "SCOPE_CLAIMS",
+    field: "scopeClaims",
+    default: text("scope,scp"),
+    parse: (t, fail) => nonEmpty(splitList(t), fail),
+    display: "as-is",
+    description: "claims holding granted scopes (space-separated string or array)",
+  }),
+  row({
+    name: "REQUIRED_CLAIMS",
+    field: "requiredClaims",
+    default: fixed({}),
+    parse: parseJsonObject,
+    display: "as-is",
+    description: 'JSON object, e.g. {"tenant":"acme"}; each claim must equal the value, ' +
+      "or contain it when the claim is an array",
+  }),
+  row({
+    name: "RESOURCE_NAME",
+    field: "resourceName",
+    default: fixed(undefined),
+    parse: (t) => t.trim(),
+    display: "as-is",
+    description: "resource_name in the metadata",
+  }),
+  row({
+    name: "RESOURCE_DOCUMENTATION",
+    field: "resourceDocumentation",
+    default: fixed(undefined),
+    parse: (t, fail) => httpUrl(t, fail, { query: true }) && t,
+    display: "as-is",
+    description: "resource_documentation URL in the metadata",
+  }),
+  row({
+    name: "ALLOWED_ALGS",
+    field: "allowedAlgs",
+    default: text(ASYMMETRIC_ALGS.join(",")),
+    parse: parseAlgs,
+    display: "as-is",
+    description: "accepted JWS algorithms; none and HS* are always refused",
+  }),
+  row({
+    name: "CLOCK_SKEW",
+    field: "clockSkewMs",
+    default: text("30s"),
+    parse: duration({ zero: true }),
+    display: "as-is",
+    description: "leeway for exp, nbf and iat",
+  }),
+  row({
+    name: "JWKS_REFRESH_INTERVAL",
+    field: "jwksRefreshIntervalMs",
+    default: text("10m"),
+    parse: duration({ zero: false }),
+    display: "as-is",
+    description: "key set max age (±10 % jitter); a failed refresh keeps the old keys",
+  }),
+  row({
+    name: "JWKS_MIN_REFRESH_INTERVAL",
+    field: "jwksMinRefreshIntervalMs",
+    default: text("30s"),
+    parse: duration({ zero: false }),
+    display: "as-is",
+    description: "at most one refetch per interval for an unknown kid",
+  }),
+  row({
+    name: "UPSTREAM_TIMEOUT",
+    field: "upstreamTimeoutMs",
+    default: text("120s"),
+    parse: duration({ zero: false }),
+    display: "as-is",
+    description: "wait for upstream response headers (then 504); streaming bodies are not cut",
+  }),
+  row({
+    name: "SHUTDOWN_TIMEOUT",
+    field: "shutdownTimeoutMs",
+    default: text("30s"),
+    parse: duration({ zero: true }),
+    display: "as-is",
+    description: "drain time after SIGTERM or SIGINT",
+  }),
+  row({
+    name: "MAX_REQUEST_BODY",
+    field: "maxRequestBodyBytes",
+    default: text("10MiB"),
+    parse: parseSize,
+    display: "as-is",
+    description: "largest request body, in bytes or KiB/MiB/GiB (binary only); larger gets 413",
+  }),
+  row({
+    name: "TRUSTED_PROXIES",
+    field: "trustedProxies",
+    default: fixed([]),
+    parse: parseTrustedProxies,
+    display: { format: (list) => list.map((c) => c.text) },
+    description: "CIDRs or IPs whose X-Forwarded-For is believed for client_ip; /0 refused",
+  }),
+  row({
+    name: "ALLOWED_ORIGINS",
+    field: "allowedOrigins",
+    default: fixed([]),
+    parse: parseOrigins,
+    display: "as-is",
+    description: "* or origins (scheme://host[:port]); a request with another Origin gets 403",
+  }),
+  row({
+    name: "FORWARD_AUTHORIZATION",
+    field: "forwardAuthorization",
+    default: text("false"),
+    parse: parseBoolean,
+    display: "as-is",
+    description: "pass Authorization and Cookie on to the upstream",
+  }),
+  row({
+    name: "CLAIM_HEADERS",
+    field: "claimHeaders",
+    default: fixed([]),
+    parse: parseClaimHeaders,
+    display: { format: (list) => list.map((c) => `${c.claim}=${c.header}`) },
+    description: "claim=Header-Name pairs set from the token, e.g. sub=X-Auth-Subject; " +
+      "inbound copies are removed",
+  }),
+  row({
+    name: "PRESERVE_HOST",
+    field: "preserveHost",
+    default: text("false"),
+    parse: parseBoolean,
+    display: "as-is",
+    description: "send the client's Host to the upstream instead of the upstream's own",
+  }),
+  row({
+    name: "RATE_LIMIT_RPS",
+    field: "rateLimitRps",
+    default: text("0"),
+    parse: parseRate,
+    display: "as-is",
+    description:
+      "requests per second per token subject; requests without a valid token count per client IP; 0 = off",
+  }),
+  row({
+    name: "RATE_LIMIT_BURST",
+    field: "rateLimitBurst",
+    default: text("0"),
+    parse: parseCount,
+    resolve: (burst, c) =>
+      burst === 0 && c.rateLimitRps > 0 ? Math.max(1, Math.ceil(c.rateLimitRps)) : burst,
+    display: "as-is",
+    description: "token bucket size; 0 = max(1, ceil(RATE_LIMIT_RPS))",
+  }),
+  row({
+    name: "MAX_CONCURRENT_REQUESTS",
+    field: "maxConcurrentRequests",
+    default: text("100"),
+    parse: parseCount,
+    display: "as-is",
+    description:
+      "requests in flight per client IP (a stream until it ends); more get 429; 0 = unlimited",
+  }),
+  row({
+    name: "MAX_TOTAL_CONNECTIONS",
+    field: "maxTotalConnections",
+    default: text("1000"),
+    parse: parseCount,
+    display: "as-is",
+    description: "requests in flight in total (not connections: Deno.serve exposes no count " +
+      "of them); more get 503; 0 = unlimited",
+  }),
+  row({
+    name: "METRICS_ADDR",
+    field: "metricsListen",
+    default: text(":9090"),
+    whenBlank: { value: undefined },
+    parse: parseListenAddr,
+    display: { format: formatListenAddr },
+    description: "listener for /metrics, /livez and /readyz; set it empty to disable",
+  }),
+  row({
+    name: "TLS_CERT_FILE",
+    field: "tlsCertFile",
+    default: fixed(undefined),
+    parse: (t) => t,
+    display: "as-is",
+    description: "PEM certificate chain; with TLS_KEY_FILE the gate serves HTTPS",
+  }),
+  row({
+    name: "TLS_KEY_FILE",
+    field: "tlsKeyFile",
+    default: fixed(undefined),
+    parse: (t) => t,
+    display: "as-is",
+    description: "PEM private key for TLS_CERT_FILE",
+  }),
+  row({
+    name: "LOG_LEVEL",
+    field: "logLevel",
+    default: text("info"),
+    parse: parseLogLevel,
+    display: "as-is",
+    description: "debug, info, warn or error",
+  }),
+]);
+
+/**
+ * Every environment variable, in the order `--help`, the README and the redacted view show them
+ * (docs/contract.md §1). Unset and blank values mean the default, except where `whenBlank` says.
+ */
+export const CONFIG_ROWS: readonly ConfigRow[] = ROWS;
+/** The same rows, seen generically: what parseConfig and the redacted view walk. */
+const TABLE: readonly Row<keyof Config>[] = ROWS;
+
+/** Config fields no variable sets directly, each computed from the finished rows. */
+export const DERIVED_FIELDS: {
+  readonly [K in "resourcePath"]: (config: Omit<Config, K>) => Config[K];
+} = Object.freeze({
+  /** RFC 9728 §3.1: the metadata URL is built from the resource's path. */
+  resourcePath: (c) => trimTrailingSlashes(new URL(c.resourceUri).pathname),
+});
+
+/**
+ * Fails to compile, naming the field, when a Config field has neither a row nor a derivation.
+ * (That no field has two is checked by config_test.ts.)
+ */
+export type UnfilledConfigFields = MustBeNever<
+  Exclude<keyof Config, (typeof ROWS)[number]["field"] | keyof typeof DERIVED_FIELDS>
+>;
+type MustBeNever<T extends never> = T;
+
+/** The variables as `--help` and the README list them, read off {@linkcode CONFIG_ROWS}. */
+export const VARIABLES: readonly Variable[] = deepFreeze(
+  CONFIG_ROWS.map((r) => ({
+    name: r.name,
+    default: shownDefault(r.default),
+    description: r.description,
+  })),
+);
+
+/** A default as operators read it: "required", the default text, or what stands for the value. */
+function shownDefault(d: Default<unknown>): string {
+  if (d.kind === "required") return "required";
+  return d.kind === "text" ? d.text : d.shown;
+}
+
+/** What the post-checks see: the rows' values and the text each variable was parsed from. */
+export interface Parsed {
+  /** Each field whose row parsed cleanly; absent after a problem, or when still to derive. */
+  readonly values: Partial<Config>;
+  /** Per variable: the text parsed (set or default); undefined when unset without a text default. */
+  readonly texts: Readonly<Record<string, string | undefined>>;
+}
+
+/** A rule across variables, run after every row, its problems reported with theirs. */
+export interface PostCheck {
+  readonly name: string;
+  check(parsed: Parsed): ConfigProblem[];
+}
+
+/** The cross-variable rules, in the order their problems are reported. */
+export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
+  {
+    name: "tls-files-in-pairs",
+    check({ values }) {
+      const cert = values.tlsCertFile !== undefined;
+      if (cert === (values.tlsKeyFile !== undefined)) return [];
+      const missing = cert ? "TLS_KEY_FILE" : "TLS_CERT_FILE";
+      const other = cert ? "TLS_CERT_FILE" : "TLS_KEY_FILE";
+      return [{
+        variable: missing,
+        message: `Missing "${missing}": required when "${other}" is set`,
+      }];
+    },
+  },
+  {
+    name: "metrics-port-apart-from-listener",
+    check({ values: { listen, metricsListen }, texts }) {
+      if (!listen || !metricsListen || !sameSocket(listen, metricsListen)) return [];
+      return [
+        invalidValue(
+          "METRICS_ADDR",
+          "expected a port other than the one of LISTEN_ADDR",
+          texts.METRICS_ADDR ?? "",
+        ),
+      ];
+    },
+  },
+]);
+
+/**
+ * Parses and validates the whole configuration (docs/contract.md §1): every row of
+ * {@linkcode CONFIG_ROWS} is read and every problem collected, then the
+ * {@linkcode POST_CHECKS}; then derived defaults and fields are filled and the result deep-frozen.
+ * @throws {ConfigError} listing every bad variable.
+ */
+export function parseConfig(env: Env): Config {
+  const problems: ConfigProblem[] = [];
+  const values: Record<string, unknown> = {};
+  const texts: Record<string, string | undefined> = {};
+  for (const r of TABLE) {
+    const read = readRow(r, env[r.name], problems);
+    texts[r.name] = read.text;
+    if (read.ok) values[r.field] = read.value;
+  }
+  const parsed: Parsed = { values: values as Partial<Config>, texts };
+  for (const rule of POST_CHECKS) problems.push(...rule.check(parsed));
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  // No problems: every row has its value but a derived default, which may now read the others.
+  const config = values as unknown as Config;
+  for (const r of TABLE) {
+    if (r.default.kind === "derived" && !(r.field in values)) {
+      values[r.field] = r.default.derive(config);
+    }
+    if (r.resolve) values[r.field] = r.resolve(config[r.field], config);
+  }
+  for (const [field, derive] of Object.entries(DERIVED_FIELDS)) values[field] = derive(config);
+  return deepFreeze(config);
+}
+
+/** One row read: its value when `ok`, and the text it was parsed from. */
+interface Reading {
+  readonly ok: boolean;
+  readonly value?: unknown;
+  readonly text?: string;
+}
+
+function readRow(
+  r: Row<keyof Config>,
+  raw: string | undefined,
+  problems: ConfigProblem[],
+): Reading {
+  const blank = raw === undefined || raw.trim() === "";
+  if (blank && raw !== undefined && r.whenBlank) return { ok: true, value: r.whenBlank.value };
+  let text = blank ? undefined : raw;
+  if (text === undefined) {
+    switch (r.default.kind) {
+      case "required":
+        problems.push({ variable: r.name, message: `Missing "${r.name}": required` });
+        return { ok: false };
+      case "value":
+        return { ok: true, value: r.default.value };
+      case "derived":
+        return { ok: false };
+      case "text":
+        text = r.default.text;
+    }
+  }
+  const before = problems.length;
+  const got = text;
+  const value = r.parse(text, (detail, shown = got) => {
+    problems.push(invalidValue(r.name, detail, shown));
+  });
+  return { ok: problems.length === before, value, text };
+}
+
+/**
+ * One problem in the configuration's one voice: `Invalid "NAME": <detail>, got "<value>"`.
+ * Also used by the CLI for problems found outside parseConfig (unreadable TLS files).
+ */
+export function invalidValue(variable: string, detail: string, got: string): ConfigProblem {
+  const shown = got.length > 200 ? got.slice(0, 200) + "…" : got;
+  return { variable, message: `Invalid "${variable}": ${detail}, got ${JSON.stringify(shown)}` };
+}
+
+/**
+ * The effective configuration as a plain JSON-able object, for the start log line and
+ * `mcp-gate check`: one key per row of {@linkcode CONFIG_ROWS}, in table order, shown as the
+ * row's `display` says; `null` means not set. Config holds no credentials (URLs with user info
+ * are refused), so no row is redacted today.
+ */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  return Object.fromEntries(
+    TABLE.map((r) => [
+      displayKey(r),
+      displayValue(r.display, config[r.field]),
+    ]),
+  );
+}
+
+/** The redacted view's key for a row: the field name unless the display names another. */
+export function displayKey(r: Row<keyof Config>): string {
+  return typeof r.display === "object" && r.display.key !== undefined ? r.display.key : r.field;
+}
+
+/** One value as the redacted view shows it. */
+export function displayValue<T>(display: Display<T>, value: T): unknown {
+  if (value === undefined || value === null) return null;
+  if (display === "redacted") return "[redacted]";
+  if (display === "as-is") return Array.isArray(value) ? [...value] : value;
+  return display.format(value);
+}
+
+/**
+ * RESOURCE_URI with and without one trailing slash: clients normalise differently (the TS SDK's
+ * `URL.href` and pydantic add "/" to an origin-only URL), and the AS copies what they send into
+ * `aud`. Not for a URI with a query, where a slash would land in the query.
+ */
+function defaultAudience(resourceUri: string): readonly string[] {
+  if (resourceUri.includes("?")) return [resourceUri];
+  const other = resourceUri.endsWith("/") ? resourceUri.slice(0, -1) : resourceUri + "/";
+  return [resourceUri, other];
+}
+
+/** Two listeners that would collide: same non-zero port on the same or a wildcard host. */
+function sameSocket(a: ListenAddr, b: ListenAddr): boolean {
+  const wildcard = (h: string) => h === "0.0.0.0" || h === "::";
+  return a.port !== 0 && a.port === b.port &&
+    (a.hostname === b.hostname || wildcard(a.hostname) || wildcard(b.hostname));
+}
+
+/** Freezes objects and arrays all the way down; typed arrays (Cidr bytes) cannot be frozen. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !ArrayBuffer.isView(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
