@@ -387,17 +387,7 @@ export function startStrictUpstream(options: StrictUpstreamOptions = {}): Strict
   async function serve(conn: Deno.Conn, index: number): Promise<void> {
     const inbox = new Inbox();
     inboxes[index] = inbox;
-    const pump = (async () => {
-      const buf = new Uint8Array(64 * 1024);
-      try {
-        for (;;) {
-          const n = await conn.read(buf);
-          if (n === null) break;
-          inbox.push(buf.slice(0, n));
-        }
-      } catch { /* reset or closed by us */ }
-      inbox.end();
-    })();
+    const pump = pumpInto(conn, inbox);
     try {
       for (;;) {
         let req: StrictRequest | null;
@@ -824,17 +814,7 @@ export async function wireExchange(
     } catch { /* closed */ }
   }, timeoutMs);
   const inbox = new Inbox();
-  const pump = (async () => {
-    const buf = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        inbox.push(buf.slice(0, n));
-      }
-    } catch { /* reset, or closed on timeout */ }
-    inbox.end();
-  })();
+  const pump = pumpInto(conn, inbox);
   let res: WireResponse | null = null;
   try {
     // A server that refuses the request early may reset before all of it is written.
@@ -871,4 +851,17 @@ async function readResponse(inbox: Inbox): Promise<WireResponse | null> {
     body = inbox.buf.slice(inbox.off);
   }
   return { status: code, headers, body, text: new TextDecoder().decode(body) };
+}
+
+/** Reads `conn` into `inbox` until EOF, a reset or a close by us, then ends the inbox. */
+async function pumpInto(conn: Deno.Conn, inbox: Inbox): Promise<void> {
+  const buf = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      inbox.push(buf.slice(0, n));
+    }
+  } catch { /* reset, or closed by us */ }
+  inbox.end();
 }
