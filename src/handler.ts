@@ -26,8 +26,6 @@ import {
   type ForwardContext,
   type Forwarder,
   type ForwardResult,
-  planFor,
-  readRequestFields,
   type RequestFields,
 } from "./proxy/mod.ts";
 import type { Metrics, Route } from "./ops/mod.ts";
@@ -103,7 +101,6 @@ export function createHandler(deps: HandlerDeps): Handler {
     perIp: config.maxConcurrentRequests,
     total: config.maxTotalConnections,
   });
-  const plan = planFor(config);
   const claimHeaders = config.claimHeaders;
   const claimFieldValuesOf = (verified: VerifiedToken): [string, string][] => {
     try {
@@ -173,7 +170,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     const addr = info.remoteAddr;
     const peer = "hostname" in addr ? addr.hostname : "unknown";
     // Every field the chain looks at, and those the upstream gets, in one pass.
-    const fields = readRequestFields(plan, req.headers);
+    const fields = forwarder.readFields(req.headers);
     const { clientIp, forwardedFor, trustedPeer } = resolveClientIp(
       peer,
       trusted.length > 0 ? fields.forwardedFor : null,

@@ -4,7 +4,7 @@ import { parseConfig } from "./config/mod.ts";
 import { GateError } from "./errors.ts";
 import { createLogger, createMemorySink } from "./ops/mod.ts";
 import type { TokenVerifier } from "./auth/mod.ts";
-import type { ForwardContext, Forwarder } from "./proxy/mod.ts";
+import { createPlan, type ForwardContext, type Forwarder, readRequestFields } from "./proxy/mod.ts";
 
 const BASE_ENV = {
   UPSTREAM_URL: "http://127.0.0.1:9/base",
@@ -67,6 +67,7 @@ function fixture(
   const sink = createMemorySink();
   const log = createLogger({ level: "debug", sink });
   const forwarded: Fixture["forwarded"] = [];
+  const plan = createPlan(config);
   const forwarder: Forwarder = {
     forward(req, ctx) {
       forwarded.push({ req, ctx });
@@ -74,6 +75,7 @@ function fixture(
       ctx.onDone?.({ upstreamStatus: 200, bytesIn: 0, bytesOut: 2, outcome: "complete" });
       return Promise.resolve(new Response("ok", { status: 200 }));
     },
+    readFields: (headers) => readRequestFields(plan, headers),
     close() {},
   };
   const keys = { ready: true };

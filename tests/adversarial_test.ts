@@ -37,7 +37,7 @@ import { parseConfig } from "../src/config/mod.ts";
 import { createHandler } from "../src/handler.ts";
 import { createVerifier } from "../src/auth/mod.ts";
 import { createLogger, createMemorySink } from "../src/ops/mod.ts";
-import type { Forwarder } from "../src/proxy/mod.ts";
+import { createPlan, type Forwarder, readRequestFields } from "../src/proxy/mod.ts";
 
 const nowS = () => Math.floor(Date.now() / 1000);
 const dec = new TextDecoder();
@@ -705,6 +705,7 @@ async function handlerRig() {
       ctx.onDone?.({ upstreamStatus: 200, bytesIn: 0, bytesOut: 2, outcome: "complete" });
       return Promise.resolve(new Response("ok"));
     },
+    readFields: (headers) => readRequestFields(createPlan(config), headers),
     close() {},
   };
   const handler = createHandler({ config, keys, verifier, forwarder, log });

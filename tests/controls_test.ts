@@ -16,7 +16,7 @@ import { parseConfig } from "../src/config/mod.ts";
 import { createHandler } from "../src/handler.ts";
 import { GateError } from "../src/errors.ts";
 import { createLogger, createMemorySink } from "../src/ops/mod.ts";
-import type { Forwarder } from "../src/proxy/mod.ts";
+import { createPlan, type Forwarder, readRequestFields } from "../src/proxy/mod.ts";
 
 const EXPOSE = "WWW-Authenticate, Mcp-Session-Id";
 
@@ -423,6 +423,7 @@ Deno.test("rate limit buckets are bounded: 10 000 other addresses evict the olde
   });
   const forwarder: Forwarder = {
     forward: () => Promise.reject(new Error("nothing may be forwarded")),
+    readFields: (headers) => readRequestFields(createPlan(config), headers),
     close() {},
   };
   const handler = createHandler({

@@ -47,8 +47,8 @@ export interface ForwardContext {
    */
   setHeaders?: readonly (readonly [string, string])[];
   /**
-   * The request's fields as the handler already read them with {@linkcode readRequestFields}
-   * (for the same plan), so they are not read twice; read from the request when absent.
+   * The request's fields as the handler already read them with this forwarder's `readFields`,
+   * so they are not read twice; read from the request when absent (or read with other rules).
    */
   fields?: RequestFields;
   /**
@@ -78,6 +78,11 @@ export interface Forwarder {
    *   fails src/http/target.ts, when the context carries no checked target).
    */
   forward(req: Request, ctx: ForwardContext): Promise<Response>;
+  /**
+   * Reads a request's fields once, with this forwarder's rules: the values the handler looks at
+   * and the fields the upstream gets (pass them back as `ForwardContext.fields`).
+   */
+  readFields(headers: Headers): RequestFields;
   /** Closes idle upstream connections. */
   close(): void;
 }
@@ -198,19 +203,11 @@ export interface Plan {
   readonly timeoutMs: number;
 }
 
-const plans = new WeakMap<Config, Plan>();
-
 /**
- * The plan for the request path from Config, built once per Config object (the handler and the
- * forwarder share it, see {@linkcode readRequestFields}). Exported for tests.
+ * The plan for the request path from Config: built once by {@linkcode createForwarder}, which
+ * reads request fields with it (`readFields`) and sends them. Exported for tests and stubs.
  */
-export function planFor(config: Config): Plan {
-  let plan = plans.get(config);
-  if (plan === undefined) plans.set(config, plan = buildPlan(config));
-  return plan;
-}
-
-function buildPlan(config: Config): Plan {
+export function createPlan(config: Config): Plan {
   const drop = new Set<string>([
     ...HOP_BY_HOP_HEADERS,
     ...GATE_SET_HEADERS,
@@ -223,14 +220,14 @@ function buildPlan(config: Config): Plan {
   }
   // Inbound copies of claim headers are always removed (docs/contract.md §1 CLAIM_HEADERS).
   for (const c of config.claimHeaders) drop.add(managedKey(c.header.toLowerCase()));
-  return {
+  return Object.freeze({
     basePath: config.upstream.basePath,
     hostLine: config.preserveHost ? "" : fieldLine("host", config.upstream.host),
     drop,
     preserveHost: config.preserveHost,
     maxBody: config.maxRequestBodyBytes,
     timeoutMs: config.upstreamTimeoutMs,
-  };
+  });
 }
 
 /**
@@ -565,7 +562,7 @@ export function isUpstreamStreamError(error: unknown): boolean {
 /** Creates the forwarder for `config.upstream`, with its own connection pool. */
 export function createForwarder(config: Config, deps: ForwarderDeps = {}): StreamingForwarder {
   const up = config.upstream;
-  const plan = planFor(config);
+  const plan = createPlan(config);
   const log = deps.log;
   const client = new Http1Client({
     // URL hostnames keep IPv6 brackets; sockets want the bare address.
@@ -679,6 +676,7 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
 
   return {
     forward,
+    readFields: (headers) => readRequestFields(plan, headers),
     close: () => client.close(),
     cutStreams: (reason) => client.cutStreams(reason),
     get streamingCount() {

@@ -13,7 +13,7 @@ import {
   HOP_BY_HOP_HEADERS,
   managedKey,
   MAX_CLAIM_VALUE_BYTES,
-  planFor,
+  createPlan,
   readRequestFields,
   responseHeaders,
   stripAccessToken,
@@ -111,7 +111,7 @@ Deno.test("stripAccessToken() removes every access_token parameter and nothing e
 });
 
 Deno.test("buildHead() writes the request line, Host, X-Forwarded-* and X-Real-IP once", () => {
-  const plan = planFor(config());
+  const plan = createPlan(config());
   const req = new Request("http://gate.example/mcp?x=1", {
     headers: { "x-forwarded-for": "10.0.0.1", "x-request-id": "theirs" },
   });
@@ -130,7 +130,7 @@ Deno.test("buildHead() writes the request line, Host, X-Forwarded-* and X-Real-I
 });
 
 Deno.test("buildHead() drops hop-by-hop fields and those named in Connection", () => {
-  const plan = planFor(config());
+  const plan = createPlan(config());
   const req = new Request("http://gate.example/", {
     headers: {
       connection: "x-private, close",
@@ -152,7 +152,7 @@ Deno.test("buildHead() drops hop-by-hop fields and those named in Connection", (
 });
 
 Deno.test("buildHead() frames a body with its Content-Length or chunked, and GET never", async (t) => {
-  const plan = planFor(config());
+  const plan = createPlan(config());
   await t.step("Content-Length is passed through", () => {
     const req = new Request("http://g/", {
       method: "POST",
@@ -182,7 +182,7 @@ Deno.test("buildHead() frames a body with its Content-Length or chunked, and GET
 });
 
 Deno.test("buildHead() sends claim fields as given, after dropping inbound copies", () => {
-  const plan = planFor(config({ claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }));
+  const plan = createPlan(config({ claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }));
   const req = new Request("http://g/", {
     headers: { "x-auth-subject": "forged", "x_auth_subject": "forged2" },
   });
@@ -210,7 +210,7 @@ Deno.test("buildHead() refuses, never cleans, a value that would corrupt the hea
   for (const [name, extra] of cases) {
     await t.step(name, () => {
       assert.throws(
-        () => buildHead(planFor(config()), new Request("http://g/"), { ...CTX, ...extra }),
+        () => buildHead(createPlan(config()), new Request("http://g/"), { ...CTX, ...extra }),
         Http1HeadError,
       );
     });
@@ -219,7 +219,7 @@ Deno.test("buildHead() refuses, never cleans, a value that would corrupt the hea
 
 Deno.test("buildHead() drops every spelling of a managed field", () => {
   const claim = { claim: "email", header: "X-Auth-Email" };
-  const plan = planFor(config({ claimHeaders: [claim] }));
+  const plan = createPlan(config({ claimHeaders: [claim] }));
   const managed = [
     ...GATE_SET_HEADERS,
     ...CLIENT_ADDRESS_HEADERS,
@@ -332,7 +332,7 @@ Deno.test("responseHeaders() sets X-Accel-Buffering: no on event streams only", 
 });
 
 Deno.test("buildHead() frames the body by Transfer-Encoding over Content-Length, never a bad length", async (t) => {
-  const plan = planFor(config());
+  const plan = createPlan(config());
   const post = (headers: [string, string][]) =>
     new Request("http://gate/mcp", { method: "POST", headers, body: "hello" });
   await t.step(
@@ -368,7 +368,7 @@ Deno.test("buildHead() frames the body by Transfer-Encoding over Content-Length,
 });
 
 Deno.test("readRequestFields() gives each value as Headers.get() does, and serialises the forwarded fields", () => {
-  const plan = planFor(config());
+  const plan = createPlan(config());
   const headers = new Headers([
     ["Authorization", "Bearer a"],
     ["authorization", "Bearer b"],
@@ -416,10 +416,12 @@ Deno.test("readRequestFields() gives each value as Headers.get() does, and seria
   assert.equal(none.forwarded, "");
 });
 
-Deno.test("planFor() builds one plan per Config object", () => {
-  const c = config();
-  assert.equal(planFor(c), planFor(c));
-  assert.notEqual(planFor(c), planFor(config()));
+Deno.test("createPlan() gives a frozen plan whose drop set holds every managed name", () => {
+  const plan = createPlan(config({ claimHeaders: [{ claim: "sub", header: "X_Auth_Subject" }] }));
+  assert.ok(Object.isFrozen(plan));
+  for (const name of [...HOP_BY_HOP_HEADERS, ...GATE_SET_HEADERS, "x-auth-subject", "cookie"]) {
+    assert.ok(plan.drop.has(name), name);
+  }
 });
 
 Deno.test("buildHead() gives the same head from fields the handler read as from the request", async (t) => {
@@ -448,7 +450,7 @@ Deno.test("buildHead() gives the same head from fields the handler read as from 
   ];
   for (const [name, cfg, init] of cases) {
     await t.step(name, () => {
-      const plan = planFor(cfg);
+      const plan = createPlan(cfg);
       const req = new Request(init.url, init);
       const fields = readRequestFields(plan, req.headers);
       assert.deepEqual(buildHead(plan, req, { ...CTX, fields }), buildHead(plan, req, CTX));
@@ -458,8 +460,8 @@ Deno.test("buildHead() gives the same head from fields the handler read as from 
     const req = new Request("http://gate.example/", {
       headers: { authorization: "Bearer t", "x-kept": "1" },
     });
-    const other = readRequestFields(planFor(config({ forwardAuthorization: true })), req.headers);
-    const plan = planFor(config());
+    const other = readRequestFields(createPlan(config({ forwardAuthorization: true })), req.headers);
+    const plan = createPlan(config());
     const { head } = buildHead(plan, req, { ...CTX, fields: other });
     assert.equal(lines(head).find((l) => l.startsWith("authorization:")), undefined);
     assert.deepEqual(head, buildHead(plan, req, CTX).head);
