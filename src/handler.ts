@@ -7,20 +7,35 @@
  */
 import type { Config } from "./config/mod.ts";
 import { GateError, type RejectReason } from "./errors.ts";
-import { jsonNumber, jsonString, type Logger, truncateBytes } from "./ops/mod.ts";
-import { bearerFrom } from "./http/mod.ts";
-import { createResponder, outcomeOf } from "./http/mod.ts";
-import { createMetadata } from "./http/mod.ts";
-import { createCors } from "./http/mod.ts";
-import { createClientIpResolver } from "./http/mod.ts";
-import { createRateLimiter, type RateLimiter } from "./http/mod.ts";
-import { createInflightLimits } from "./http/mod.ts";
-import { requestIdFor } from "./http/mod.ts";
-import { annotateAuth } from "./ops/mod.ts";
+import {
+  annotateAuth,
+  jsonNumber,
+  jsonString,
+  type Logger,
+  type Metrics,
+  type Route,
+  truncateBytes,
+} from "./ops/mod.ts";
+import {
+  bearerFrom,
+  chargeOf,
+  createClientIpResolver,
+  createCors,
+  createInflightLimits,
+  createMetadata,
+  createRateLimiter,
+  createResponder,
+  isUriHost,
+  loggedStatusOf,
+  outcomeOf,
+  parseRequestUrl,
+  type RateLimiter,
+  requestIdFor,
+  type RequestTarget,
+  upstreamErrorOf,
+} from "./http/mod.ts";
 import { contentLengthOf, isFieldValue, splitTokens } from "./http1/mod.ts";
-import { isUriHost, parseRequestUrl, type RequestTarget } from "./http/mod.ts";
-import type { KeyStore } from "./auth/mod.ts";
-import type { TokenVerifier, VerifiedToken } from "./auth/mod.ts";
+import type { KeyStore, TokenVerifier, VerifiedToken } from "./auth/mod.ts";
 import {
   claimFieldValues,
   type ForwardContext,
@@ -28,7 +43,6 @@ import {
   type ForwardResult,
   type RequestFields,
 } from "./proxy/mod.ts";
-import type { Metrics, Route } from "./ops/mod.ts";
 
 /** What {@linkcode createHandler} needs; every part is built once by server.ts (or a test). */
 export interface HandlerDeps {
@@ -50,9 +64,6 @@ export interface PeerInfo {
 }
 
 export type Handler = (req: Request, info: PeerInfo) => Promise<Response>;
-
-/** Logged (not sent) when the client left before the upstream answered, as nginx does. */
-const CLIENT_CLOSED_STATUS = 499;
 
 /** Health paths are exact (no prefix, no case folding): anything else is protected. */
 const HEALTH_PATHS = new Set(["/livez", "/readyz", "/healthz"]);
@@ -326,26 +337,22 @@ export function createHandler(deps: HandlerDeps): Handler {
         return res;
       }
       let final = gateErr;
-      // Failed authentication is charged to the client IP; a verified token that is refused
-      // (403: scope, claims) to its subject. Either way abuse costs the abuser, not the gate.
+      // The error table (http/challenge.ts) says whose bucket pays for the refusal.
       const refusedSubject = sub === undefined ? gateErr.subject : undefined;
-      const limiter = refusedSubject !== undefined
-        ? subjectLimiter
-        : final.code === "no_token" || final.code === "invalid_token" ||
-            final.code === "invalid_request"
+      const charge = chargeOf(final.code);
+      const limiter = charge === "ip"
         ? ipLimiter
+        : charge === "subject" && refusedSubject !== undefined
+        ? subjectLimiter
         : undefined;
       if (limiter !== undefined) {
-        const wait = limiter.take(refusedSubject ?? clientIp);
+        const wait = limiter.take(charge === "ip" ? clientIp : refusedSubject!);
         if (wait > 0) {
           final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
       }
-      // The client left before the upstream answered: nobody gets this response; log it the way
-      // nginx does (499) rather than as an upstream failure.
-      const clientClosed = final.reason === "client_closed";
-      if (final.code === "upstream_error" && !clientClosed) metrics?.upstreamError("unreachable");
-      else if (final.code === "upstream_timeout") metrics?.upstreamError("timeout");
+      const upstreamError = upstreamErrorOf(final);
+      if (upstreamError !== undefined) metrics?.upstreamError(upstreamError);
       const outcome = outcomeOf(final.code);
       // A verified request was already counted as "ok" above.
       if (sub === undefined) {
@@ -355,7 +362,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       const res = reject(final, origin);
       done({
         route: sub ? "proxy" : "rejected",
-        status: clientClosed ? CLIENT_CLOSED_STATUS : res.status,
+        status: loggedStatusOf(final, res.status),
         auth: outcome,
         reason: final.reason,
         detail: final.detail,

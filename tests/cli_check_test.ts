@@ -6,8 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { type Env, parseConfig } from "../src/config/mod.ts";
-import { type CheckWarning, configWarnings, runCheck } from "../src/cli/mod.ts";
-import { healthcheckTarget, localHostFor, runHealthcheck } from "../src/cli/mod.ts";
+import {
+  type CheckWarning,
+  configWarnings,
+  healthcheckTarget,
+  localHostFor,
+  runCheck,
+  runHealthcheck,
+} from "../src/cli/mod.ts";
 import { startTestIssuer } from "./helpers/issuer.ts";
 import { GATE_BIN, startGate, type TestGate } from "./helpers/gate.ts";
 import { closedPort } from "./helpers/net.ts";

@@ -5,9 +5,8 @@
 import { deepStrictEqual as assertEquals, equal, ok as assert, rejects } from "node:assert/strict";
 import type { Config } from "../src/config/mod.ts";
 import { GateError } from "../src/errors.ts";
-import { createKeyStore, type KeyStoreDeps } from "../src/auth/mod.ts";
+import { createKeyStore, createVerifier, type KeyStoreDeps } from "../src/auth/mod.ts";
 import { createLogger, createMemorySink } from "../src/ops/mod.ts";
-import { createVerifier } from "../src/auth/mod.ts";
 import {
   configFor,
   generateTestKey,

@@ -8,8 +8,7 @@
  * Exit codes: 0 ok (warnings do not fail), 1 discovery or key set fetch failed. A bad
  * configuration (2) is reported by the CLI before this runs.
  */
-import type { Config } from "../config/mod.ts";
-import { redactedConfig } from "../config/mod.ts";
+import { type Config, redactedConfig } from "../config/mod.ts";
 import { createKeyStore } from "../auth/mod.ts";
 import { isLoopbackHost } from "../net/mod.ts";
 import { createLogger, type LogSink } from "../ops/mod.ts";

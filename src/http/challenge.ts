@@ -31,6 +31,13 @@ export interface ErrorRule {
   readonly description: string;
   /** `Retry-After` seconds when the error carries none; undefined = no header. */
   readonly retryAfter?: number;
+  /**
+   * Whose rate-limit bucket the refusal is charged to: failed authentication to the client IP,
+   * a verified token refused with 403 to its subject (docs/security.md, "Abuse costs the abuser").
+   */
+  readonly charge?: "ip" | "subject";
+  /** The upstream error this code counts as in the metrics, if any. */
+  readonly upstreamError?: "unreachable" | "timeout";
 }
 
 /**
@@ -45,6 +52,7 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     outcome: "none",
     error: "unauthorized",
     description: "Bearer token required",
+    charge: "ip",
   },
   bad_request: {
     status: 400,
@@ -63,18 +71,21 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     outcome: "invalid_request",
     error: "invalid_request",
     description: "The request is malformed",
+    charge: "ip",
   },
   invalid_token: {
     status: 401,
     outcome: "invalid_token",
     error: "invalid_token",
     description: "The access token is invalid",
+    charge: "ip",
   },
   insufficient_scope: {
     status: 403,
     outcome: "insufficient_scope",
     error: "insufficient_scope",
     description: "The access token does not grant the required scope",
+    charge: "subject",
   },
   forbidden: {
     status: 403,
@@ -87,6 +98,7 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     outcome: "forbidden",
     error: "forbidden",
     description: "A claim of the access token cannot be passed to the service",
+    charge: "subject",
   },
   not_ready: {
     status: 503,
@@ -120,12 +132,14 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     outcome: "ok",
     error: "upstream_error",
     description: "The upstream service is unavailable",
+    upstreamError: "unreachable",
   },
   upstream_timeout: {
     status: 504,
     outcome: "ok",
     error: "upstream_timeout",
     description: "The upstream service did not respond in time",
+    upstreamError: "timeout",
   },
 };
 
@@ -144,6 +158,27 @@ const BAD_REQUEST_DESCRIPTIONS: Partial<Record<RejectReason, string>> = {
   invalid_host: "The Host header or request authority is not a valid host",
   invalid_header: "A header field value cannot be forwarded",
 };
+
+/** Logged (not sent) when the client left before the upstream answered, as nginx does. */
+export const CLIENT_CLOSED_STATUS = 499;
+
+/**
+ * The status the log line records for `err` answered with `status`: 499 when the client went
+ * away first (nobody gets the answer), else the status sent.
+ */
+export function loggedStatusOf(err: GateError, status: number): number {
+  return err.reason === "client_closed" ? CLIENT_CLOSED_STATUS : status;
+}
+
+/** The upstream error `err` counts as in the metrics; a client that left is not one. */
+export function upstreamErrorOf(err: GateError): "unreachable" | "timeout" | undefined {
+  return err.reason === "client_closed" ? undefined : ERROR_RULES[err.code].upstreamError;
+}
+
+/** Whose rate-limit bucket a refusal with `code` is charged to, if anyone's. */
+export function chargeOf(code: GateErrorCode): "ip" | "subject" | undefined {
+  return ERROR_RULES[code].charge;
+}
 
 /** The log `auth` value for a code (docs/contract.md §5). */
 export function outcomeOf(code: GateErrorCode): AuthOutcome {

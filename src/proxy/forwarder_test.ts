@@ -8,12 +8,12 @@ import {
   claimFieldValues,
   CLIENT_ADDRESS_HEADERS,
   CONSUMED_HEADERS,
+  createPlan,
   type ForwardContext,
   GATE_SET_HEADERS,
   HOP_BY_HOP_HEADERS,
   managedKey,
   MAX_CLAIM_VALUE_BYTES,
-  createPlan,
   readRequestFields,
   responseHeaders,
   stripAccessToken,
@@ -460,7 +460,10 @@ Deno.test("buildHead() gives the same head from fields the handler read as from 
     const req = new Request("http://gate.example/", {
       headers: { authorization: "Bearer t", "x-kept": "1" },
     });
-    const other = readRequestFields(createPlan(config({ forwardAuthorization: true })), req.headers);
+    const other = readRequestFields(
+      createPlan(config({ forwardAuthorization: true })),
+      req.headers,
+    );
     const plan = createPlan(config());
     const { head } = buildHead(plan, req, { ...CTX, fields: other });
     assert.equal(lines(head).find((l) => l.startsWith("authorization:")), undefined);
