@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Config } from "../config/mod.ts";
 import { GateError, type GateErrorCode, type RejectReason } from "../errors.ts";
-import { createResponder, ERROR_RULES, outcomeOf } from "./challenge.ts";
+import {
+  chargeOf,
+  createResponder,
+  ERROR_RULES,
+  loggedStatusOf,
+  outcomeOf,
+  upstreamErrorOf,
+} from "./challenge.ts";
 import { testConfig } from "../../tests/helpers/config.ts";
 
 /** The test config with scopes: the challenge's `scope` attribute reports them. */
@@ -381,4 +388,34 @@ Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
   for (const [code, want] of cases) {
     await t.step(code, () => assert.equal(outcomeOf(code), want));
   }
+});
+
+Deno.test("the error table charges failed authentication to the IP and 403s to the subject", () => {
+  const charged = Object.fromEntries(ALL_CODES.map((c) => [c, chargeOf(c) ?? null]));
+  assert.deepEqual(charged, {
+    no_token: "ip",
+    bad_request: null,
+    not_implemented: null,
+    invalid_request: "ip",
+    invalid_token: "ip",
+    insufficient_scope: "subject",
+    forbidden: null,
+    claim_unrepresentable: "subject",
+    not_ready: null,
+    rate_limited: null,
+    overloaded: null,
+    payload_too_large: null,
+    upstream_error: null,
+    upstream_timeout: null,
+  });
+});
+
+Deno.test("a client that left is logged as 499 and is no upstream error", () => {
+  const gone = new GateError("upstream_error", { reason: "client_closed" });
+  assert.equal(loggedStatusOf(gone, 502), 499);
+  assert.equal(upstreamErrorOf(gone), undefined);
+  const down = new GateError("upstream_error", { reason: "upstream_unreachable" });
+  assert.equal(loggedStatusOf(down, 502), 502);
+  assert.equal(upstreamErrorOf(down), "unreachable");
+  assert.equal(upstreamErrorOf(new GateError("upstream_timeout")), "timeout");
 });
