@@ -4,14 +4,24 @@
  * listener whose accept loop dies (out of file descriptors) is re-created: load never ends the
  * process.
  */
-import type { Config, ListenAddr } from "./config/mod.ts";
-import { invalidValue, redactedConfig } from "./config/mod.ts";
+import {
+  type Config,
+  formatListenAddr,
+  invalidValue,
+  type ListenAddr,
+  redactedConfig,
+} from "./config/mod.ts";
 import { ConfigError } from "./errors.ts";
-import type { Logger } from "./ops/mod.ts";
-import { createKeyStore } from "./auth/mod.ts";
-import { createVerifier } from "./auth/mod.ts";
+import {
+  createMetrics,
+  type ListenerName,
+  type Logger,
+  type Metrics,
+  METRICS_CONTENT_TYPE,
+} from "./ops/mod.ts";
+import { createKeyStore, createVerifier } from "./auth/mod.ts";
 import { createForwarder, isUpstreamStreamError } from "./proxy/mod.ts";
-import { createMetrics, type ListenerName, type Metrics, METRICS_CONTENT_TYPE } from "./ops/mod.ts";
+import { healthResponse, internalErrorResponse } from "./http/mod.ts";
 import { createHandler } from "./handler.ts";
 import { VERSION } from "./version.ts";
 
@@ -71,10 +81,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     if (isUpstreamStreamError(err) || err instanceof DrainCut) {
       log.debug("response body ended early", { error: String(err) });
     } else log.error("unhandled error", { error: String(err) });
-    return new Response('{"error":"internal_error"}', {
-      status: 500,
-      headers: { "content-type": "application/json", "cache-control": "no-store" },
-    });
+    return internalErrorResponse();
   };
 
   // Bodies pass through unchanged: the runtime must never re-encode them. Deno 2.9 does not by
@@ -125,9 +132,9 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     ? { hostname: metricsServer.addr.hostname, port: metricsServer.addr.port }
     : undefined;
   log.info("listening", {
-    addr: formatAddr(addr),
+    addr: formatListenAddr(addr),
     tls: deps.tls !== undefined,
-    ...(metricsAddr ? { metrics_addr: formatAddr(metricsAddr) } : {}),
+    ...(metricsAddr ? { metrics_addr: formatListenAddr(metricsAddr) } : {}),
   });
   keys.start();
 
@@ -258,7 +265,7 @@ function superviseListener(
       if (performance.now() - upSince > RELISTEN_RESET_MS) delay = RELISTEN_MIN_MS;
       failures("listener stopped accepting, re-creating it", {
         listener: name,
-        addr: formatAddr(bound),
+        addr: formatListenAddr(bound),
         error: String(err),
         retry_ms: delay,
       });
@@ -273,7 +280,7 @@ function superviseListener(
     } catch (err) {
       failures("listener could not be re-created, retrying", {
         listener: name,
-        addr: formatAddr(bound),
+        addr: formatListenAddr(bound),
         error: String(err),
         retry_ms: delay,
       });
@@ -282,7 +289,7 @@ function superviseListener(
     }
     upSince = performance.now();
     watch(current);
-    restored("listener accepting again", { listener: name, addr: formatAddr(bound) });
+    restored("listener accepting again", { listener: name, addr: formatListenAddr(bound) });
   };
   watch(current);
 
@@ -350,38 +357,28 @@ function tlsConfigError(config: Config, err: unknown): ConfigError | undefined {
   return undefined;
 }
 
+/**
+ * The metrics listener: `/metrics`, and the health paths answered exactly as the gate answers them
+ * ({@linkcode healthResponse}).
+ */
 function metricsEndpoint(req: Request, ready: boolean, render: () => string): Response {
   const path = new URL(req.url).pathname;
+  const health = healthResponse(req.method, path, ready);
+  if (health) return health;
   const headers = { "cache-control": "no-store", "x-content-type-options": "nosniff" };
   if (req.method !== "GET" && req.method !== "HEAD") {
     return new Response(null, { status: 405, headers: { ...headers, allow: "GET, HEAD" } });
   }
-  switch (path) {
-    case "/metrics":
-      return new Response(render(), {
-        headers: { ...headers, "content-type": METRICS_CONTENT_TYPE },
-      });
-    case "/livez":
-      return new Response('{"status":"ok"}', {
-        headers: { ...headers, "content-type": "application/json" },
-      });
-    case "/readyz":
-    case "/healthz":
-      return new Response(ready ? '{"status":"ok"}' : '{"status":"unavailable"}', {
-        status: ready ? 200 : 503,
-        headers: { ...headers, "content-type": "application/json" },
-      });
-    default:
-      return new Response('{"error":"not_found"}', {
-        status: 404,
-        headers: { ...headers, "content-type": "application/json" },
-      });
+  if (path === "/metrics") {
+    return new Response(render(), {
+      headers: { ...headers, "content-type": METRICS_CONTENT_TYPE },
+    });
   }
+  return new Response('{"error":"not_found"}', {
+    status: 404,
+    headers: { ...headers, "content-type": "application/json" },
+  });
 }
 
 /** How long open exchanges get to end after being cut at SHUTDOWN_TIMEOUT. */
 const FORCED_CLOSE_GRACE_MS = 500;
-
-function formatAddr(a: ListenAddr): string {
-  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
-}
