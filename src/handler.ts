@@ -173,6 +173,69 @@ export function createHandler(deps: HandlerDeps): Handler {
     return res;
   };
 
+  /**
+   * MAX_CONCURRENT_REQUESTS / MAX_TOTAL_CONNECTIONS, before any other work; health probes and
+   * metadata are exempt, so an overloaded gate is not also restarted by its probes.
+   * @returns the slot's release, to call once the exchange is over.
+   */
+  const admit = (clientIp: string): () => void => {
+    const slot = inflight.enter(clientIp);
+    if (typeof slot === "function") return slot;
+    metrics?.inflightRejected(slot.scope);
+    throw slot.scope === "ip"
+      ? new GateError("rate_limited", { reason: "inflight_ip", retryAfterSeconds: 1 })
+      : new GateError("overloaded", { reason: "inflight_total", retryAfterSeconds: 1 });
+  };
+
+  /**
+   * Bearer token → verified token: readiness, the client IP's bucket (failed authentication
+   * drains it; once empty, the client is refused before any signature work), then the verifier.
+   */
+  const authenticate = async (
+    fields: RequestFields,
+    query: string,
+    clientIp: string,
+  ): Promise<VerifiedToken> => {
+    const token = bearerFrom(fields.authorization, query);
+    if (!keys.ready) {
+      throw new GateError("not_ready", { reason: "keys_not_loaded", retryAfterSeconds: 5 });
+    }
+    if (token === undefined) throw new GateError("no_token");
+    if (ipLimiter) {
+      const wait = ipLimiter.peek(clientIp);
+      if (wait > 0) {
+        throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
+      }
+    }
+    try {
+      return await verifier.verify(token);
+    } catch (err) {
+      throw err instanceof GateError ? err : new GateError("invalid_token", {
+        reason: "malformed",
+        detail: String(err),
+      });
+    }
+  };
+
+  /**
+   * What an authenticated request may do: it is counted as authenticated, then the subject's
+   * bucket and the declared body size decide.
+   */
+  const authorize = (verified: VerifiedToken, fields: RequestFields): void => {
+    metrics?.authOutcome("ok");
+    annotateAuth({ outcome: "ok", sub: verified.sub });
+    if (subjectLimiter) {
+      const wait = subjectLimiter.take(verified.sub);
+      if (wait > 0) {
+        throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
+      }
+    }
+    const declared = contentLengthOf(fields.contentLength);
+    if (declared !== undefined && declared > maxBody) {
+      throw new GateError("payload_too_large", { reason: "body_too_large" });
+    }
+  };
+
   const handle = async (req: Request, info: PeerInfo): Promise<Response> => {
     const started = now();
     metrics?.requestStarted();
@@ -204,15 +267,7 @@ export function createHandler(deps: HandlerDeps): Handler {
 
     // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
     // before any other work (src/http/target.ts, docs/security.md).
-    const malformed: RejectReason | undefined = typeof target === "string"
-      ? target
-      : fields.host !== null && !isUriHost(fields.host)
-      ? "invalid_host"
-      : fields.unrepresentable !== null || !isFieldValue(forwardedFor)
-      ? "invalid_header"
-      : fields.transferEncoding !== null && !isChunkedOnly(fields.transferEncoding)
-      ? "unsupported_transfer_coding"
-      : undefined;
+    const malformed = requestProblem(target, fields, forwardedFor);
     if (malformed !== undefined) {
       const err = new GateError(
         malformed === "unsupported_transfer_coding" ? "not_implemented" : "bad_request",
@@ -224,7 +279,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       return res;
     }
     const checked = target as RequestTarget;
-    const search = checked.query;
 
     if (HEALTH_PATHS.has(path)) {
       const res = health(req, path);
@@ -240,16 +294,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     const origin = fields.origin;
     let sub: string | undefined;
     try {
-      // MAX_CONCURRENT_REQUESTS / MAX_TOTAL_CONNECTIONS, before any other work; health probes
-      // and metadata are exempt, so an overloaded gate is not also restarted by its probes.
-      const slot = inflight.enter(clientIp);
-      if (typeof slot !== "function") {
-        metrics?.inflightRejected(slot.scope);
-        throw slot.scope === "ip"
-          ? new GateError("rate_limited", { reason: "inflight_ip", retryAfterSeconds: 1 })
-          : new GateError("overloaded", { reason: "inflight_total", retryAfterSeconds: 1 });
-      }
-      release = slot;
+      release = admit(clientIp);
       // docs/contract.md §3.1: a present, unlisted Origin is refused before anything else.
       if (!cors.originAllowed(origin)) {
         throw new GateError("forbidden", { reason: "origin" });
@@ -260,45 +305,12 @@ export function createHandler(deps: HandlerDeps): Handler {
         done({ route: "preflight", status: res.status, auth: "exempt" });
         return res;
       }
-      const token = bearerFrom(fields.authorization, search);
-      if (!keys.ready) {
-        throw new GateError("not_ready", { reason: "keys_not_loaded", retryAfterSeconds: 5 });
-      }
-      if (token === undefined) throw new GateError("no_token");
-      // Failed authentication drains the client IP's bucket; once it is empty, the client is
-      // refused before any signature work (a flood of bad tokens costs the gate nothing more).
-      if (ipLimiter) {
-        const wait = ipLimiter.peek(clientIp);
-        if (wait > 0) {
-          throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
-        }
-      }
-
-      let verified: VerifiedToken;
-      try {
-        verified = await verifier.verify(token);
-      } catch (err) {
-        throw err instanceof GateError ? err : new GateError("invalid_token", {
-          reason: "malformed",
-          detail: String(err),
-        });
-      }
-      // Claim fields are built before the request counts as authenticated: a claim that cannot
-      // be sent faithfully refuses it (403, charged to the subject like any other 403).
+      const verified = await authenticate(fields, checked.query, clientIp);
+      // Claim fields come before the request counts as authenticated: a claim that cannot be
+      // sent faithfully refuses it (403, charged to the subject like any other 403).
       const setHeaders = claimHeaders.length > 0 ? claimFieldValuesOf(verified) : undefined;
       sub = verified.sub;
-      metrics?.authOutcome("ok");
-      annotateAuth({ outcome: "ok", sub });
-      if (subjectLimiter) {
-        const wait = subjectLimiter.take(sub);
-        if (wait > 0) {
-          throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
-        }
-      }
-      const declared = contentLengthOf(fields.contentLength);
-      if (declared !== undefined && declared > maxBody) {
-        throw new GateError("payload_too_large", { reason: "body_too_large" });
-      }
+      authorize(verified, fields);
 
       const ctx: ForwardContext = {
         clientIp,
@@ -407,4 +419,22 @@ function forwardedProto(
 function isChunkedOnly(value: string): boolean {
   const codings = splitTokens(value);
   return codings.length === 1 && codings[0] === "chunked";
+}
+
+/**
+ * What reaches the upstream is built from the request's URL and fields: the first reason they
+ * cannot be passed on as they are (docs/security.md), or undefined.
+ */
+function requestProblem(
+  target: RequestTarget | RejectReason,
+  fields: RequestFields,
+  forwardedFor: string,
+): RejectReason | undefined {
+  if (typeof target === "string") return target;
+  if (fields.host !== null && !isUriHost(fields.host)) return "invalid_host";
+  if (fields.unrepresentable !== null || !isFieldValue(forwardedFor)) return "invalid_header";
+  if (fields.transferEncoding !== null && !isChunkedOnly(fields.transferEncoding)) {
+    return "unsupported_transfer_coding";
+  }
+  return undefined;
 }
