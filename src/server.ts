@@ -19,10 +19,10 @@ import {
   type Metrics,
   METRICS_CONTENT_TYPE,
 } from "./ops/mod.ts";
-import { createKeyStore, createVerifier } from "./auth/mod.ts";
-import { createForwarder, isUpstreamStreamError } from "./proxy/mod.ts";
+import { createKeyStore, createVerifier, type KeyStore } from "./auth/mod.ts";
+import { createForwarder, isUpstreamStreamError, type StreamingForwarder } from "./proxy/mod.ts";
 import { healthResponse, internalErrorResponse } from "./http/mod.ts";
-import { createHandler } from "./handler.ts";
+import { createHandler, type Handler } from "./handler.ts";
 import { VERSION } from "./version.ts";
 
 /** Options for {@linkcode startServer}. */
@@ -61,70 +61,28 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   const { log } = deps;
   log.info("starting", { version: VERSION, config: redactedConfig(config) });
 
-  const keys = createKeyStore(config, { log, fetch: deps.fetch });
-  const verifier = createVerifier(config, keys, { log });
-  const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
-  const metrics = createMetrics({ version: VERSION, keyStats: () => keys.stats() });
-  const handler = createHandler({
-    config,
-    keys,
-    verifier,
-    forwarder,
-    log,
-    metrics,
-    tls: deps.tls !== undefined,
-  });
-
-  const onError = (err: unknown): Response => {
-    // A response body that broke off (upstream reset mid-stream, or cut by the drain) is an
-    // expected event, already in the exchange's log line: not a crash.
-    if (isUpstreamStreamError(err) || err instanceof DrainCut) {
-      log.debug("response body ended early", { error: String(err) });
-    } else log.error("unhandled error", { error: String(err) });
-    return internalErrorResponse();
-  };
-
-  // Bodies pass through unchanged: the runtime must never re-encode them. Deno 2.9 does not by
-  // default; the option is spelled out for that, and is not a literal so that older runtimes'
-  // types (which lack it) still check. Deno 2.7 ignores it and compresses compressible bodies
-  // the client accepts gzip for, unless they are already encoded or say no-transform.
-  const gateOptions = {
-    hostname: config.listen.hostname,
-    port: config.listen.port,
-    automaticCompression: false,
-    onListen: () => {},
-    onError,
-    ...(deps.tls ? { cert: deps.tls.cert, key: deps.tls.key } : {}),
-  };
+  const stages = buildStages(config, deps);
+  const { keys, forwarder, metrics } = stages;
+  const onError = unexpectedErrorHandler(log);
   const supervision = { log, metrics };
   let gate: Listener;
   try {
-    gate = superviseListener(
-      "gate",
-      config.listen,
-      ({ hostname, port }) => Deno.serve({ ...gateOptions, hostname, port }, handler),
+    gate = startGateListener(config, {
+      handler: stages.handler,
+      onError,
+      tls: deps.tls,
       supervision,
-    );
+    });
   } catch (err) {
     forwarder.close();
     return Promise.reject(deps.tls ? tlsConfigError(config, err) ?? err : err);
   }
   let metricsServer: Listener | undefined;
-  if (config.metricsListen) {
-    const metricsHandler = (req: Request) =>
-      metricsEndpoint(req, keys.ready, () => metrics.render());
-    try {
-      metricsServer = superviseListener(
-        "metrics",
-        config.metricsListen,
-        ({ hostname, port }) =>
-          Deno.serve({ hostname, port, onListen: () => {}, onError }, metricsHandler),
-        supervision,
-      );
-    } catch (err) {
-      forwarder.close();
-      return gate.shutdown().then(() => Promise.reject(err));
-    }
+  try {
+    metricsServer = startMetricsListener(config, { keys, metrics, onError, supervision });
+  } catch (err) {
+    forwarder.close();
+    return gate.shutdown().then(() => Promise.reject(err));
   }
 
   const addr = { hostname: gate.addr.hostname, port: gate.addr.port };
@@ -138,6 +96,140 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   });
   keys.start();
 
+  const { shutdown, finished } = createShutdown(config, {
+    log,
+    keys,
+    forwarder,
+    gate,
+    metricsServer,
+    handleSignals: deps.handleSignals === true,
+  });
+  return Promise.resolve({
+    addr,
+    metricsAddr,
+    finished,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+  });
+}
+
+/** What the listeners serve and the drain stops, built once from the configuration. */
+interface Stages {
+  keys: KeyStore;
+  forwarder: StreamingForwarder;
+  metrics: Metrics;
+  handler: Handler;
+}
+
+/** Builds the key store, verifier, forwarder, metrics and the request handler over them. */
+function buildStages(config: Config, deps: ServerDeps): Stages {
+  const { log } = deps;
+  const keys = createKeyStore(config, { log, fetch: deps.fetch });
+  const verifier = createVerifier(config, keys, { log });
+  const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
+  const metrics = createMetrics({ version: VERSION, keyStats: () => keys.stats() });
+  const handler = createHandler({
+    config,
+    keys,
+    verifier,
+    forwarder,
+    log,
+    metrics,
+    tls: deps.tls !== undefined,
+  });
+  return { keys, forwarder, metrics, handler };
+}
+
+/** Deno.serve's `onError` for both listeners: logs, then answers the fixed 500. */
+function unexpectedErrorHandler(log: Logger): (err: unknown) => Response {
+  return (err) => {
+    // A response body that broke off (upstream reset mid-stream, or cut by the drain) is an
+    // expected event, already in the exchange's log line: not a crash.
+    if (isUpstreamStreamError(err) || err instanceof DrainCut) {
+      log.debug("response body ended early", { error: String(err) });
+    } else log.error("unhandled error", { error: String(err) });
+    return internalErrorResponse();
+  };
+}
+
+/** The context a listener is supervised with (see {@linkcode superviseListener}). */
+type Supervision = { log: Logger; metrics: Metrics };
+
+/**
+ * Binds LISTEN_ADDR (with TLS when configured) and serves the request handler.
+ * @throws when it cannot bind, or TLS refuses the material (raw; the caller names the file).
+ */
+function startGateListener(
+  config: Config,
+  ctx: {
+    handler: Stages["handler"];
+    onError: (err: unknown) => Response;
+    tls: ServerDeps["tls"];
+    supervision: Supervision;
+  },
+): Listener {
+  // Bodies pass through unchanged: the runtime must never re-encode them. Deno 2.9 does not by
+  // default; the option is spelled out for that, and is not a literal so that older runtimes'
+  // types (which lack it) still check. Deno 2.7 ignores it and compresses compressible bodies
+  // the client accepts gzip for, unless they are already encoded or say no-transform.
+  const gateOptions = {
+    hostname: config.listen.hostname,
+    port: config.listen.port,
+    automaticCompression: false,
+    onListen: () => {},
+    onError: ctx.onError,
+    ...(ctx.tls ? { cert: ctx.tls.cert, key: ctx.tls.key } : {}),
+  };
+  return superviseListener(
+    "gate",
+    config.listen,
+    ({ hostname, port }) => Deno.serve({ ...gateOptions, hostname, port }, ctx.handler),
+    ctx.supervision,
+  );
+}
+
+/**
+ * Binds METRICS_ADDR and serves `/metrics` and the health paths; undefined when it is disabled.
+ * @throws when it cannot bind.
+ */
+function startMetricsListener(
+  config: Config,
+  ctx: {
+    keys: KeyStore;
+    metrics: Metrics;
+    onError: (err: unknown) => Response;
+    supervision: Supervision;
+  },
+): Listener | undefined {
+  if (!config.metricsListen) return undefined;
+  const { keys, metrics, onError } = ctx;
+  const metricsHandler = (req: Request) => metricsEndpoint(req, keys.ready, () => metrics.render());
+  return superviseListener(
+    "metrics",
+    config.metricsListen,
+    ({ hostname, port }) =>
+      Deno.serve({ hostname, port, onListen: () => {}, onError }, metricsHandler),
+    ctx.supervision,
+  );
+}
+
+/**
+ * The stop sequence, run once however often it is asked for: the key store stops, the gate drains
+ * ({@linkcode drainGate}), the forwarder and the metrics listener close, `finished` resolves.
+ * With `handleSignals`, SIGTERM and SIGINT start it.
+ */
+function createShutdown(
+  config: Config,
+  ctx: {
+    log: Logger;
+    keys: KeyStore;
+    forwarder: StreamingForwarder;
+    gate: Listener;
+    metricsServer: Listener | undefined;
+    handleSignals: boolean;
+  },
+): { shutdown: () => Promise<void>; finished: Promise<void> } {
+  const { log, keys, forwarder, gate, metricsServer } = ctx;
   let resolveFinished!: () => void;
   const finished = new Promise<void>((r) => (resolveFinished = r));
   let stopping: Promise<void> | undefined;
@@ -147,54 +239,60 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     log.info("signal received, draining", { timeout_ms: config.shutdownTimeoutMs });
     void shutdown();
   };
-  if (deps.handleSignals) { for (const s of signals) Deno.addSignalListener(s, onSignal); }
+  if (ctx.handleSignals) { for (const s of signals) Deno.addSignalListener(s, onSignal); }
 
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       const t0 = performance.now();
       keys.close();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const drained = gate.shutdown().then(() => true);
-      const timedOut = new Promise<boolean>((r) => {
-        timer = setTimeout(() => r(false), config.shutdownTimeoutMs);
-      });
-      const clean = await Promise.race([drained, timedOut]);
-      clearTimeout(timer);
-      if (!clean) {
-        // Cut what is still streaming (Deno's shutdown() waits for open bodies forever): the
-        // forwarder errors each proxied body, which ends the client's response, aborts the
-        // upstream request and writes the exchange's log line (forwarder.close() alone only
-        // closes idle connections). Only proxied bodies stream; the gate's own are whole. What still
-        // hangs after a short grace (a request waiting for upstream headers) is left to process
-        // exit (the CLI exits).
-        log.warn("shutdown timeout reached, closing open exchanges", {
-          streams: forwarder.streamingCount,
-        });
-        forwarder.cutStreams(new DrainCut());
-        let grace: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([
-          drained,
-          new Promise((r) => (grace = setTimeout(r, FORCED_CLOSE_GRACE_MS))),
-        ]);
-        clearTimeout(grace);
-      }
+      const clean = await drainGate(gate, { forwarder, log, timeoutMs: config.shutdownTimeoutMs });
       forwarder.close();
       await metricsServer?.shutdown();
-      if (deps.handleSignals) { for (const s of signals) Deno.removeSignalListener(s, onSignal); }
+      if (ctx.handleSignals) { for (const s of signals) Deno.removeSignalListener(s, onSignal); }
       log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });
       log.flush();
       resolveFinished();
     })();
     return stopping;
   };
+  return { shutdown, finished };
+}
 
-  return Promise.resolve({
-    addr,
-    metricsAddr,
-    finished,
-    shutdown,
-    [Symbol.asyncDispose]: shutdown,
+/**
+ * Stops the gate accepting and waits up to `timeoutMs` for its exchanges to end; then cuts the
+ * streams still open and waits a short grace. Resolves true when everything ended in time.
+ */
+async function drainGate(
+  gate: Listener,
+  ctx: { forwarder: StreamingForwarder; log: Logger; timeoutMs: number },
+): Promise<boolean> {
+  const { forwarder, log } = ctx;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const drained = gate.shutdown().then(() => true);
+  const timedOut = new Promise<boolean>((r) => {
+    timer = setTimeout(() => r(false), ctx.timeoutMs);
   });
+  const clean = await Promise.race([drained, timedOut]);
+  clearTimeout(timer);
+  if (!clean) {
+    // Cut what is still streaming (Deno's shutdown() waits for open bodies forever): the
+    // forwarder errors each proxied body, which ends the client's response, aborts the
+    // upstream request and writes the exchange's log line (forwarder.close() alone only
+    // closes idle connections). Only proxied bodies stream; the gate's own are whole. What still
+    // hangs after a short grace (a request waiting for upstream headers) is left to process
+    // exit (the CLI exits).
+    log.warn("shutdown timeout reached, closing open exchanges", {
+      streams: forwarder.streamingCount,
+    });
+    forwarder.cutStreams(new DrainCut());
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      drained,
+      new Promise((r) => (grace = setTimeout(r, FORCED_CLOSE_GRACE_MS))),
+    ]);
+    clearTimeout(grace);
+  }
+  return clean;
 }
 
 /** A listener that outlives its accept loop: see {@linkcode superviseListener}. */
