@@ -25,6 +25,8 @@ import {
   createMetadata,
   createRateLimiter,
   createResponder,
+  healthResponse,
+  internalErrorResponse,
   isUriHost,
   loggedStatusOf,
   outcomeOf,
@@ -64,9 +66,6 @@ export interface PeerInfo {
 }
 
 export type Handler = (req: Request, info: PeerInfo) => Promise<Response>;
-
-/** Health paths are exact (no prefix, no case folding): anything else is protected. */
-const HEALTH_PATHS = new Set(["/livez", "/readyz", "/healthz"]);
 
 /** What the log line needs from the start of an exchange. */
 interface Exchange {
@@ -121,27 +120,6 @@ export function createHandler(deps: HandlerDeps): Handler {
       throw new GateError(e.code, { reason: e.reason, detail: e.detail, subject: verified.sub });
     }
   };
-  const jsonHeaders = {
-    "content-type": "application/json",
-    "x-content-type-options": "nosniff",
-    "cache-control": "no-store",
-  };
-  const healthBody = (ok: boolean) => (ok ? '{"status":"ok"}' : '{"status":"unavailable"}');
-
-  const health = (req: Request, path: string): Response => {
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      return new Response('{"error":"method_not_allowed"}', {
-        status: 405,
-        headers: { ...jsonHeaders, allow: "GET, HEAD" },
-      });
-    }
-    const ok = path === "/livez" || keys.ready;
-    return new Response(req.method === "HEAD" ? null : healthBody(ok), {
-      status: ok ? 200 : 503,
-      headers: jsonHeaders,
-    });
-  };
-
   const writeLog = (x: Exchange, o: Outcome) => {
     const durationMs = now() - x.started;
     metrics?.requestFinished({ route: o.route, method: x.method, status: o.status, durationMs });
@@ -280,10 +258,10 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
     const checked = target as RequestTarget;
 
-    if (HEALTH_PATHS.has(path)) {
-      const res = health(req, path);
-      done({ route: "health", status: res.status, auth: "exempt" });
-      return res;
+    const healthRes = healthResponse(req.method, path, keys.ready);
+    if (healthRes !== undefined) {
+      done({ route: "health", status: healthRes.status, auth: "exempt" });
+      return healthRes;
     }
     if (metadata.matches(path)) {
       const res = metadata.respond(req);
@@ -341,10 +319,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       const gateErr = err instanceof GateError ? err : undefined;
       if (!gateErr) {
         log.error("request failed", { request_id: requestId, error: String(err) });
-        const res = new Response('{"error":"internal_error"}', {
-          status: 500,
-          headers: jsonHeaders,
-        });
+        const res = internalErrorResponse();
         done({ route: "rejected", status: 500, auth: sub ? "ok" : "none", sub });
         return res;
       }
