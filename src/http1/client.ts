@@ -466,7 +466,8 @@ export class Http1Client {
    * the next request: bytes an upstream writes separately after a response usually arrive just
    * after the next request on that connection. So a connection is also never reused with bytes
    * left over after a complete response, nor after a response that carries no body by status or
-   * method (HEAD, 204, 304): a body an upstream sends anyway is what lands there (#respond).
+   * method (HEAD, 204, 304): a body an upstream sends anyway is what lands there (see
+   * Exchange.#reusable).
    * Cost: SETTLE_TURNS awaits per reused request, about 0.25 µs (measured in Deno 2.9).
    */
   release(c: Connection): void {
@@ -502,17 +503,49 @@ export class Http1Client {
   }
 }
 
-const enum Phase {
-  Head,
-  Body,
-  Done,
-}
+/**
+ * Why an exchange was cut short from outside its own reads and writes: the head deadline, the
+ * caller's abort (its signal, or its body stream broke off), or the chunked body limit. Mostly
+ * set once; when two happen before the failure is reported, the stronger one is kept
+ * (body_too_large over aborted over timeout, see END_RANK), so the report does not depend on
+ * which of two racing events ran first.
+ */
+type EndReason = "timeout" | "aborted" | "body_too_large";
+
+const END_RANK: Readonly<Record<EndReason, number>> = {
+  timeout: 1,
+  aborted: 2,
+  body_too_large: 3,
+};
+
+/**
+ * The response side. Per attempt until the head arrived:
+ * - "wait": no response byte on this attempt's connection yet (connecting, writing, waiting);
+ * - "head": response bytes arrived (a 1xx head counts): the attempt is never retried.
+ * Then, once:
+ * - "body": `request()` resolved; the body streams (or its end is reported in a microtask);
+ * - "done": over: the connection was released or closed (and onEnd called if it resolved).
+ */
+type ResponsePhase = "wait" | "head" | "body" | "done";
+
+/**
+ * The request writer of the current attempt. Only moves forward; a writer that fails stays in
+ * the phase where it stopped (whether it still runs is {@linkcode Exchange}'s `#writer`).
+ * - "idle": nothing handed to the socket (arming a pooled connection, or waiting for the
+ *   caller's first body chunk);
+ * - "head": the first write (the head, with the whole body or its first chunk) is in flight,
+ *   or failed: nothing is known to have reached the upstream;
+ * - "body": the first write completed; what remains of a streamed body follows;
+ * - "done": the whole request was written.
+ */
+type WritePhase = "idle" | "head" | "body" | "done";
 
 /** One request/response exchange, possibly retried once on a fresh connection. */
 class Exchange {
   readonly #client: Http1Client;
   readonly #req: Http1Request;
-  #phase = Phase.Head;
+  #phase: ResponsePhase = "wait";
+  #end: EndReason | null = null;
   #conn: Connection | null = null;
   /** Date.now() by which the response head must have arrived. */
   deadline = 0;
@@ -520,33 +553,27 @@ class Exchange {
   waiting = false;
   waitPrev: Exchange | null = null;
   waitNext: Exchange | null = null;
-  #timedOut = false;
-  #aborted = false;
-  #tooLarge = false;
   #connectAbort: AbortController | null = null;
-  // Request body state, kept across a retry.
-  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
-  /** Body bytes read from the caller but not known to be written (replayed on retry). */
-  #unsent: Uint8Array | null = null;
-  #somethingSent = false;
-  #writeDone = false;
-  #bodyRead = false;
-  #writing: Promise<void> | null = null;
-  /** The writer of the current attempt has returned (it may still hold the body reader). */
-  #writerSettled = false;
-  /** The first write of the current attempt, once started. */
-  #firstSend: Promise<void> | null = null;
-  #bytesSent = 0;
-  // Response state.
-  #head: ResponseHead | null = null;
-  /** The response had no body by status or method: the connection is not reused. */
-  #noReuse = false;
-  #gotBytes = false;
-  #bytesReceived = 0;
-  #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
   #onAbort: (() => void) | null = null;
   #signal: AbortSignal | null = null;
   #lazySignal: (() => AbortSignal) | null = null;
+  // The caller's request body, kept across a retry.
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  /** Body bytes read from the caller but not known to be written (replayed on retry). */
+  #unsent: Uint8Array | null = null;
+  /** The caller's body was read to its end (or was not a stream): nothing to cancel. */
+  #bodyRead = false;
+  #bytesSent = 0;
+  // The request writer of the current attempt.
+  #writePhase: WritePhase = "idle";
+  /** The writer, until it returned (it may hold the body reader while it runs). */
+  #writer: Promise<void> | null = null;
+  /** The first write, once started. */
+  #firstSend: Promise<void> | null = null;
+  // The response.
+  #head: ResponseHead | null = null;
+  #bytesReceived = 0;
+  #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
 
   constructor(client: Http1Client, req: Http1Request) {
     this.#client = client;
@@ -566,28 +593,22 @@ class Exchange {
     this.#client.watch(this, req.headersTimeoutMs);
     try {
       for (let attempt = 0;; attempt++) {
-        let conn = this.#client.take();
-        if (conn === null) conn = await this.#connect();
-        this.#conn = conn;
-        this.#gotBytes = false;
-        this.#firstSend = null;
-        this.#writerSettled = false;
-        this.#writing = this.#write(conn).finally(() => this.#writerSettled = true);
+        const conn = this.#client.take() ?? await this.#connect();
+        this.#startAttempt(conn);
         try {
           const head = await this.#readHead(conn);
           this.#client.unwatch(this);
           return this.#respond(conn, head);
         } catch (e) {
-          if (attempt === 0 && conn.reused && !this.#gotBytes && isConnectionLoss(e)) {
-            // Closing first makes a write still in flight settle, so #somethingSent is exact.
+          if (attempt === 0 && this.#lostIdle(conn, e)) {
+            // Closing first makes a write still in flight settle, so the write phase is exact.
             conn.close();
-            // (TS narrows the field to null from the reset above; the writer sets it meanwhile.)
-            const first = this.#firstSend as Promise<void> | null;
+            const first = this.#firstSend;
             await first?.catch(() => {});
             // The writer settles promptly unless it waits on the caller's body stream (first
             // chunk not read yet, or sent and reading on): never retried then, see #mayRetry.
             const streaming = this.#req.body instanceof ReadableStream;
-            if (!streaming || (first !== null && !this.#somethingSent)) await this.#writing;
+            if (!streaming || (first !== null && this.#writePhase === "head")) await this.#writer;
             if (this.#mayRetry()) continue;
           }
           throw e;
@@ -595,17 +616,62 @@ class Exchange {
       }
     } catch (e) {
       this.#client.unwatch(this);
-      this.#phase = Phase.Done;
+      this.#phase = "done";
       this.#cleanup();
       this.#conn?.close();
       throw this.#failure(e);
     }
   }
 
+  /** Resets the per-attempt state and starts writing the request on `conn`. */
+  #startAttempt(conn: Connection): void {
+    this.#conn = conn;
+    this.#phase = "wait";
+    this.#writePhase = "idle";
+    this.#firstSend = null;
+    const writer: Promise<void> = this.#write(conn).finally(() => {
+      if (this.#writer === writer) this.#writer = null;
+    });
+    this.#writer = writer;
+  }
+
+  /**
+   * The attempt failed the way a pooled connection the upstream closed while idle fails: lost
+   * before any response byte. The request may then be sent again on a fresh connection, if
+   * #mayRetry agrees once the writer settled.
+   */
+  #lostIdle(conn: Connection, e: unknown): boolean {
+    return conn.reused && this.#phase === "wait" && isConnectionLoss(e);
+  }
+
+  /**
+   * Send again only when nothing can be processed twice (RFC 9110 §9.2.2). Nothing reached the
+   * socket: any request (body bytes read so far are kept in #unsent). Otherwise only an
+   * idempotent request without a body; a POST whose body was sent is never repeated.
+   */
+  #mayRetry(): boolean {
+    if (this.#end !== null) return false;
+    // A writer still waiting for the caller's body would race a new one for the same reader.
+    if (this.#writer !== null) return false;
+    const sent = this.#writePhase === "body" || this.#writePhase === "done";
+    return !sent || (this.#req.body === null && IDEMPOTENT.has(this.#req.method));
+  }
+
+  /** Whether the response head is still awaited (connect, write or read). */
+  #beforeResponse(): boolean {
+    return this.#phase === "wait" || this.#phase === "head";
+  }
+
+  /** Records why the exchange is cut short; a stronger reason replaces a weaker one. */
+  #endWith(reason: EndReason): void {
+    const end = this.#end;
+    if (end === null || END_RANK[reason] > END_RANK[end]) this.#end = reason;
+  }
+
   /** A deadline tick passed while waiting for the head: time to watch the caller's signal. */
   tick(): void {
     const get = this.#lazySignal;
-    if (get === null || this.#phase !== Phase.Head) return;
+    if (get === null || !this.#beforeResponse()) return;
     this.#lazySignal = null;
     const signal = get();
     if (signal.aborted) this.#abort();
@@ -620,14 +686,14 @@ class Exchange {
 
   /** The head deadline passed (called by the client's tick). */
   expire(): void {
-    this.#timedOut = true;
+    this.#endWith("timeout");
     this.#interrupt();
   }
 
   #abort(): void {
-    if (this.#phase === Phase.Done) return;
-    this.#aborted = true;
-    if (this.#phase === Phase.Body) {
+    if (this.#phase === "done") return;
+    this.#endWith("aborted");
+    if (this.#phase === "body") {
       this.#fail("client_abort", null);
     } else {
       this.#interrupt();
@@ -645,25 +711,11 @@ class Exchange {
     try {
       return await this.#client.connect(this.#connectAbort.signal);
     } catch (e) {
-      if (this.#timedOut || this.#aborted) throw e;
+      if (this.#end !== null) throw e;
       throw new Http1Error("connect", `Connect failed: ${errorText(e)}`, { cause: e });
     } finally {
       this.#connectAbort = null;
     }
-  }
-
-  /**
-   * After a pooled connection died before any response byte: send again on a fresh connection
-   * only when nothing can be processed twice (RFC 9110 §9.2.2). Nothing reached the socket: any
-   * request (body bytes read so far are kept in #unsent). Otherwise only an idempotent request
-   * without a body; a POST whose body was sent is never repeated.
-   */
-  #mayRetry(): boolean {
-    if (this.#timedOut || this.#aborted || this.#tooLarge) return false;
-    // A writer still waiting for the caller's body would race a new one for the same reader.
-    if (!this.#writerSettled) return false;
-    return !this.#somethingSent ||
-      (this.#req.body === null && IDEMPOTENT.has(this.#req.method));
   }
 
   /**
@@ -678,9 +730,14 @@ class Exchange {
   }
 
   #failure(e: unknown): Http1Error {
-    if (this.#tooLarge) return new Http1Error("body_too_large", "Request body too large");
-    if (this.#aborted) return new Http1Error("aborted", "Request aborted by the caller");
-    if (this.#timedOut) return new Http1Error("timeout", "No response headers before the deadline");
+    switch (this.#end) {
+      case "body_too_large":
+        return new Http1Error("body_too_large", "Request body too large");
+      case "aborted":
+        return new Http1Error("aborted", "Request aborted by the caller");
+      case "timeout":
+        return new Http1Error("timeout", "No response headers before the deadline");
+    }
     if (e instanceof Http1Error) return e;
     if (e instanceof Http1ProtocolError) {
       return new Http1Error("protocol", `Invalid response: ${e.message}`, { cause: e });
@@ -690,30 +747,29 @@ class Exchange {
 
   // ---- request side ----
 
-  /** The first write of an attempt: records whether anything reached the socket. */
+  /** The first write of an attempt: moves the write phase from "idle" through "head" to "body". */
   async #send(conn: Connection, bytes: Uint8Array): Promise<void> {
     if (!conn.armed) await this.#arm(conn);
     const p = conn.write(bytes);
     this.#firstSend = p;
+    this.#writePhase = "head";
     await p;
-    this.#somethingSent = true;
+    this.#writePhase = "body";
   }
 
+  /**
+   * Writes the request. Never throws: a failed write ends the request side, and the response
+   * side decides what it means (an upstream may answer early, e.g. 413, and close its read side).
+   */
   async #write(conn: Connection): Promise<void> {
     const req = this.#req;
     try {
       const body = req.body;
-      if (body === null) {
+      if (body === null || body instanceof Uint8Array) {
+        // The whole request in one write.
         this.#bodyRead = true;
-        await this.#send(conn, conn.compose(req.head, null));
-        this.#writeDone = true;
-        return;
-      }
-      if (body instanceof Uint8Array) {
-        this.#bytesSent = body.length;
-        this.#bodyRead = true;
-        await this.#send(conn, conn.compose(req.head, req.chunked ? frame(body) : body));
-        this.#writeDone = true;
+        await this.#send(conn, this.#compose(conn, body));
+        this.#writePhase = "done";
         return;
       }
       // Coalesce the head with the first body chunk: one write for a typical small request.
@@ -723,7 +779,7 @@ class Exchange {
         first = await this.#readBody();
         if (first === null) {
           await this.#send(conn, conn.compose(req.head, req.chunked ? LAST_CHUNK : null));
-          this.#writeDone = true;
+          this.#writePhase = "done";
           return;
         }
         this.#unsent = first;
@@ -737,11 +793,18 @@ class Exchange {
         await conn.write(req.chunked ? encodeChunk(chunk) : chunk);
       }
       if (req.chunked) await conn.write(LAST_CHUNK);
-      this.#writeDone = true;
+      this.#writePhase = "done";
     } catch {
-      // A failed write ends the request side; the response side decides what it means (an
-      // upstream may answer early, e.g. 413, and close its read side).
+      // See above: the writer's phase tells how far it got.
     }
+  }
+
+  /** The head with a body in hand (framed if chunked), or with none. */
+  #compose(conn: Connection, body: Uint8Array | null): Uint8Array {
+    const req = this.#req;
+    if (body === null) return conn.compose(req.head, null);
+    this.#bytesSent = body.length;
+    return conn.compose(req.head, req.chunked ? frame(body) : body);
   }
 
   /** Next request body chunk, or null at its end. Enforces the chunked body limit. */
@@ -751,7 +814,7 @@ class Exchange {
       r = await this.#reader!.read();
     } catch (e) {
       // The client's body broke off (disconnect, bad framing): abort the upstream request.
-      this.#aborted = true;
+      this.#endWith("aborted");
       this.#abortExchange("client_abort");
       throw e;
     }
@@ -762,7 +825,7 @@ class Exchange {
     this.#bytesSent += r.value.length;
     const max = this.#req.maxChunkedBodyBytes;
     if (max !== undefined && this.#req.chunked && this.#bytesSent > max) {
-      this.#tooLarge = true;
+      this.#endWith("body_too_large");
       this.#reader!.cancel().catch(() => {});
       this.#abortExchange("body_too_large");
       throw new Http1Error("body_too_large", "Request body too large");
@@ -772,9 +835,9 @@ class Exchange {
 
   /** The request side failed in a way that ends the whole exchange. */
   #abortExchange(outcome: Http1Outcome): void {
-    if (this.#phase === Phase.Body) {
+    if (this.#phase === "body") {
       this.#fail(outcome, null);
-    } else if (this.#phase === Phase.Head) {
+    } else if (this.#beforeResponse()) {
       this.#interrupt();
     }
   }
@@ -794,7 +857,7 @@ class Exchange {
       if (chunk === null) {
         throw new Http1Error("closed", "Connection closed before a response");
       }
-      this.#gotBytes = true;
+      this.#phase = "head";
       const from = acc === null ? 0 : acc.length;
       const data: Uint8Array = acc === null ? chunk : concat(acc, chunk);
       const end = findHeadEnd(data, from);
@@ -833,10 +896,8 @@ class Exchange {
   #respond(conn: Connection, head: ResponseHead): Http1Response {
     this.#head = head;
     const status = head.status;
-    if (this.#req.method === "HEAD" || status === 204 || status === 304) {
-      // A body the upstream sends anyway cannot be told from stray bytes: no reuse (see
-      // Http1Client.release).
-      this.#noReuse = true;
+    if (hasNoBody(this.#req.method, status)) {
+      // (Never reused: see #reusable.)
       this.#finishSoon("complete");
       return { status, head, body: null };
     }
@@ -867,7 +928,7 @@ class Exchange {
         return { status, head, body: whole };
       }
     }
-    this.#phase = Phase.Body;
+    this.#phase = "body";
     conn.dropScratch();
     const body = this.#bodyStream(conn, head);
     this.#client.streamStarted(this);
@@ -890,7 +951,7 @@ class Exchange {
           } catch (e) {
             return this.#fail("upstream_abort", e);
           }
-          if (this.#phase !== Phase.Body) return;
+          if (this.#phase !== "body") return;
           if (chunk === null) {
             if (decoder === null && remaining === -1) return this.#finish("complete");
             return this.#fail("upstream_abort", new Error("Upstream closed mid-body"));
@@ -936,7 +997,7 @@ class Exchange {
       },
       cancel: () => {
         // The client went away (Deno.serve cancels the body): abort the upstream request.
-        if (this.#phase === Phase.Body) this.#finish("client_abort");
+        if (this.#phase === "body") this.#finish("client_abort");
       },
     }, { highWaterMark: 0 });
   }
@@ -947,7 +1008,7 @@ class Exchange {
    * nobody to tell, so the stream just closes (Deno.serve reports stream errors to its onError).
    */
   #fail(outcome: Http1Outcome, error: unknown): void {
-    if (this.#phase !== Phase.Body) return;
+    if (this.#phase !== "body") return;
     const c = this.#controller;
     this.#finish(outcome);
     try {
@@ -960,7 +1021,7 @@ class Exchange {
 
   /** Ends a streaming body with `reason` (a shutdown drain); see Http1Client.cutStreams. */
   cut(reason: Error): void {
-    if (this.#phase !== Phase.Body) return;
+    if (this.#phase !== "body") return;
     const c = this.#controller;
     this.#finish("client_abort");
     try {
@@ -972,13 +1033,13 @@ class Exchange {
 
   /** For responses complete at once: report after `request()` has resolved. */
   #finishSoon(outcome: Http1Outcome): void {
-    this.#phase = Phase.Body;
+    this.#phase = "body";
     queueMicrotask(() => this.#finish(outcome));
   }
 
   #finish(outcome: Http1Outcome): void {
-    if (this.#phase === Phase.Done) return;
-    this.#phase = Phase.Done;
+    if (this.#phase === "done") return;
+    this.#phase = "done";
     if (this.#controller !== null) this.#client.streamEnded(this);
     const conn = this.#conn!;
     const head = this.#head!;
@@ -990,25 +1051,29 @@ class Exchange {
       }
     }
     this.#cleanup();
-    if (outcome === "complete" && !head.close && !this.#noReuse && !conn.closed) {
-      // Reuse only after a request that was fully written before its response ended. An
-      // upstream that answered early may not read the rest of the body, and then parse it as
-      // the next request on the connection (the Expect-based desync): closing costs one
-      // connection, reuse could cost another user's exchange.
-      if (this.#writeDone) {
-        this.#client.release(conn);
-      } else {
-        conn.close();
-      }
-    } else {
-      conn.close();
-    }
+    if (this.#reusable(outcome, conn, head)) this.#client.release(conn);
+    else conn.close();
     this.#req.onEnd?.({
       status: head.status,
       outcome,
       bytesSent: this.#bytesSent,
       bytesReceived: this.#bytesReceived,
     });
+  }
+
+  /**
+   * Whether the connection may carry another request after this exchange: a complete response
+   * the upstream did not mark `connection: close`, and
+   * - a response that has a body: one the upstream sends anyway after a HEAD, 204 or 304 cannot
+   *   be told from stray bytes (see Http1Client.release);
+   * - a request fully written before its response ended: an upstream that answered early may not
+   *   read the rest of the body, and then parse it as the next request on the connection (the
+   *   Expect-based desync): closing costs one connection, reuse could cost another user's
+   *   exchange.
+   */
+  #reusable(outcome: Http1Outcome, conn: Connection, head: ResponseHead): boolean {
+    return outcome === "complete" && !head.close && !conn.closed &&
+      !hasNoBody(this.#req.method, head.status) && this.#writePhase === "done";
   }
 
   #cleanup(): void {
@@ -1020,6 +1085,11 @@ class Exchange {
       this.#reader.cancel().catch(() => {});
     }
   }
+}
+
+/** A response to HEAD, a 204 or a 304 has no body (RFC 9112 §6.3). */
+function hasNoBody(method: string, status: number): boolean {
+  return method === "HEAD" || status === 204 || status === 304;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
