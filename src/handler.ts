@@ -106,7 +106,6 @@ export function createHandler(deps: HandlerDeps): Handler {
   const subjectLimiter: RateLimiter | undefined = limiting
     ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
     : undefined;
-  const maxBody = config.maxRequestBodyBytes;
   const inflight = createInflightLimits({
     perIp: config.maxConcurrentRequests,
     total: config.maxTotalConnections,
@@ -197,9 +196,9 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   /**
    * What an authenticated request may do: it is counted as authenticated, then the subject's
-   * bucket and the declared body size decide.
+   * bucket decides.
    */
-  const authorize = (verified: VerifiedToken, fields: RequestFields): void => {
+  const authorize = (verified: VerifiedToken): void => {
     metrics?.authOutcome("ok");
     annotateAuth({ outcome: "ok", sub: verified.sub });
     if (subjectLimiter) {
@@ -208,10 +207,8 @@ export function createHandler(deps: HandlerDeps): Handler {
         throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
       }
     }
-    const declared = contentLengthOf(fields.contentLength);
-    if (declared !== undefined && declared > maxBody) {
-      throw new GateError("payload_too_large", { reason: "body_too_large" });
-    }
+    // The body limit (413) has one owner, the forwarder, which checks a declared length before
+    // it reads anything and cuts a chunked body that grows past it.
   };
 
   const handle = async (req: Request, info: PeerInfo): Promise<Response> => {
@@ -288,7 +285,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       // sent faithfully refuses it (403, charged to the subject like any other 403).
       const setHeaders = claimHeaders.length > 0 ? claimFieldValuesOf(verified) : undefined;
       sub = verified.sub;
-      authorize(verified, fields);
+      authorize(verified);
 
       const ctx: ForwardContext = {
         clientIp,
