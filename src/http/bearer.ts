@@ -84,5 +84,29 @@ function isTokenChar(c: number): boolean {
 export function hasAccessTokenParam(search: string): boolean {
   // Fast path: the name can only be present literally or percent-encoded.
   if (!search.includes("access_token") && !search.includes("%")) return false;
-  return new URLSearchParams(search).has("access_token");
+  const query = search.startsWith("?") ? search.slice(1) : search;
+  return query.split("&").some(isAccessTokenParam);
+}
+
+/**
+ * Whether one query parameter (`name[=value]`, raw) is named `access_token` once its name is
+ * decoded as application/x-www-form-urlencoded, as URLSearchParams and most servers decode it.
+ * The one rule both the bearer extractor and the forwarder's query stripping use.
+ */
+export function isAccessTokenParam(param: string): boolean {
+  const eq = param.indexOf("=");
+  const name = eq === -1 ? param : param.slice(0, eq);
+  if (name === "access_token") return true;
+  if (!name.includes("%") && !name.includes("+")) return false;
+  return formDecode(name) === "access_token";
+}
+
+/** application/x-www-form-urlencoded name decoding, lenient like URLSearchParams. */
+function formDecode(s: string): string {
+  const plus = s.replaceAll("+", " ");
+  try {
+    return decodeURIComponent(plus);
+  } catch {
+    return plus.replace(/%([0-9A-Fa-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+  }
 }

@@ -257,3 +257,22 @@ Deno.test("bearerFrom() gives the same answer on its fast path as the general pa
     { numRuns: 2000 },
   );
 });
+
+Deno.test("hasAccessTokenParam() agrees with URLSearchParams on generated queries", () => {
+  const piece = fc.oneof(
+    fc.constantFrom("access_token", "access", "_token", "%61", "%5F", "%5f", "+", "&", "=", ";"),
+    fc.constantFrom("%zz", "%", "%C3%A9", "a", "x=1"),
+    fc.string({ maxLength: 3 }),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 10 }), (parts) => {
+      const search = "?" + parts.join("");
+      assert.equal(
+        hasAccessTokenParam(search),
+        new URLSearchParams(search).has("access_token"),
+        search,
+      );
+    }),
+    { numRuns: 3000 },
+  );
+});

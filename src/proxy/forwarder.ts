@@ -24,7 +24,7 @@ import {
   toByteString,
 } from "../http1/mod.ts";
 import type { Logger } from "../ops/mod.ts";
-import { parseRequestUrl, type RequestTarget } from "../http/mod.ts";
+import { isAccessTokenParam, parseRequestUrl, type RequestTarget } from "../http/mod.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
 export interface ForwardContext {
@@ -253,30 +253,12 @@ export function stripAccessToken(query: string): string {
   const kept: string[] = [];
   for (const part of parts) {
     const sub = part.split(";");
-    const rest = sub.filter((p) => !isAccessToken(p));
+    const rest = sub.filter((p) => !isAccessTokenParam(p));
     if (rest.length !== sub.length) changed = true;
     if (rest.length > 0) kept.push(rest.join(";"));
   }
   if (!changed) return query;
   return kept.length === 0 ? "" : "?" + kept.join("&");
-}
-
-function isAccessToken(param: string): boolean {
-  const eq = param.indexOf("=");
-  const name = eq === -1 ? param : param.slice(0, eq);
-  if (name === "access_token") return true;
-  if (!name.includes("%") && !name.includes("+")) return false;
-  return formDecode(name) === "access_token";
-}
-
-/** application/x-www-form-urlencoded name decoding, lenient like URLSearchParams. */
-function formDecode(s: string): string {
-  const plus = s.replaceAll("+", " ");
-  try {
-    return decodeURIComponent(plus);
-  } catch {
-    return plus.replace(/%([0-9A-Fa-f]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
-  }
 }
 
 /**
