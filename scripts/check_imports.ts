@@ -26,7 +26,7 @@ export interface Violation {
  */
 export const LAYERS: readonly (readonly string[])[] = [
   ["errors.ts", "version.ts"],
-  ["net"],
+  ["net", "headers"],
   ["config"],
   ["ops"],
   ["http1"],

@@ -3,6 +3,7 @@
  * reporting every problem through `fail` in the configuration's one voice, and the value types
  * they produce. Pure; no knowledge of variable names beyond what a message quotes.
  */
+import { isReservedForClaims } from "../headers/mod.ts";
 import { type Cidr, isLoopbackHost, parseCidr, parseIp } from "../net/mod.ts";
 
 /** LOG_LEVEL's values, least to most severe. */
@@ -309,24 +310,6 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
  * Headers the gate manages itself or that change how the message is framed or routed; a claim
  * must never set them. Hop-by-hop per RFC 9110 §7.6.1.
  */
-const RESERVED_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "host",
-  "authorization",
-  "cookie",
-  "forwarded",
-  "x-real-ip",
-  "x-request-id",
-]);
-const RESERVED_PREFIXES = ["x-forwarded-", "content-", "mcp-"];
 
 /** `claim=Header-Name` pairs; a header the gate manages, or named twice, is refused. */
 export function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeader[] | undefined {
@@ -340,11 +323,12 @@ export function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeade
     } else if (!HEADER_NAME.test(header)) {
       fail("expected an HTTP header name", entry);
     } else if (
-      RESERVED_HEADERS.has(header) || RESERVED_PREFIXES.some((p) => header.startsWith(p))
+      isReservedForClaims(header)
     ) {
       fail(
         "expected a header the gate does not manage (not hop-by-hop, Host, Authorization, " +
-          "Cookie, Content-*, Forwarded, X-Forwarded-*, X-Real-IP, X-Request-Id or Mcp-*)",
+          "Cookie, Content-*, Forwarded, X-Forwarded-*, X-Real-IP, X-Request-Id, Mcp-*, " +
+          "Expect or a client-address header, in any spelling)",
         entry,
       );
     } else if (out.some((c) => c.header === header)) {

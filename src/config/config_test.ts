@@ -749,7 +749,8 @@ Deno.test("parseConfig() reads CLAIM_HEADERS as claim=Header pairs with lower-ca
 
 Deno.test("parseConfig() refuses CLAIM_HEADERS the gate manages or cannot send", async (t) => {
   const reserved = "expected a header the gate does not manage (not hop-by-hop, Host, " +
-    "Authorization, Cookie, Content-*, Forwarded, X-Forwarded-*, X-Real-IP, X-Request-Id or Mcp-*)";
+    "Authorization, Cookie, Content-*, Forwarded, X-Forwarded-*, X-Real-IP, X-Request-Id, " +
+    "Mcp-*, Expect or a client-address header, in any spelling)";
   const headers = [
     "Connection",
     "Keep-Alive",
@@ -772,6 +773,12 @@ Deno.test("parseConfig() refuses CLAIM_HEADERS the gate manages or cannot send",
     "X-Real-IP",
     "X-Request-Id",
     "Mcp-Session-Id",
+    "Expect",
+    "True-Client-IP",
+    "X-Original-URL",
+    "X_Forwarded_For",
+    "x_real_ip",
+    "Transfer_Encoding",
   ];
   for (const header of headers) {
     await t.step(header, () => {

@@ -25,6 +25,14 @@ import {
 } from "../http1/mod.ts";
 import type { Logger } from "../ops/mod.ts";
 import { isAccessTokenParam, parseRequestUrl, type RequestTarget } from "../http/mod.ts";
+import {
+  CLIENT_ADDRESS_HEADERS,
+  CONSUMED_HEADERS,
+  GATE_SET_HEADERS,
+  HOP_BY_HOP_HEADERS,
+  MANAGED_HEADERS,
+  managedKey,
+} from "../headers/mod.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
 export interface ForwardContext {
@@ -107,86 +115,13 @@ export interface ForwarderDeps {
   caCerts?: string[];
 }
 
-/**
- * Hop-by-hop fields, never forwarded in either direction: RFC 9110 §7.6.1 (Connection and the
- * fields it names; Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), §6.6.2
- * (Trailer), §11.7.1 and §11.7.2 (Proxy-Authenticate, Proxy-Authorization, consumed by the
- * proxy they are meant for).
- */
-export const HOP_BY_HOP_HEADERS: readonly string[] = Object.freeze([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "proxy-authenticate",
-  "proxy-authorization",
-]);
-
-/**
- * Request fields the gate sets itself, so inbound copies are dropped: Host (rewritten unless
- * PRESERVE_HOST), Content-Length (re-emitted with the body framing), the X-Forwarded-* trio,
- * X-Real-IP and X-Request-Id, and `Forwarded` (RFC 7239), which would otherwise let a client
- * claim any address past the X-Forwarded-For the gate computed (Go's ReverseProxy drops it too).
- */
-export const GATE_SET_HEADERS: readonly string[] = Object.freeze([
-  "host",
-  "content-length",
-  "x-forwarded-for",
-  "x-forwarded-proto",
-  "x-forwarded-host",
-  "x-real-ip",
-  "x-request-id",
-  "forwarded",
-]);
-
-/**
- * Request fields the gate's side of the exchange consumes. `Expect: 100-continue` was already
- * answered to the client by Deno.serve, and the gate sends the body right after the head; an
- * upstream told to expect it could answer early without reading the body and then parse that
- * body as the next request on the connection (RFC 9110 §10.1.1).
- */
-export const CONSUMED_HEADERS: readonly string[] = Object.freeze(["expect"]);
-
-/**
- * Fields through which proxies and CDNs tell an application who the client is, or which URL it
- * asked for. The gate is the proxy in front of the upstream: a client's own copy would be a
- * forgery, so they are dropped (docs/security.md lists them). The gate sends its own answer in
- * X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP.
- */
-export const CLIENT_ADDRESS_HEADERS: readonly string[] = Object.freeze([
-  "true-client-ip",
-  "x-client-ip",
-  "cf-connecting-ip",
-  "fastly-client-ip",
-  "x-cluster-client-ip",
-  "x-forwarded",
-  "forwarded-for",
-  "x-forwarded-port",
-  "x-forwarded-prefix",
-  "x-forwarded-server",
-  "x-forwarded-ssl",
-  "x-forwarded-scheme",
-  "x-forwarded-uri",
-  "x-forwarded-path",
-  "x-original-url",
-  "x-original-uri",
-  "x-rewrite-url",
-  "x-original-host",
-  "x-original-forwarded-for",
-  "x-envoy-external-address",
-]);
-
-/**
- * A field name as CGI, WSGI, Rack and PHP see it: they map `-` and `_` both to `_`, so
- * `X_Auth_Email` reaches them as the same variable as `X-Auth-Email`. The managed set is matched
- * on this spelling.
- */
-export function managedKey(name: string): string {
-  return name.includes("_") ? name.replaceAll("_", "-") : name;
-}
+export {
+  CLIENT_ADDRESS_HEADERS,
+  CONSUMED_HEADERS,
+  GATE_SET_HEADERS,
+  HOP_BY_HOP_HEADERS,
+  managedKey,
+} from "../headers/mod.ts";
 
 /** Bodies up to this size are read whole before sending (Deno hands them over buffered). */
 const SMALL_BODY = 64 * 1024;
@@ -208,12 +143,7 @@ export interface Plan {
  * reads request fields with it (`readFields`) and sends them. Exported for tests and stubs.
  */
 export function createPlan(config: Config): Plan {
-  const drop = new Set<string>([
-    ...HOP_BY_HOP_HEADERS,
-    ...GATE_SET_HEADERS,
-    ...CONSUMED_HEADERS,
-    ...CLIENT_ADDRESS_HEADERS,
-  ]);
+  const drop = new Set<string>(MANAGED_HEADERS);
   if (!config.forwardAuthorization) {
     drop.add("authorization");
     drop.add("cookie");
