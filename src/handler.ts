@@ -17,6 +17,7 @@ import {
   truncateBytes,
 } from "./ops/mod.ts";
 import {
+  type AuthOutcome,
   bearerFrom,
   chargeOf,
   createClientIpResolver,
@@ -119,7 +120,17 @@ export function createHandler(deps: HandlerDeps): Handler {
       throw new GateError(e.code, { reason: e.reason, detail: e.detail, subject: verified.sub });
     }
   };
-  const writeLog = (x: Exchange, o: Outcome) => {
+  /**
+   * Where an exchange is recorded, in one place: its auth decision goes to the metrics and the
+   * trace span together (`auth`, at the moment of the decision, while the request's span is
+   * active); its end goes to the log line and the request metrics together (`finish`, once the
+   * exchange is over, for a stream when it ends).
+   */
+  const recordAuth = (outcome: AuthOutcome, reason?: RejectReason, sub?: string) => {
+    metrics?.authOutcome(outcome, reason);
+    annotateAuth({ outcome, reason, sub });
+  };
+  const finish = (x: Exchange, o: Outcome) => {
     const durationMs = now() - x.started;
     metrics?.requestFinished({ route: o.route, method: x.method, status: o.status, durationMs });
     const level = o.status >= 500 ? "warn" : "info";
@@ -199,8 +210,7 @@ export function createHandler(deps: HandlerDeps): Handler {
    * bucket decides.
    */
   const authorize = (verified: VerifiedToken): void => {
-    metrics?.authOutcome("ok");
-    annotateAuth({ outcome: "ok", sub: verified.sub });
+    recordAuth("ok", undefined, verified.sub);
     if (subjectLimiter) {
       const wait = subjectLimiter.take(verified.sub);
       if (wait > 0) {
@@ -237,7 +247,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     let release: (() => void) | undefined;
     const done = (o: Outcome) => {
       release?.();
-      writeLog(exchange, o);
+      finish(exchange, o);
     };
 
     // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
@@ -248,7 +258,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         malformed === "unsupported_transfer_coding" ? "not_implemented" : "bad_request",
         { reason: malformed },
       );
-      metrics?.authOutcome(outcomeOf(err.code), malformed);
+      recordAuth(outcomeOf(err.code), malformed);
       const res = reject(err, null);
       done({ route: "rejected", status: res.status, auth: outcomeOf(err.code), reason: malformed });
       return res;
@@ -340,8 +350,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       const outcome = outcomeOf(final.code);
       // A verified request was already counted as "ok" above.
       if (sub === undefined) {
-        metrics?.authOutcome(outcome, final.reason);
-        annotateAuth({ outcome, reason: final.reason });
+        recordAuth(outcome, final.reason);
       }
       const res = reject(final, origin);
       done({
