@@ -25,14 +25,7 @@ import {
 } from "../http1/mod.ts";
 import type { Logger } from "../ops/mod.ts";
 import { isAccessTokenParam, parseRequestUrl, type RequestTarget } from "../http/mod.ts";
-import {
-  CLIENT_ADDRESS_HEADERS,
-  CONSUMED_HEADERS,
-  GATE_SET_HEADERS,
-  HOP_BY_HOP_HEADERS,
-  MANAGED_HEADERS,
-  managedKey,
-} from "../headers/mod.ts";
+import { HOP_BY_HOP_HEADERS, MANAGED_HEADERS, managedKey } from "../headers/mod.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
 export interface ForwardContext {
