@@ -3,7 +3,7 @@
  * TRUSTED_PROXIES give the client IP for logs and rate limiting, and the chain to forward. Pure.
  */
 import type { Cidr } from "../config/mod.ts";
-import { cidrContains, type IpAddress, parseIp } from "../net/mod.ts";
+import { cidrContains, type IpAddress, ipv4Mapped, parseIp } from "../net/mod.ts";
 
 /** What {@linkcode resolveClientIp} found. */
 export interface ResolvedClient {
@@ -110,13 +110,8 @@ function parseHop(entry: string): IpAddress | undefined {
 
 /** An IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2) as the IPv4 address it carries. */
 function canonical(ip: IpAddress): IpAddress {
-  if (ip.family === 6) {
-    const b = ip.bytes;
-    let mapped = b[10] === 0xff && b[11] === 0xff;
-    for (let i = 0; mapped && i < 10; i++) mapped = b[i] === 0;
-    if (mapped) return { family: 4, bytes: b.slice(12) };
-  }
-  return ip;
+  const v4 = ip.family === 6 ? ipv4Mapped(ip.bytes) : undefined;
+  return v4 === undefined ? ip : { family: 4, bytes: v4.slice() };
 }
 
 /** Text form: dotted IPv4, or IPv6 per RFC 5952 §4 (lower case, longest zero run as `::`). */

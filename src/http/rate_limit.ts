@@ -7,7 +7,7 @@
 export interface RateLimiterOptions {
   /** Refill rate in tokens per second; must be positive. */
   rps: number;
-  /** Bucket capacity; values below 1 mean `max(1, ceil(rps))` (RATE_LIMIT_BURST left at 0). */
+  /** Bucket capacity, 1 or more (Config resolves RATE_LIMIT_BURST=0 to `max(1, ceil(rps))`). */
   burst: number;
   /** Most buckets kept at once (default 10000). */
   maxKeys?: number;
@@ -42,7 +42,7 @@ interface Bucket {
  * seconds is full again, so dropping it loses nothing; under a flood of more than `maxKeys`
  * active keys the oldest key starts over with a full bucket, and memory still never grows.
  *
- * @throws {RangeError} for a non-positive or non-finite `rps` or `maxKeys`.
+ * @throws {RangeError} for a non-positive or non-finite `rps` or `maxKeys`, or a burst below 1.
  */
 export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const { rps } = options;
@@ -55,9 +55,12 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
       `Invalid rate limit "maxKeys": expected a positive integer, got "${maxKeys}"`,
     );
   }
-  const burst = options.burst >= 1 && Number.isFinite(options.burst)
-    ? options.burst
-    : Math.max(1, Math.ceil(rps));
+  // The default for RATE_LIMIT_BURST=0 is the configuration's rule (config/config.ts), applied
+  // once at start; here a burst must already be one request or more.
+  const burst = options.burst;
+  if (!(Number.isFinite(burst) && burst >= 1)) {
+    throw new RangeError(`Invalid rate limit "burst": expected 1 or more, got "${burst}"`);
+  }
   const now = options.now ?? (() => performance.now());
   const buckets = new Map<string, Bucket>();
 

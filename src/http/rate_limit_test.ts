@@ -58,10 +58,10 @@ Deno.test("createRateLimiter() keeps a separate bucket per key", () => {
   assert.equal(limiter.take("b"), 0);
 });
 
-Deno.test("createRateLimiter() defaults burst to ceil(rps) when it is below 1", () => {
-  const clock = manualClock();
-  const limiter = createRateLimiter({ rps: 2.5, burst: 0, now: clock.now });
-  assert.deepEqual([1, 2, 3, 4].map(() => limiter.take("k")), [0, 0, 0, 1]);
+Deno.test("createRateLimiter() refuses a burst below one request (Config resolves the default)", () => {
+  for (const burst of [0, 0.5, -1, NaN, Infinity]) {
+    assert.throws(() => createRateLimiter({ rps: 2.5, burst }), RangeError, String(burst));
+  }
 });
 
 Deno.test("createRateLimiter() does not refill when the clock steps back", () => {

@@ -92,7 +92,7 @@ export function cidrContains(cidr: Cidr, ip: IpAddress): boolean {
 }
 
 /** The IPv4 address inside an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2), else undefined. */
-function ipv4Mapped(bytes: Uint8Array): Uint8Array | undefined {
+export function ipv4Mapped(bytes: Uint8Array): Uint8Array | undefined {
   for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return undefined;
   return bytes[10] === 0xff && bytes[11] === 0xff ? bytes.subarray(12) : undefined;
 }
