@@ -17,6 +17,7 @@ import fc from "fast-check";
 import { Http1Client, Http1Error, type Http1Request } from "./client.ts";
 import { ChunkedDecoder, findHeadEnd, Http1ProtocolError, parseResponseHead } from "./parse.ts";
 import { encodeHead } from "./head.ts";
+import { startRawUpstream } from "../../tests/helpers/upstream.ts";
 
 // ---- the oracle: RFC 9112 / RFC 9110 ABNF as regular expressions ----
 
@@ -505,10 +506,7 @@ function cut(wire: string, cuts: number[]): string[] {
 
 /** A raw upstream that looks up each request's behaviour by the id in its target. */
 function fuzzUpstream(behaviours: Map<string, Behaviour>) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.TcpConn>();
-  const tasks = new Set<Promise<void>>();
-  const serve = async (conn: Deno.TcpConn) => {
+  return startRawUpstream(async (conn) => {
     conn.setNoDelay(true);
     const buf = new Uint8Array(16 * 1024);
     let pending = "";
@@ -535,37 +533,7 @@ function fuzzUpstream(behaviours: Map<string, Behaviour>) {
       }
       if (script.close) return;
     }
-  };
-  const loop = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      const task = serve(conn).catch(() => {}).finally(() => {
-        conns.delete(conn);
-        try {
-          conn.close();
-        } catch {
-          // closed already
-        }
-      });
-      tasks.add(task);
-      task.finally(() => tasks.delete(task));
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // closed already
-        }
-      }
-      await loop;
-      await Promise.allSettled([...tasks]);
-    },
-  };
+  });
 }
 
 type Outcome = { body: string | null } | { error: unknown };
