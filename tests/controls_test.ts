@@ -714,3 +714,22 @@ Deno.test({
     }
   },
 });
+
+Deno.test("MAX_REQUEST_BODY: a GET or HEAD declaring a body over the limit gets 413 too", async (t) => {
+  // The body of a GET is never forwarded, but a declared length over the limit is still refused
+  // (found in review after the limit moved to the forwarder).
+  await using r = await startRig({ env: { MAX_REQUEST_BODY: "1KiB" } });
+  const token = await r.issuer.mint();
+  for (const method of ["GET", "HEAD"]) {
+    await t.step(method, async () => {
+      const res = await rawRequest(r.gate.port, {
+        method,
+        path: "/mcp",
+        headers: [["authorization", `Bearer ${token}`], ["content-length", "2048"]],
+        body: "x".repeat(2048),
+      });
+      assert.equal(res.status, 413);
+      r.assertUpstreamUntouched();
+    });
+  }
+});

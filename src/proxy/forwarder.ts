@@ -482,6 +482,12 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
     const fields = ctx.fields !== undefined && ctx.fields.drop === plan.drop
       ? ctx.fields
       : readRequestFields(plan, req.headers);
+    // MAX_REQUEST_BODY, for every method and before anything is read or sent: a declared length
+    // over it is refused even where the body would not be forwarded (GET, HEAD, CONNECT).
+    const declared = contentLengthOf(fields.contentLength);
+    if (declared !== undefined && declared > plan.maxBody) {
+      throw new GateError("payload_too_large", { reason: "body_too_large" });
+    }
     // A body without Content-Length or Transfer-Encoding: HTTP/2 frames bodies itself, so such
     // a request may still carry one. HTTP/1.1 gives an empty stream here; one read tells.
     let unframed: ReadableStream<Uint8Array> | null = null;
