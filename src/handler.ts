@@ -1,7 +1,8 @@
 /**
  * The request chain, in one visible place (docs/contract.md §2, §3):
  * request URL and Host checks → health → metadata → in-flight caps → origin → preflight → bearer →
- * readiness → client-IP bucket → verify → claim fields → rate limit → body size → proxy.
+ * readiness → client-IP bucket → verify → claim fields → rate limit → proxy (which owns the body
+ * size limit).
  * Exactly one log line per request, written when the exchange is over (for a stream, when it
  * ends). The handler never throws: every failure becomes a response.
  */
@@ -112,14 +113,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     total: config.maxTotalConnections,
   });
   const claimHeaders = config.claimHeaders;
-  const claimFieldValuesOf = (verified: VerifiedToken): [string, string][] => {
-    try {
-      return claimFieldValues(claimHeaders, verified.claims);
-    } catch (e) {
-      if (!(e instanceof GateError)) throw e;
-      throw new GateError(e.code, { reason: e.reason, detail: e.detail, subject: verified.sub });
-    }
-  };
+
   /**
    * Where an exchange is recorded, in one place: its auth decision goes to the metrics and the
    * trace span together (`auth`, at the moment of the decision, while the request's span is
@@ -293,7 +287,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       const verified = await authenticate(fields, checked.query, clientIp);
       // Claim fields come before the request counts as authenticated: a claim that cannot be
       // sent faithfully refuses it (403, charged to the subject like any other 403).
-      const setHeaders = claimHeaders.length > 0 ? claimFieldValuesOf(verified) : undefined;
+      const setHeaders = claimHeaders.length > 0
+        ? claimFieldValues(claimHeaders, verified.claims)
+        : undefined;
       sub = verified.sub;
       authorize(verified);
 

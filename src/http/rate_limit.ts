@@ -63,6 +63,11 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   }
   const now = options.now ?? (() => performance.now());
   const buckets = new Map<string, Bucket>();
+  /** The bucket's tokens after `elapsed` ms of refill, capped at the burst. */
+  const refilled = (bucket: Bucket, elapsed: number) =>
+    Math.min(burst, bucket.tokens + (elapsed * rps) / 1000);
+  /** Whole seconds (at least 1) until a bucket holding `tokens` has one. */
+  const waitFor = (tokens: number) => Math.max(1, Math.ceil((1 - tokens) / rps));
 
   return {
     take(key) {
@@ -78,7 +83,7 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         buckets.delete(key);
         // max(0, ...): a clock that steps back must not drain the bucket.
         const elapsed = Math.max(0, t - bucket.at);
-        bucket.tokens = Math.min(burst, bucket.tokens + (elapsed * rps) / 1000);
+        bucket.tokens = refilled(bucket, elapsed);
         bucket.at += elapsed;
       }
       buckets.set(key, bucket);
@@ -86,14 +91,13 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         bucket.tokens -= 1;
         return 0;
       }
-      return Math.max(1, Math.ceil((1 - bucket.tokens) / rps));
+      return waitFor(bucket.tokens);
     },
     peek(key) {
       const bucket = buckets.get(key);
       if (bucket === undefined) return 0;
-      const elapsed = Math.max(0, now() - bucket.at);
-      const tokens = Math.min(burst, bucket.tokens + (elapsed * rps) / 1000);
-      return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / rps));
+      const tokens = refilled(bucket, Math.max(0, now() - bucket.at));
+      return tokens >= 1 ? 0 : waitFor(tokens);
     },
     get size() {
       return buckets.size;

@@ -370,7 +370,8 @@ export const MAX_CLAIM_VALUE_BYTES = 4096;
  * non-ASCII as UTF-8 bytes. A value that cannot be sent faithfully (a control character, leading
  * or trailing whitespace, which a recipient strips, a lone surrogate, or more than
  * {@linkcode MAX_CLAIM_VALUE_BYTES}) refuses the request: it is never normalised into another
- * value, which could be another user's.
+ * value, which could be another user's. The refusal names the token's `sub`, so it is charged to
+ * that subject.
  * @throws {GateError} `claim_unrepresentable` (403), naming the claim in the log detail.
  */
 export function claimFieldValues(
@@ -390,23 +391,24 @@ export function claimFieldValues(
     try {
       bytes = toByteString(text);
     } catch {
-      throw unrepresentable(claim, "is not well-formed Unicode");
+      throw unrepresentable(claim, "is not well-formed Unicode", claims.sub);
     }
     if (bytes.length > MAX_CLAIM_VALUE_BYTES) {
-      throw unrepresentable(claim, `is longer than ${MAX_CLAIM_VALUE_BYTES} bytes`);
+      throw unrepresentable(claim, `is longer than ${MAX_CLAIM_VALUE_BYTES} bytes`, claims.sub);
     }
     if (!isFieldValue(bytes)) {
-      throw unrepresentable(claim, "has a control character or surrounding whitespace");
+      throw unrepresentable(claim, "has a control character or surrounding whitespace", claims.sub);
     }
     out.push([header.toLowerCase(), bytes]);
   }
   return out;
 }
 
-function unrepresentable(claim: string, why: string): GateError {
+function unrepresentable(claim: string, why: string, sub: unknown): GateError {
   return new GateError("claim_unrepresentable", {
     reason: "claim_unrepresentable",
     detail: `claim ${JSON.stringify(claim.slice(0, 64))} ${why}`,
+    subject: typeof sub === "string" ? sub : undefined,
   });
 }
 
