@@ -514,9 +514,6 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
       });
     }
     const { head, contentLength, chunked } = built;
-    if (contentLength !== null && contentLength > plan.maxBody) {
-      throw new GateError("payload_too_large", { reason: "body_too_large" });
-    }
     let body: Uint8Array | ReadableStream<Uint8Array> | null = unframed;
     if (contentLength !== null && contentLength <= SMALL_BODY) {
       // Small bodies (every typical JSON-RPC message) are usually buffered by Deno already:
