@@ -1,0 +1,230 @@
+/**
+ * Every shipped example configuration gets a tool call through. Each example's gate variables are
+ * taken from the file as shipped (the compose file, the Kubernetes ConfigMap, the systemd
+ * environment file, and the environment snippets of README.md and docs/deploy.md); only the
+ * host:port parts of its URLs and addresses are moved onto 127.0.0.1 test ports, every path stays
+ * exactly as shipped. The gate (tests/helpers/gate.ts) then runs with that configuration in front
+ * of the sample MCP server (for the compose file: its `mcp-server` service's own command) and a
+ * test issuer serving at the example's issuer path, and the MCP SDK client completes `initialize`
+ * and a tool call with a bearer token for the example's `RESOURCE_URI`.
+ *
+ * An `UPSTREAM_URL` that repeats the MCP endpoint's path (`http://127.0.0.1:3000/mcp` with
+ * `RESOURCE_URI=https://mcp.example.com/mcp`) fails here: the gate appends the request path, so
+ * the server receives `/mcp/mcp` and answers 404 to a client whose token was accepted.
+ */
+import assert from "node:assert/strict";
+import { parse as parseYaml, parseAllDocuments } from "yaml";
+// @ts-types="@modelcontextprotocol/sdk/client/index"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+// @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { startMcpServer } from "../demo/mcp_server.ts";
+import { startGate } from "./helpers/gate.ts";
+import { startTestIssuer } from "./helpers/issuer.ts";
+import { ready } from "./helpers/rig.ts";
+import { closedPort } from "./helpers/net.ts";
+
+const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const read = (path: string) => Deno.readTextFileSync(`${repo}/${path}`);
+
+// deno-lint-ignore no-explicit-any
+type Obj = Record<string, any>;
+
+/** One shipped example: where it comes from and the gate variables it sets. */
+interface Example {
+  name: string;
+  env: Record<string, string>;
+  /** Starts the MCP server the example ships on `port` (default: the sample server in-process). */
+  mcpServer?: (port: number) => Promise<AsyncDisposable>;
+}
+
+/** KEY=value lines of a systemd EnvironmentFile; comments and blank lines skipped. */
+function envFile(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) env[m[1]] = m[2].replace(/^"(.*)"$/, "$1");
+  }
+  return env;
+}
+
+/**
+ * The gate configurations shown in a Markdown document: every fenced `sh` block that sets
+ * `UPSTREAM_URL`, as `VAR=value` words (shell prefix assignments or `docker run -e VAR=value`).
+ */
+function markdownEnvSnippets(text: string): Record<string, string>[] {
+  const snippets: Record<string, string>[] = [];
+  for (const block of text.matchAll(/```(?:sh|bash|shell)\n([\s\S]*?)```/g)) {
+    const env: Record<string, string> = {};
+    for (const m of block[1].matchAll(/(?:^|\s)(?:-e\s+)?([A-Z][A-Z0-9_]*)=([^\s\\'"]+)/gm)) {
+      env[m[1]] = m[2];
+    }
+    if (env.UPSTREAM_URL) snippets.push(env);
+  }
+  return snippets;
+}
+
+/** The compose file's `mcp-server` service, run here as its own command with `MCP_PORT=port`. */
+function composeMcpServer(service: Obj): (port: number) => Promise<AsyncDisposable> {
+  return async (port) => {
+    const appDir = service.working_dir as string;
+    const mount = (service.volumes as string[]).find((v) => v.split(":")[1] === appDir);
+    assert.ok(mount, `the repository is mounted at ${appDir}`);
+    assert.deepEqual(service.entrypoint, ["deno"]);
+    const args = (service.command as string[]).map((a) => a.replaceAll(appDir, repo));
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: repo,
+      env: { ...service.environment, MCP_PORT: String(port) },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const err = new Response(child.stderr).text();
+    let seen = "";
+    const stop = async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+      await out.cancel();
+      await err;
+    };
+    while (!seen.includes("mcp server listening")) {
+      const { value, done } = await out.read();
+      if (done) {
+        await stop();
+        throw new Error(`the compose mcp-server exited: ${seen}\n${await err}`);
+      }
+      seen += value;
+    }
+    const drainOut = (async () => {
+      while (!(await out.read()).done) { /* discard */ }
+    })();
+    return {
+      async [Symbol.asyncDispose]() {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* already gone */ }
+        const status = await child.status;
+        await drainOut;
+        await err;
+        assert.equal(status.code, 0, "the compose mcp-server stops cleanly on SIGTERM");
+      },
+    };
+  };
+}
+
+function examples(): Example[] {
+  const compose: Obj = parseYaml(read("deploy/compose/docker-compose.yml"));
+  const configMap: Obj = parseAllDocuments(read("deploy/kubernetes/mcp-gate.yaml"))
+    .map((d) => d.toJS()).find((d: Obj) => d.kind === "ConfigMap");
+  const list: Example[] = [
+    {
+      name: "deploy/compose/docker-compose.yml",
+      env: compose.services["mcp-gate"].environment,
+      mcpServer: composeMcpServer(compose.services["mcp-server"]),
+    },
+    { name: "deploy/kubernetes/mcp-gate.yaml", env: configMap.data },
+    {
+      name: "deploy/systemd/mcp-gate.env.example",
+      env: envFile(read("deploy/systemd/mcp-gate.env.example")),
+    },
+  ];
+  for (const doc of ["README.md", "docs/deploy.md"]) {
+    markdownEnvSnippets(read(doc)).forEach((env, i) =>
+      list.push({ name: `${doc} snippet ${i + 1}`, env })
+    );
+  }
+  return list;
+}
+
+/** `url` with its scheme, host and port replaced by `origin`; path and query kept as shipped. */
+function moveUrl(url: string, origin: string): string {
+  const u = new URL(url);
+  return origin + u.pathname + u.search;
+}
+
+/** Path of an issuer URL as the test issuer takes it ("" for a bare origin). */
+function issuerPath(url: string): string {
+  const path = new URL(url).pathname;
+  return path === "/" ? "" : path;
+}
+
+/** The MCP result's first text content. */
+function textOf(result: unknown): string {
+  const content = (result as { content: { type: string; text: string }[] }).content;
+  return content[0].text;
+}
+
+Deno.test("examples: every shipped example's configuration gets an MCP tool call through", async (t) => {
+  const list = examples();
+  // The three files, and at least the README's quick start and the docs' docker run.
+  assert.ok(list.length >= 5, list.map((e) => e.name).join(", "));
+  for (const example of list) {
+    await t.step(example.name, async () => {
+      const shipped = example.env;
+      const resource = shipped.RESOURCE_URI;
+      assert.ok(shipped.UPSTREAM_URL && resource && shipped.AUTHORIZATION_SERVER);
+      for (const v of ["JWKS_URI", "EXPECTED_ISSUER", "TLS_CERT_FILE", "TLS_KEY_FILE"]) {
+        assert.equal(shipped[v], undefined, `${v} is not moved by this test`);
+      }
+
+      const port = closedPort();
+      await using _mcp = example.mcpServer
+        ? await example.mcpServer(port)
+        : startMcpServer({ port });
+      await using issuer = await startTestIssuer({
+        path: issuerPath(shipped.AUTHORIZATION_SERVER),
+        audience: resource,
+      });
+      const env: Record<string, string> = {
+        ...shipped,
+        UPSTREAM_URL: moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${port}`),
+        AUTHORIZATION_SERVER: moveUrl(shipped.AUTHORIZATION_SERVER, issuer.origin),
+        LISTEN_ADDR: "127.0.0.1:0",
+        METRICS_ADDR: "",
+      };
+      await using gate = await startGate(env);
+      await ready(gate);
+
+      // The client uses RESOURCE_URI as shipped; its fetch resolves that origin to the gate.
+      const publicOrigin = new URL(resource).origin;
+      const clientFetch = (input: string | URL | Request, init?: RequestInit) => {
+        const req = new Request(input, init);
+        return fetch(
+          req.url.startsWith(publicOrigin)
+            ? new Request(gate.origin + req.url.slice(publicOrigin.length), req)
+            : req,
+        );
+      };
+      const scopes = (shipped.REQUIRED_SCOPES ?? shipped.SCOPES_SUPPORTED ?? "").replaceAll(
+        ",",
+        " ",
+      );
+      const token = await issuer.mint({ sub: "alice", scope: scopes });
+      const transport = new StreamableHTTPClientTransport(new URL(resource), {
+        fetch: clientFetch,
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      });
+      const client = new Client({ name: "deploy-examples", version: "1.0.0" });
+      try {
+        await client.connect(transport); // initialize + initialized
+        assert.ok(transport.sessionId, "the MCP server's session id came back through the gate");
+        assert.equal(
+          textOf(await client.callTool({ name: "add", arguments: { a: 2, b: 3 } })),
+          "5",
+        );
+        const who = JSON.parse(textOf(await client.callTool({ name: "whoami" })));
+        assert.equal(who.authorizationHeaderSeen, false);
+        if (/\bsub=X-Auth-Subject\b/i.test(shipped.CLAIM_HEADERS ?? "")) {
+          assert.equal(who.subject, "alice");
+        }
+        await transport.terminateSession();
+      } finally {
+        await client.close();
+      }
+    });
+  }
+});
