@@ -14,6 +14,7 @@ import {
 import { ConfigError } from "./errors.ts";
 import {
   createMetrics,
+  createProcessStatsReader,
   type ListenerName,
   type Logger,
   type Metrics,
@@ -127,7 +128,11 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
   const keys = createKeyStore(config, { log, fetch: deps.fetch });
   const verifier = createVerifier(config, keys, { log });
   const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
-  const metrics = createMetrics({ version: VERSION, keyStats: () => keys.stats() });
+  const metrics = createMetrics({
+    version: VERSION,
+    keyStats: () => keys.stats(),
+    processStats: createProcessStatsReader(),
+  });
   const handler = createHandler({
     config,
     keys,
@@ -456,12 +461,14 @@ function tlsConfigError(config: Config, err: unknown): ConfigError | undefined {
 }
 
 /**
- * The metrics listener: `/metrics`, and the health paths answered exactly as the gate answers them
- * ({@linkcode healthResponse}).
+ * The metrics listener: `/metrics`, and the health paths answered as the gate answers them
+ * ({@linkcode healthResponse}), except `/healthz`: there it is a liveness probe, 200 while the
+ * process serves, as on the original Go gate's metrics port (docs/contract.md §8), so a probe
+ * carried over from it does not restart a gate that waits for its key set.
  */
 function metricsEndpoint(req: Request, ready: boolean, render: () => string): Response {
   const path = new URL(req.url).pathname;
-  const health = healthResponse(req.method, path, ready);
+  const health = healthResponse(req.method, path === "/healthz" ? "/livez" : path, ready);
   if (health) return health;
   const headers = { "cache-control": "no-store", "x-content-type-options": "nosniff" };
   if (req.method !== "GET" && req.method !== "HEAD") {

@@ -10,6 +10,8 @@
  * Format: https://prometheus.io/docs/instrumenting/exposition_formats/ (text format 0.0.4).
  */
 
+import type { ProcessStats } from "./process.ts";
+
 /** Which part of the gate answered a request (a bounded label value). */
 export type Route = "metadata" | "health" | "proxy" | "preflight" | "rejected";
 
@@ -69,6 +71,11 @@ export interface MetricsOptions {
    * because MCP tool calls and SSE streams legitimately run for minutes (Claude.ai allows 300 s).
    */
   durationBucketsSeconds?: readonly number[];
+  /**
+   * The `process_*` figures, read on each scrape (see process.ts); the series are left out when
+   * absent.
+   */
+  processStats?: () => ProcessStats;
 }
 
 /** The `Content-Type` of {@linkcode Metrics.render}'s output. */
@@ -329,9 +336,38 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         out.push(`mcpgate_jwks_fetches_total ${formatNumber(k.fetches)}\n`);
       }
 
+      if (opts.processStats) renderProcess(out, opts.processStats());
+
       return out.join("");
     },
   };
+}
+
+/** The `process_*` families, named as the Prometheus client libraries name them. */
+function renderProcess(out: string[], p: ProcessStats): void {
+  const one = (name: string, type: string, help: string, value: number) => {
+    header(out, name, type, help);
+    out.push(`${name} ${formatNumber(value)}\n`);
+  };
+  one(
+    "process_cpu_seconds_total",
+    "counter",
+    "Total user and system CPU time in seconds",
+    p.cpuSeconds,
+  );
+  one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes", p.residentBytes);
+  one(
+    "process_start_time_seconds",
+    "gauge",
+    "Start time of the process since the Unix epoch in seconds",
+    p.startTimeSeconds,
+  );
+  if (p.openFds !== undefined) {
+    one("process_open_fds", "gauge", "Number of open file descriptors", p.openFds);
+  }
+  if (p.maxFds !== undefined) {
+    one("process_max_fds", "gauge", "Maximum number of open file descriptors", p.maxFds);
+  }
 }
 
 function header(out: string[], name: string, type: string, help: string): void {

@@ -356,3 +356,35 @@ Deno.test("requestFinished() costs well under a microsecond on a known series", 
   assert.ok(nsPerOp < 1000, `${nsPerOp.toFixed(0)} ns per request`);
   assert.match(m.render(), /^mcpgate_http_requests_total\{[^}]*\} 200000$/m);
 });
+
+Deno.test("render() exposes the process_* families from a scrape-time reader, descriptors only when read", () => {
+  let calls = 0;
+  const metrics = createMetrics({
+    version: "t",
+    processStats: () => {
+      calls++;
+      return calls === 1
+        ? { cpuSeconds: 1.5, residentBytes: 1024, startTimeSeconds: 1700000000.25 }
+        : {
+          cpuSeconds: 2,
+          residentBytes: 2048,
+          startTimeSeconds: 1700000000.25,
+          openFds: 9,
+          maxFds: 1024,
+        };
+    },
+  });
+  assert.equal(calls, 0, "nothing is read before a scrape");
+  const first = parseExposition(metrics.render());
+  assert.equal(first.get("process_cpu_seconds_total")?.type, "counter");
+  assert.equal(first.get("process_cpu_seconds_total")?.samples[0].value, "1.5");
+  assert.equal(first.get("process_resident_memory_bytes")?.samples[0].value, "1024");
+  assert.equal(first.get("process_start_time_seconds")?.samples[0].value, "1700000000.25");
+  assert.equal(first.has("process_open_fds"), false);
+  assert.equal(first.has("process_max_fds"), false);
+  const second = parseExposition(metrics.render());
+  assert.equal(calls, 2);
+  assert.equal(second.get("process_cpu_seconds_total")?.samples[0].value, "2");
+  assert.equal(second.get("process_open_fds")?.samples[0].value, "9");
+  assert.equal(second.get("process_max_fds")?.samples[0].value, "1024");
+});

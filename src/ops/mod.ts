@@ -5,4 +5,5 @@
  */
 export * from "./log.ts";
 export * from "./metrics.ts";
+export * from "./process.ts";
 export * from "./tracing.ts";
