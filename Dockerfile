@@ -14,15 +14,28 @@ ARG DENO_VERSION=2.9.6
 # true: bake in Deno's OpenTelemetry export (traces of every request, see docs/deploy.md).
 ARG MCP_GATE_OTEL=false
 
-FROM denoland/deno:${DENO_VERSION} AS build
+# The build runs on the builder's own platform and cross-compiles (`deno compile --target`) for
+# the image's: a multi-platform build (`docker buildx build --platform linux/amd64,linux/arm64`,
+# as the release workflow does) needs no emulation. The binary's smoke test runs when it can.
+FROM --platform=$BUILDPLATFORM denoland/deno:${DENO_VERSION} AS build
 ARG MCP_GATE_OTEL
+ARG TARGETARCH
+ARG BUILDARCH
 WORKDIR /src
 COPY deno.json deno.lock ./
 COPY scripts/ scripts/
 COPY main.ts ./
 COPY src/ src/
-RUN if [ "$MCP_GATE_OTEL" = "true" ]; then deno task compile --otel; else deno task compile; fi \
-  && ./dist/mcp-gate --version
+RUN set -eu; \
+  case "${TARGETARCH:-}" in \
+    "") target="" ;; \
+    amd64) target="--target x86_64-unknown-linux-gnu" ;; \
+    arm64) target="--target aarch64-unknown-linux-gnu" ;; \
+    *) echo "unsupported TARGETARCH \"$TARGETARCH\"" >&2; exit 1 ;; \
+  esac; \
+  otel=""; if [ "$MCP_GATE_OTEL" = "true" ]; then otel="--otel"; fi; \
+  deno task compile $target $otel; \
+  if [ "${TARGETARCH:-}" = "${BUILDARCH:-}" ]; then ./dist/mcp-gate --version; fi
 
 # Runtime stage: glibc + libgcc_s, CA certificates, /etc/passwd with "nonroot" (65532), no shell.
 # The binary needs /proc mounted (it reads /proc/self/exe), which every container runtime does.

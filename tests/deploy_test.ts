@@ -125,6 +125,70 @@ Deno.test("kubernetes: liveness is /livez and readiness is /readyz on the gate",
   assert.equal(gateContainer.readinessProbe.httpGet.port, "http");
 });
 
+Deno.test("kubernetes: a startup probe, if any, waits for readiness, not for the process", () => {
+  // /livez answers as soon as the process listens: a startup probe on it waits for nothing.
+  const startup = gateContainer.startupProbe;
+  if (startup !== undefined) assert.equal(startup.httpGet.path, "/readyz");
+});
+
+Deno.test("kubernetes: preStop sleeps (native action, no shell) and the grace period covers it and the drain", () => {
+  for (const c of podSpec.containers) {
+    const sleep = c.lifecycle?.preStop?.sleep?.seconds;
+    assert.ok(typeof sleep === "number" && sleep >= 3, `${c.name} sleeps before SIGTERM`);
+    assert.equal(c.lifecycle.preStop.exec, undefined, `${c.name}: the gate's image has no shell`);
+  }
+  const gateSleep = gateContainer.lifecycle.preStop.sleep.seconds;
+  assert.ok(
+    podSpec.terminationGracePeriodSeconds > gateSleep + seconds(gateEnv.SHUTDOWN_TIMEOUT ?? "30s"),
+  );
+});
+
+/** sha256 of the ConfigMap's data as compact JSON with sorted keys (the manifest's comment). */
+async function configChecksum(data: Record<string, string>): Promise<string> {
+  const sorted = Object.fromEntries(Object.entries(data).sort(([a], [b]) => a < b ? -1 : 1));
+  const bytes = new TextEncoder().encode(JSON.stringify(sorted));
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
+}
+
+Deno.test("kubernetes: the pod template's config checksum matches the ConfigMap", async () => {
+  const annotation = deployment.spec.template.metadata.annotations["checksum/config"];
+  const want = await configChecksum(gateEnv);
+  assert.equal(annotation, want, `set checksum/config to "${want}"`);
+  assert.notEqual(
+    await configChecksum({ ...gateEnv, LOG_LEVEL: "debug" }),
+    want,
+    "a changed value changes the checksum",
+  );
+});
+
+/** Measured peak resident memory of the gate, MiB (docs/deploy.md#kubernetes). */
+const MEASURED_PEAK_MIB = 197;
+
+/** `128Mi`, `1Gi`, `300M` -> MiB. */
+function mebibytes(quantity: string): number {
+  const m = /^(\d+)(Mi|Gi|M|G)$/.exec(quantity);
+  assert.ok(m, `memory quantity "${quantity}"`);
+  const factor = { Mi: 1, Gi: 1024, M: 1e6 / 2 ** 20, G: 1e9 / 2 ** 20 }[m[2]]!;
+  return Number(m[1]) * factor;
+}
+
+Deno.test("kubernetes: the gate's memory limit leaves room above its measured peak", () => {
+  const limit = mebibytes(gateContainer.resources.limits.memory);
+  assert.ok(limit >= MEASURED_PEAK_MIB * 1.25, `${limit} MiB vs peak ${MEASURED_PEAK_MIB} MiB`);
+  assert.ok(read("deploy/kubernetes/mcp-gate.yaml").includes(`${MEASURED_PEAK_MIB} MiB`));
+  assert.ok(read("docs/deploy.md").includes(`${MEASURED_PEAK_MIB} MiB`));
+});
+
+Deno.test("kubernetes: TRUSTED_PROXIES is a narrow placeholder, not the whole network", () => {
+  const entries = gateEnv.TRUSTED_PROXIES.split(",").map((e: string) => e.trim());
+  for (const e of entries) {
+    const [addr, prefix] = e.split("/");
+    const bits = prefix === undefined ? 32 : Number(prefix);
+    assert.ok(/^\d+\.\d+\.\d+\.\d+$/.test(addr), e);
+    assert.ok(bits >= 16, `"${e}" trusts ${2 ** (32 - bits)} addresses`);
+  }
+});
+
 Deno.test("kubernetes: the metrics port is annotated for scraping and matches METRICS_ADDR", () => {
   const annotations = deployment.spec.template.metadata.annotations;
   assert.equal(annotations["prometheus.io/scrape"], "true");
@@ -145,17 +209,30 @@ Deno.test("kubernetes: every container has resource requests and a memory limit"
   }
 });
 
-Deno.test("kubernetes: pod and containers run non-root, read-only, without capabilities", () => {
-  assert.equal(podSpec.securityContext.runAsNonRoot, true);
-  assert.equal(podSpec.securityContext.runAsUser, IMAGE_USER.uid);
-  assert.equal(podSpec.securityContext.seccompProfile.type, "RuntimeDefault");
+Deno.test("kubernetes: every container has its own security context; the gate's is locked down", () => {
   assert.equal(podSpec.automountServiceAccountToken, false);
+  // Pod-wide: only what suits any container (the MCP server may need another user or /tmp).
+  assert.deepEqual(Object.keys(podSpec.securityContext), ["seccompProfile"]);
   for (const c of podSpec.containers) {
     assert.equal(c.securityContext.allowPrivilegeEscalation, false, c.name);
-    assert.equal(c.securityContext.readOnlyRootFilesystem, true, c.name);
     assert.deepEqual(c.securityContext.capabilities.drop, ["ALL"], c.name);
     assert.equal(c.securityContext.privileged ?? false, false, c.name);
+    assert.equal(c.securityContext.seccompProfile.type, "RuntimeDefault", c.name);
   }
+  const gate = gateContainer.securityContext;
+  assert.equal(gate.runAsNonRoot, true);
+  assert.equal(gate.runAsUser, IMAGE_USER.uid);
+  assert.equal(gate.runAsGroup, IMAGE_USER.gid);
+  assert.equal(gate.readOnlyRootFilesystem, true, "the gate writes nothing");
+  assert.equal(gateContainer.volumeMounts, undefined, "the gate needs no writable path");
+});
+
+Deno.test("kubernetes: the MCP server gets a writable /tmp under its read-only root", () => {
+  const server = podSpec.containers.find((c: Obj) => c.name !== "mcp-gate");
+  const tmp = server.volumeMounts?.find((m: Obj) => m.mountPath === "/tmp");
+  assert.ok(tmp, "/tmp is mounted");
+  const volume = podSpec.volumes.find((v: Obj) => v.name === tmp.name);
+  assert.ok(volume.emptyDir, "an emptyDir");
 });
 
 Deno.test("kubernetes: several replicas, a PodDisruptionBudget and a grace period above the drain", () => {
@@ -201,10 +278,30 @@ Deno.test("Dockerfile: two stages, Deno's official image builds, distroless cc r
   assert.equal(dockerStages.length, 2);
   const arg = dockerPreamble.find((i) => i.op === "ARG" && i.args.startsWith("DENO_VERSION="));
   assert.equal(arg?.args, "DENO_VERSION=2.9.6");
-  assert.equal(buildStage[0].args, "denoland/deno:${DENO_VERSION} AS build");
+  // The build runs on the builder's platform and cross-compiles for the image's.
+  assert.equal(
+    buildStage[0].args,
+    "--platform=$BUILDPLATFORM denoland/deno:${DENO_VERSION} AS build",
+  );
   assert.ok(buildStage.some((i) => i.op === "RUN" && i.args.includes("deno task compile")));
   // glibc is needed (deno compile output is dynamically linked): cc, never static.
   assert.equal(runtimeStage[0].args, IMAGE_RUNTIME_BASE);
+});
+
+Deno.test("Dockerfile: each image platform of the release maps to a deno compile target", () => {
+  const run = buildStage.find((i) => i.op === "RUN" && i.args.includes("deno task compile"))!;
+  assert.ok(buildStage.some((i) => i.op === "ARG" && i.args === "TARGETARCH"));
+  const wf: Obj = parseYaml(read(".github/workflows/release.yml"));
+  const targets: string[] = wf.jobs.build.strategy.matrix.target;
+  const push = wf.jobs.image.steps.find((s: Obj) =>
+    String(s.uses).startsWith("docker/build-push-action@")
+  );
+  for (const platform of String(push.with.platforms).split(",")) {
+    const arch = platform.split("/")[1];
+    const m = new RegExp(`${arch}\\) target="--target ([\\w-]+)"`).exec(run.args);
+    assert.ok(m, `TARGETARCH ${arch} is handled`);
+    assert.ok(targets.includes(m[1]), `${m[1]} is a release target`);
+  }
 });
 
 Deno.test("Dockerfile: the runtime stage is what the minimal-rootfs test runs", () => {
@@ -523,6 +620,31 @@ Deno.test("release workflow: four targets, the pinned Deno, compile.sh, SHA256SU
   assert.ok(release.some((s) => /gh release upload .*SHA256SUMS/.test(s.run ?? "")));
   assert.equal(wf.permissions.contents, "read", "least privilege by default");
   assert.equal(wf.jobs.release.permissions.contents, "write");
+});
+
+Deno.test("release workflow: a multi-arch image with an SBOM and full provenance", () => {
+  const wf: Obj = parseYaml(read(".github/workflows/release.yml"));
+  const job: Obj = wf.jobs.image;
+  assert.equal(job.permissions.packages, "write");
+  const uses = (prefix: string) =>
+    job.steps.find((s: Obj) => String(s.uses ?? "").startsWith(prefix));
+  assert.ok(uses("docker/setup-buildx-action@"), "buildx");
+  const push = uses("docker/build-push-action@");
+  assert.deepEqual(String(push.with.platforms).split(",").sort(), ["linux/amd64", "linux/arm64"]);
+  assert.equal(push.with.push, true);
+  assert.equal(push.with.sbom, true);
+  assert.equal(push.with.provenance, "mode=max");
+});
+
+Deno.test("CI workflow: .ci/run on every pull request and every push to main", () => {
+  const wf: Obj = parseYaml(read(".github/workflows/ci.yml"));
+  assert.ok("pull_request" in wf.on, "runs on pull_request");
+  assert.deepEqual(wf.on.push.branches, ["main"]);
+  assert.equal(wf.permissions.contents, "read");
+  const steps: Obj[] = Object.values(wf.jobs as Obj).flatMap((j: Obj) => j.steps);
+  assert.ok(steps.some((s) => String(s.run ?? "").trim() === "bash .ci/run"));
+  const setup = steps.find((s) => String(s.uses ?? "").startsWith("denoland/setup-deno@"));
+  if (setup) assert.equal(setup.with["deno-version"], "2.9.6", "the version .ci/run wants");
 });
 
 // ---------------------------------------------------------------------------------------------
