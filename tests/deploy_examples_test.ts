@@ -19,8 +19,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 // @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startMcpServer } from "../demo/mcp_server.ts";
-import { startGate } from "./helpers/gate.ts";
-import { startTestIssuer } from "./helpers/issuer.ts";
+import { startGate, type TestGate } from "./helpers/gate.ts";
+import { startTestIssuer, type TestIssuer } from "./helpers/issuer.ts";
 import { ready } from "./helpers/rig.ts";
 import { closedPort } from "./helpers/net.ts";
 
@@ -158,37 +158,59 @@ function textOf(result: unknown): string {
   return content[0].text;
 }
 
+/** An example's gate, MCP server and issuer, running on 127.0.0.1 with the paths as shipped. */
+interface RunningExample extends AsyncDisposable {
+  gate: TestGate;
+  issuer: TestIssuer;
+  /** A bearer token for the example's RESOURCE_URI with its scopes, `sub` "alice". */
+  token: string;
+}
+
+async function startExample(example: Example): Promise<RunningExample> {
+  const shipped = example.env;
+  assert.ok(shipped.UPSTREAM_URL && shipped.RESOURCE_URI && shipped.AUTHORIZATION_SERVER);
+  for (const v of ["JWKS_URI", "EXPECTED_ISSUER", "TLS_CERT_FILE", "TLS_KEY_FILE"]) {
+    assert.equal(shipped[v], undefined, `${v} is not moved by this test`);
+  }
+  const stack = new AsyncDisposableStack();
+  try {
+    const port = closedPort();
+    stack.use(example.mcpServer ? await example.mcpServer(port) : startMcpServer({ port }));
+    const issuer = stack.use(
+      await startTestIssuer({
+        path: issuerPath(shipped.AUTHORIZATION_SERVER),
+        audience: shipped.RESOURCE_URI,
+      }),
+    );
+    const gate = stack.use(
+      await startGate({
+        ...shipped,
+        UPSTREAM_URL: moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${port}`),
+        AUTHORIZATION_SERVER: moveUrl(shipped.AUTHORIZATION_SERVER, issuer.origin),
+        LISTEN_ADDR: "127.0.0.1:0",
+        METRICS_ADDR: "",
+      }),
+    );
+    await ready(gate);
+    const scopes = (shipped.REQUIRED_SCOPES ?? shipped.SCOPES_SUPPORTED ?? "").replaceAll(",", " ");
+    const token = await issuer.mint({ sub: "alice", scope: scopes });
+    const moved = stack.move();
+    return { gate, issuer, token, [Symbol.asyncDispose]: () => moved.disposeAsync() };
+  } catch (err) {
+    await stack.disposeAsync();
+    throw err;
+  }
+}
+
 Deno.test("examples: every shipped example's configuration gets an MCP tool call through", async (t) => {
   const list = examples();
   // The three files, and at least the README's quick start and the docs' docker run.
   assert.ok(list.length >= 5, list.map((e) => e.name).join(", "));
   for (const example of list) {
     await t.step(example.name, async () => {
-      const shipped = example.env;
-      const resource = shipped.RESOURCE_URI;
-      assert.ok(shipped.UPSTREAM_URL && resource && shipped.AUTHORIZATION_SERVER);
-      for (const v of ["JWKS_URI", "EXPECTED_ISSUER", "TLS_CERT_FILE", "TLS_KEY_FILE"]) {
-        assert.equal(shipped[v], undefined, `${v} is not moved by this test`);
-      }
-
-      const port = closedPort();
-      await using _mcp = example.mcpServer
-        ? await example.mcpServer(port)
-        : startMcpServer({ port });
-      await using issuer = await startTestIssuer({
-        path: issuerPath(shipped.AUTHORIZATION_SERVER),
-        audience: resource,
-      });
-      const env: Record<string, string> = {
-        ...shipped,
-        UPSTREAM_URL: moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${port}`),
-        AUTHORIZATION_SERVER: moveUrl(shipped.AUTHORIZATION_SERVER, issuer.origin),
-        LISTEN_ADDR: "127.0.0.1:0",
-        METRICS_ADDR: "",
-      };
-      await using gate = await startGate(env);
-      await ready(gate);
-
+      await using running = await startExample(example);
+      const { gate, token } = running;
+      const resource = example.env.RESOURCE_URI;
       // The client uses RESOURCE_URI as shipped; its fetch resolves that origin to the gate.
       const publicOrigin = new URL(resource).origin;
       const clientFetch = (input: string | URL | Request, init?: RequestInit) => {
@@ -199,11 +221,6 @@ Deno.test("examples: every shipped example's configuration gets an MCP tool call
             : req,
         );
       };
-      const scopes = (shipped.REQUIRED_SCOPES ?? shipped.SCOPES_SUPPORTED ?? "").replaceAll(
-        ",",
-        " ",
-      );
-      const token = await issuer.mint({ sub: "alice", scope: scopes });
       const transport = new StreamableHTTPClientTransport(new URL(resource), {
         fetch: clientFetch,
         requestInit: { headers: { authorization: `Bearer ${token}` } },
@@ -218,7 +235,7 @@ Deno.test("examples: every shipped example's configuration gets an MCP tool call
         );
         const who = JSON.parse(textOf(await client.callTool({ name: "whoami" })));
         assert.equal(who.authorizationHeaderSeen, false);
-        if (/\bsub=X-Auth-Subject\b/i.test(shipped.CLAIM_HEADERS ?? "")) {
+        if (/\bsub=X-Auth-Subject\b/i.test(example.env.CLAIM_HEADERS ?? "")) {
           assert.equal(who.subject, "alice");
         }
         await transport.terminateSession();
@@ -227,4 +244,34 @@ Deno.test("examples: every shipped example's configuration gets an MCP tool call
       }
     });
   }
+});
+
+Deno.test("examples: the compose walk-through's curl session in docs/deploy.md gets its tool calls through", async () => {
+  const doc = read("docs/deploy.md");
+  const section = doc.slice(doc.indexOf("## Local trial: docker compose"));
+  const blocks = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const script = blocks.find((b) => b.includes("tools/call"));
+  assert.ok(script, "the walk-through has a tool call");
+  assert.ok(!script.includes("TOKEN=$("), "the token comes from the step before (Keycloak)");
+  const compose = examples()[0];
+  const gateAddr = new URL(compose.env.RESOURCE_URI).host; // localhost:8000
+  assert.ok(script.includes(`${gateAddr}/mcp`), `the commands call the gate at ${gateAddr}`);
+  await using running = await startExample(compose);
+  const out = await new Deno.Command("bash", {
+    args: ["-euo", "pipefail", "-c", script.replaceAll(gateAddr, `127.0.0.1:${running.gate.port}`)],
+    env: { TOKEN: running.token },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const results = stdout.split("\n").filter((l) => l.startsWith("data: "))
+    .map((l) => JSON.parse(l.slice(6)));
+  assert.deepEqual(results.map((r) => r.id), [2, 3], stdout);
+  assert.equal(results[0].result.content[0].text, "5");
+  assert.deepEqual(JSON.parse(results[1].result.content[0].text), {
+    subject: "alice",
+    authorizationHeaderSeen: false,
+  });
 });
