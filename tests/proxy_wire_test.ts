@@ -4,7 +4,7 @@
  * on what a raw client sees on the wire.
  */
 import assert from "node:assert/strict";
-import type { Config } from "../src/config/mod.ts";
+import { claimRef, type Config } from "../src/config/mod.ts";
 import { GateError } from "../src/errors.ts";
 import {
   createForwarder,
@@ -185,7 +185,7 @@ const dec = new TextDecoder();
 Deno.test("forward() applies every request header rule of docs/contract.md §3.8", async (t) => {
   await using up = await startUpstream();
   await using gate = startGate(
-    testConfig(up.url, { claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }),
+    testConfig(up.url, { claimHeaders: [{ claim: claimRef("sub"), header: "x-auth-subject" }] }),
     { forwardedFor: "198.51.100.1, 203.0.113.7", setHeaders: [["x-auth-subject", "user-42"]] },
   );
   const res = await raw(
@@ -281,7 +281,7 @@ Deno.test("forward() applies every request header rule of docs/contract.md §3.8
 Deno.test("forward() removes inbound claim headers even when the token sets none", async () => {
   await using up = await startUpstream();
   await using gate = startGate(
-    testConfig(up.url, { claimHeaders: [{ claim: "email", header: "x-auth-email" }] }),
+    testConfig(up.url, { claimHeaders: [{ claim: claimRef("email"), header: "x-auth-email" }] }),
   );
   const res = await fetch(gate.url + "/mcp", { headers: { "X-Auth-Email": "root@example.com" } });
   await res.body?.cancel();

@@ -3,6 +3,7 @@
  * This file is the folder's public face: code outside src/auth/ imports only this file
  * (scripts/check_imports.ts).
  */
+export * from "./claims.ts";
 export * from "./jwk_import.ts";
 export * from "./jwks.ts";
 export * from "./policy.ts";

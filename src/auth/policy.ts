@@ -4,8 +4,9 @@
  * reject with; {@linkcode checkClaims} chains them in contract order. No clock, no I/O: the
  * caller passes the time and the expected issuer.
  */
-import type { Config } from "../config/mod.ts";
+import type { ClaimRef, Config, RequiredClaim } from "../config/mod.ts";
 import { GateError } from "../errors.ts";
+import { claimAt, claimStrings } from "./claims.ts";
 
 /** `undefined` when the check passed, else the rejection. */
 export type CheckResult = GateError | undefined;
@@ -15,8 +16,8 @@ export interface Policy {
   readonly audiences: ReadonlySet<string>;
   readonly clockSkewMs: number;
   readonly requiredScopes: readonly string[];
-  readonly scopeClaims: readonly string[];
-  readonly requiredClaims: readonly (readonly [name: string, value: unknown])[];
+  readonly scopeClaims: readonly ClaimRef[];
+  readonly requiredClaims: readonly RequiredClaim[];
 }
 
 /** Builds the {@linkcode Policy} from the relevant Config fields. */
@@ -31,7 +32,7 @@ export function createPolicy(
     clockSkewMs: config.clockSkewMs,
     requiredScopes: [...config.requiredScopes],
     scopeClaims: [...config.scopeClaims],
-    requiredClaims: Object.entries(config.requiredClaims),
+    requiredClaims: [...config.requiredClaims],
   });
 }
 
@@ -121,21 +122,17 @@ export function checkSubject(sub: unknown): CheckResult {
 }
 
 /**
- * Scopes granted by the token: the union over `scopeClaims`, each a space-delimited string
- * (RFC 9068 §2.2.3, RFC 8693 §4.2) or an array of strings (Okta `scp`, Entra `roles`).
+ * Scopes granted by the token: the union over `scopeClaims` of each claim's list of strings
+ * ({@linkcode claimStrings}: a space-delimited string, RFC 9068 §2.2.3, or an array of strings,
+ * Okta `scp`, Entra `roles`).
  */
 export function grantedScopes(
   claims: Readonly<Record<string, unknown>>,
-  scopeClaims: readonly string[],
+  scopeClaims: readonly ClaimRef[],
 ): Set<string> {
   const granted = new Set<string>();
-  for (const name of scopeClaims) {
-    const v = claims[name];
-    if (typeof v === "string") {
-      for (const s of v.split(" ")) if (s) granted.add(s);
-    } else if (Array.isArray(v)) {
-      for (const s of v) if (typeof s === "string" && s) granted.add(s);
-    }
+  for (const ref of scopeClaims) {
+    for (const s of claimStrings(claimAt(claims, ref)) ?? []) granted.add(s);
   }
   return granted;
 }
@@ -156,29 +153,40 @@ export function checkScopes(
 }
 
 /**
- * Each REQUIRED_CLAIMS entry: the claim equals the value (deep JSON equality), or the claim is an
- * array that contains the value (every element of it, when the value is itself an array).
+ * Each REQUIRED_CLAIMS entry ({@linkcode RequiredClaim}): `equals`, the claim equals the value
+ * (deep JSON equality) or contains it (every element of it, when the value is an array); `anyOf`,
+ * the claim's list of strings holds one of the values.
  */
 export function checkRequiredClaims(
   claims: Readonly<Record<string, unknown>>,
   policy: Pick<Policy, "requiredClaims">,
 ): CheckResult {
-  for (const [name, want] of policy.requiredClaims) {
-    const have = claims[name];
-    if (claimSatisfies(have, want)) continue;
+  for (const required of policy.requiredClaims) {
+    const have = claimAt(claims, required.claim);
+    if (claimSatisfies(have, required)) continue;
     return new GateError("insufficient_scope", {
       reason: "claim",
-      detail: `claim "${name}" does not match the required value`,
+      detail: `claim "${required.claim.text.slice(0, 64)}" does not match the required value`,
     });
   }
   return undefined;
 }
 
-function claimSatisfies(have: unknown, want: unknown): boolean {
+function claimSatisfies(have: unknown, required: RequiredClaim): boolean {
+  if (required.kind === "anyOf") {
+    const list = claimStrings(have);
+    return list !== undefined && required.values.some((v) => list.includes(v));
+  }
+  const want = required.value;
   if (jsonEqual(have, want)) return true;
-  if (!Array.isArray(have)) return false;
-  if (Array.isArray(want)) return want.every((w) => have.some((h) => jsonEqual(h, w)));
-  return have.some((h) => jsonEqual(h, want));
+  if (Array.isArray(want)) return want.every((w) => contains(have, w));
+  return contains(have, want);
+}
+
+/** `have` is an array holding `want`, or `want` is a string in `have`'s list of strings. */
+function contains(have: unknown, want: unknown): boolean {
+  if (Array.isArray(have) && have.some((h) => jsonEqual(h, want))) return true;
+  return typeof want === "string" && (claimStrings(have)?.includes(want) ?? false);
 }
 
 /** Structural equality of JSON values (objects compared by keys, not order). */

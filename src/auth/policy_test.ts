@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { GateError } from "../errors.ts";
+import { claimRef, parseRequiredClaims } from "../config/mod.ts";
 import {
   checkAudience,
   checkClaims,
@@ -158,15 +159,21 @@ Deno.test("checkSubject() requires a non-empty string sub", async (t) => {
 
 Deno.test("grantedScopes() reads space-separated strings and arrays from every scope claim", () => {
   assertEquals(
-    [...grantedScopes({ scope: "a  b", scp: ["c", 1, "", "d"], roles: ["r"] }, ["scope", "scp"])]
+    [...grantedScopes({ scope: "a  b", scp: ["c", "d"], roles: ["r"] }, refs("scope", "scp"))]
       .sort(),
     ["a", "b", "c", "d"],
   );
-  assertEquals([...grantedScopes({ scope: { a: 1 } }, ["scope"])], []);
+  assertEquals([...grantedScopes({ scope: { a: 1 } }, refs("scope"))], []);
+  // An array holding a non-string is not a list of strings (claimStrings): nothing from it.
+  assertEquals([...grantedScopes({ scp: ["c", 1] }, refs("scp"))], []);
+  assertEquals(
+    [...grantedScopes({ realm_access: { roles: ["x"] } }, refs("/realm_access/roles"))],
+    ["x"],
+  );
 });
 
 Deno.test("checkScopes() requires every REQUIRED_SCOPES entry, case-sensitively", async (t) => {
-  const policy = { requiredScopes: ["mcp:read", "mcp:write"], scopeClaims: ["scope", "scp"] };
+  const policy = { requiredScopes: ["mcp:read", "mcp:write"], scopeClaims: refs("scope", "scp") };
   const cases: [Record<string, unknown>, string][] = [
     [{ scope: "mcp:read mcp:write" }, "ok"],
     [{ scope: "openid mcp:write mcp:read" }, "ok"],
@@ -183,7 +190,7 @@ Deno.test("checkScopes() requires every REQUIRED_SCOPES entry, case-sensitively"
       assertEquals(outcome(checkScopes(claims, policy)), want);
     });
   }
-  assertEquals(outcome(checkScopes({}, { requiredScopes: [], scopeClaims: ["scope"] })), "ok");
+  assertEquals(outcome(checkScopes({}, { requiredScopes: [], scopeClaims: refs("scope") })), "ok");
   assertEquals(
     checkScopes({ scope: "mcp:read" }, policy)!.detail,
     'missing scope ["mcp:write"]',
@@ -192,7 +199,7 @@ Deno.test("checkScopes() requires every REQUIRED_SCOPES entry, case-sensitively"
 
 Deno.test("checkRequiredClaims() wants equality, or containment when the claim is an array", async (t) => {
   const policy = (required: Record<string, unknown>) => ({
-    requiredClaims: Object.entries(required),
+    requiredClaims: parseRequiredClaims(JSON.stringify(required), () => {})!,
   });
   const cases: [string, Record<string, unknown>, Record<string, unknown>, string][] = [
     ["equal string", { tenant: "acme" }, { tenant: "acme" }, "ok"],
@@ -206,6 +213,8 @@ Deno.test("checkRequiredClaims() wants equality, or containment when the claim i
       "insufficient_scope/claim",
     ],
     ["array contains", { groups: "admins" }, { groups: ["users", "admins"] }, "ok"],
+    ["space-separated string contains", { groups: "admins" }, { groups: "users admins" }, "ok"],
+    ["pointer", { "/realm_access/roles": "mcp" }, { realm_access: { roles: ["mcp"] } }, "ok"],
     ["array lacks", { groups: "admins" }, { groups: ["users"] }, "insufficient_scope/claim"],
     ["array contains all", { groups: ["a", "b"] }, { groups: ["b", "c", "a"] }, "ok"],
     ["array lacks one", { groups: ["a", "b"] }, { groups: ["a"] }, "insufficient_scope/claim"],
@@ -238,8 +247,8 @@ Deno.test("checkClaims() runs the checks in contract order and returns the time 
     expectedAudience: ["https://mcp.example.com/mcp"],
     clockSkewMs: 0,
     requiredScopes: ["read"],
-    scopeClaims: ["scope"],
-    requiredClaims: { tenant: "acme" },
+    scopeClaims: refs("scope"),
+    requiredClaims: parseRequiredClaims('{"tenant":"acme"}', () => {})!,
   });
   const now = 1_000_000_000;
   const good = {
@@ -272,3 +281,7 @@ Deno.test("checkClaims() runs the checks in contract order and returns the time 
     expMs: now + 60_000,
   });
 });
+
+function refs(...names: string[]) {
+  return names.map(claimRef);
+}

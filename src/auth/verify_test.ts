@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, equal, ok as assert } from "node:assert/strict";
-import { ASYMMETRIC_ALGS, type Config } from "../config/mod.ts";
+import { ASYMMETRIC_ALGS, claimRef, type Config, parseRequiredClaims } from "../config/mod.ts";
 import { GateError } from "../errors.ts";
 import type { KeyStore, VerificationKey } from "./jwks.ts";
 import { createVerifier, MAX_TOKEN_BYTES, type TokenVerifier } from "./verify.ts";
@@ -436,8 +436,8 @@ Deno.test("verify() answers insufficient_scope for a missing scope or required c
   const s = await setup({
     config: {
       requiredScopes: ["mcp:read", "mcp:write"],
-      scopeClaims: ["scope", "scp"],
-      requiredClaims: { tenant: "acme" },
+      scopeClaims: [claimRef("scope"), claimRef("scp")],
+      requiredClaims: parseRequiredClaims('{"tenant":"acme"}', () => {})!,
     },
   });
   const cases: [Record<string, unknown>, string][] = [

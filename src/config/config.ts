@@ -11,6 +11,7 @@ import type { Cidr } from "../net/mod.ts";
 import {
   ASYMMETRIC_ALGS,
   type ClaimHeader,
+  type ClaimRef,
   duration,
   formatListenAddr,
   httpUrl,
@@ -20,18 +21,20 @@ import {
   parseAlgs,
   parseBoolean,
   parseClaimHeaders,
+  parseClaimRefs,
   parseCount,
-  parseJsonObject,
   parseJwksUri,
   parseListenAddr,
   parseLogLevel,
   parseOrigins,
   type Parser,
   parseRate,
+  parseRequiredClaims,
   parseScopes,
   parseSize,
   parseTrustedProxies,
   parseUpstream,
+  type RequiredClaim,
   splitList,
   trimTrailingSlashes,
   type Upstream,
@@ -41,9 +44,11 @@ export type { Cidr } from "../net/mod.ts";
 export {
   ASYMMETRIC_ALGS,
   type ClaimHeader,
+  type ClaimRef,
   formatListenAddr,
   type ListenAddr,
   type LogLevel,
+  type RequiredClaim,
   type Upstream,
 } from "./config_parsers.ts";
 
@@ -65,9 +70,10 @@ export interface Config {
   readonly expectedAudience: readonly string[];
   readonly requiredScopes: readonly string[];
   readonly scopesSupported: readonly string[];
-  readonly scopeClaims: readonly string[];
-  /** REQUIRED_CLAIMS as parsed JSON object. */
-  readonly requiredClaims: Readonly<Record<string, unknown>>;
+  /** SCOPE_CLAIMS: claim names or JSON Pointers. */
+  readonly scopeClaims: readonly ClaimRef[];
+  /** REQUIRED_CLAIMS, in either of its forms; empty when unset. */
+  readonly requiredClaims: readonly RequiredClaim[];
   readonly resourceName?: string;
   readonly resourceDocumentation?: string;
   readonly allowedAlgs: readonly string[];
@@ -259,18 +265,20 @@ const ROWS = deepFreeze([
     name: "SCOPE_CLAIMS",
     field: "scopeClaims",
     default: text("scope,scp"),
-    parse: (t, fail) => nonEmpty(splitList(t), fail),
-    display: "as-is",
-    description: "claims holding granted scopes (space-separated string or array)",
+    parse: parseClaimRefs,
+    display: { format: (list) => list.map((c) => c.text) },
+    description: "claims holding granted scopes (space-separated string or array); a name, " +
+      "or a JSON Pointer such as /realm_access/roles",
   }),
   row({
     name: "REQUIRED_CLAIMS",
     field: "requiredClaims",
-    default: fixed({}),
-    parse: parseJsonObject,
-    display: "as-is",
-    description: 'JSON object, e.g. {"tenant":"acme"}; each claim must equal the value, ' +
-      "or contain it when the claim is an array",
+    default: fixed([]),
+    parse: parseRequiredClaims,
+    display: { format: displayRequiredClaims },
+    description: 'JSON object, e.g. {"tenant":"acme"} (claim equals the value or contains it), ' +
+      "or claim=value|value pairs, e.g. groups=admin|ops (claim holds one of the values); " +
+      "claims by name or JSON Pointer",
   }),
   row({
     name: "RESOURCE_NAME",
@@ -373,7 +381,7 @@ const ROWS = deepFreeze([
     field: "claimHeaders",
     default: fixed([]),
     parse: parseClaimHeaders,
-    display: { format: (list) => list.map((c) => `${c.claim}=${c.header}`) },
+    display: { format: (list) => list.map((c) => `${c.claim.text}=${c.header}`) },
     description: "claim=Header-Name pairs set from the token, e.g. sub=X-Auth-Subject; " +
       "inbound copies are removed",
   }),
@@ -654,6 +662,14 @@ function defaultAudience(resourceUri: string): readonly string[] {
   if (resourceUri.includes("?")) return [resourceUri];
   const other = resourceUri.endsWith("/") ? resourceUri.slice(0, -1) : resourceUri + "/";
   return [resourceUri, other];
+}
+
+/** REQUIRED_CLAIMS as the redacted view shows it: the JSON object, or the `claim=a|b` entries. */
+function displayRequiredClaims(list: readonly RequiredClaim[]): unknown {
+  if (list.length === 0) return {};
+  return list[0].kind === "equals"
+    ? Object.fromEntries(list.map((r) => [r.claim.text, r.kind === "equals" ? r.value : null]))
+    : list.map((r) => `${r.claim.text}=${r.kind === "anyOf" ? r.values.join("|") : ""}`);
 }
 
 /** Two listeners that would collide: same non-zero port on the same or a wildcard host. */

@@ -15,12 +15,33 @@ export interface ListenAddr {
   readonly port: number;
 }
 
+/**
+ * A claim as SCOPE_CLAIMS, REQUIRED_CLAIMS and CLAIM_HEADERS name it: a JSON Pointer (RFC 6901)
+ * when the text starts with "/", else the name of a top-level claim (so URL-named claims such as
+ * `https://example.com/roles` stay names).
+ */
+export interface ClaimRef {
+  /** As configured, for logs and the redacted view. */
+  readonly text: string;
+  /** The reference tokens, unescaped (RFC 6901 §4): `[text]` for a name. */
+  readonly path: readonly string[];
+}
+
 /** One `claim=Header-Name` pair of CLAIM_HEADERS. */
 export interface ClaimHeader {
-  readonly claim: string;
+  readonly claim: ClaimRef;
   /** Lower-case header name. */
   readonly header: string;
 }
+
+/**
+ * One REQUIRED_CLAIMS entry. `equals` (the JSON form): the claim equals the value (deep JSON
+ * equality) or contains it (every element of it, when the value is an array). `anyOf` (the
+ * `claim=a|b` form): the claim's list of strings contains at least one of the values.
+ */
+export type RequiredClaim =
+  | { readonly claim: ClaimRef; readonly kind: "equals"; readonly value: unknown }
+  | { readonly claim: ClaimRef; readonly kind: "anyOf"; readonly values: readonly string[] };
 
 /** The upstream base URL, split once so the request path does no URL parsing. */
 export interface Upstream {
@@ -176,6 +197,100 @@ export function parseJsonObject(text: string, fail: Fail): Record<string, unknow
   return value as Record<string, unknown>;
 }
 
+/**
+ * The reference tokens of a JSON Pointer (RFC 6901 §3: `*("/" reference-token)`, where `~` is
+ * only ever followed by `0` or `1`), unescaped as §4 says: `~1` becomes `/`, then `~0` becomes
+ * `~`, in one pass so `~01` is `~1`. Undefined when `text` is not a pointer.
+ */
+export function parseJsonPointer(text: string): string[] | undefined {
+  if (text === "") return [];
+  if (!text.startsWith("/") || /~(?![01])/.test(text)) return undefined;
+  return text.slice(1).split("/").map((t) => t.replace(/~[01]/g, (e) => (e === "~1" ? "/" : "~")));
+}
+
+/** A claim name, or a JSON Pointer when it starts with "/" (see {@linkcode ClaimRef}). */
+export function parseClaimRef(text: string, fail: Fail): ClaimRef | undefined {
+  if (!text.startsWith("/")) return { text, path: [text] };
+  const path = parseJsonPointer(text);
+  if (path === undefined) {
+    fail('expected a JSON Pointer (RFC 6901) where "~" is followed by 0 or 1', text);
+    return undefined;
+  }
+  return { text, path };
+}
+
+/**
+ * {@linkcode parseClaimRef} for text known to be valid (constants, tests).
+ * @throws {TypeError} when `text` is a malformed pointer.
+ */
+export function claimRef(text: string): ClaimRef {
+  const ref = parseClaimRef(text, (d) => {
+    throw new TypeError(`Invalid claim ${JSON.stringify(text)}: ${d}`);
+  });
+  return ref!;
+}
+
+/** Claim names or pointers, comma-separated (SCOPE_CLAIMS). */
+export function parseClaimRefs(text: string, fail: Fail): readonly ClaimRef[] | undefined {
+  const refs = nonEmpty(splitList(text), fail)?.map((t) => parseClaimRef(t, fail));
+  return refs?.every((r) => r !== undefined) ? refs as ClaimRef[] : undefined;
+}
+
+/**
+ * REQUIRED_CLAIMS in either of two forms, told apart by the first character (a claim name never
+ * starts with "{" in the second form):
+ * - a JSON object, `{"tenant":"acme","/realm_access/roles":"mcp"}`: each claim equals the value or
+ *   contains it ({@linkcode RequiredClaim} `equals`);
+ * - `claim=value|value,claim=value`: each claim's list of strings holds one of the `|`-separated
+ *   values ({@linkcode RequiredClaim} `anyOf`). The claim ends at the first "=", so a claim name
+ *   with "=" or "," needs the JSON form; a value never holds "|", "," or a space (a claim string
+ *   is read as space-separated words).
+ */
+const REQUIRED_CLAIMS_FORMS =
+  'expected a JSON object like {"tenant":"acme"} or claim=value|value pairs like groups=admin|ops';
+
+export function parseRequiredClaims(
+  text: string,
+  fail: Fail,
+): readonly RequiredClaim[] | undefined {
+  const t = text.trim();
+  const out: RequiredClaim[] = [];
+  let ok = true;
+  const ref = (name: string, shown: string) => {
+    const r = parseClaimRef(name, (d) => fail(d, shown));
+    if (!r) ok = false;
+    return r;
+  };
+  if (t.startsWith("{")) {
+    const obj = parseJsonObject(t, () => fail(REQUIRED_CLAIMS_FORMS));
+    if (!obj) return undefined;
+    for (const [name, value] of Object.entries(obj)) {
+      const claim = ref(name, name);
+      if (claim) out.push({ claim, kind: "equals", value });
+    }
+    return ok ? out : undefined;
+  }
+  for (const entry of nonEmpty(splitList(t), fail) ?? []) {
+    const eq = entry.indexOf("=");
+    const name = entry.slice(0, Math.max(eq, 0)).trim();
+    const values = entry.slice(eq + 1).split("|").map((v) => v.trim());
+    if (eq < 0 || name === "" || values.some((v) => v === "")) {
+      ok = false;
+      fail(REQUIRED_CLAIMS_FORMS, entry);
+    } else if (values.some((v) => /\s/.test(v))) {
+      ok = false;
+      fail(
+        "expected values without spaces (a claim string is read as space-separated words)",
+        entry,
+      );
+    } else {
+      const claim = ref(name, entry);
+      if (claim) out.push({ claim, kind: "anyOf", values: unique(values) });
+    }
+  }
+  return ok && out.length > 0 ? out : undefined;
+}
+
 /** RFC 8725 §3.1: never `none`, and never an HMAC secret shared with the authorization server. */
 export function parseAlgs(text: string, fail: Fail): readonly string[] | undefined {
   const algs = nonEmpty(splitList(text), fail);
@@ -311,14 +426,19 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
  * must never set them. Hop-by-hop per RFC 9110 §7.6.1.
  */
 
-/** `claim=Header-Name` pairs; a header the gate manages, or named twice, is refused. */
+/**
+ * `claim=Header-Name` pairs; a header the gate manages, or named twice, is refused. The claim (a
+ * name or a JSON Pointer) ends at the last "=": a header name never holds one (RFC 9110 §5.6.2).
+ */
 export function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeader[] | undefined {
   const out: ClaimHeader[] = [];
   for (const entry of nonEmpty(splitList(text), fail) ?? []) {
-    const eq = entry.indexOf("=");
-    const claim = entry.slice(0, Math.max(eq, 0)).trim();
+    const eq = entry.lastIndexOf("=");
+    const name = entry.slice(0, Math.max(eq, 0)).trim();
     const header = entry.slice(eq + 1).trim().toLowerCase();
-    if (eq < 0 || claim === "" || header === "") {
+    const claim = name === "" ? undefined : parseClaimRef(name, (d) => fail(d, entry));
+    if (name !== "" && claim === undefined) continue;
+    if (eq < 0 || claim === undefined || header === "") {
       fail("expected claim=Header-Name pairs like sub=X-Auth-Subject", entry);
     } else if (!HEADER_NAME.test(header)) {
       fail("expected an HTTP header name", entry);

@@ -12,6 +12,7 @@ import {
   redactedConfig,
   VARIABLES,
 } from "./config.ts";
+import { claimRef } from "./config_parsers.ts";
 import { helpText } from "../cli/mod.ts";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import { configTable } from "../../scripts/readme.ts";
@@ -387,29 +388,78 @@ Deno.test("parseConfig() refuses scopes that are not RFC 6749 scope tokens", asy
   }
 });
 
-Deno.test("parseConfig() reads SCOPE_CLAIMS as a list", () => {
-  assert.deepEqual(parse({ SCOPE_CLAIMS: "roles, scope" }).scopeClaims, ["roles", "scope"]);
+Deno.test("parseConfig() reads SCOPE_CLAIMS as a list of claim names and JSON Pointers", () => {
+  assert.deepEqual(
+    parse({ SCOPE_CLAIMS: "roles, scope, /realm_access/roles, https://x/y" }).scopeClaims,
+    [
+      { text: "roles", path: ["roles"] },
+      { text: "scope", path: ["scope"] },
+      { text: "/realm_access/roles", path: ["realm_access", "roles"] },
+      { text: "https://x/y", path: ["https://x/y"] },
+    ],
+  );
   assert.equal(
     messageFor("SCOPE_CLAIMS", ","),
     'Invalid "SCOPE_CLAIMS": expected at least one entry, got ","',
   );
+  assert.equal(
+    messageFor("SCOPE_CLAIMS", "scope,/a~2"),
+    'Invalid "SCOPE_CLAIMS": expected a JSON Pointer (RFC 6901) where "~" is followed by 0 or 1, ' +
+      'got "/a~2"',
+  );
 });
 
-Deno.test("parseConfig() reads REQUIRED_CLAIMS as a JSON object", async (t) => {
-  await t.step("an object with nested values", () => {
-    const config = parse({ REQUIRED_CLAIMS: '{"tenant":"acme","roles":["a"],"n":{"x":1}}' });
-    assert.deepEqual(config.requiredClaims, { tenant: "acme", roles: ["a"], n: { x: 1 } });
+Deno.test("parseConfig() reads REQUIRED_CLAIMS as a JSON object or claim=value|value pairs", async (t) => {
+  await t.step("an object with nested values and a pointer key", () => {
+    const config = parse({
+      REQUIRED_CLAIMS: '{"tenant":"acme","roles":["a"],"n":{"x":1},"/a~1b/c":true}',
+    });
+    assert.deepEqual(config.requiredClaims, [
+      { claim: claimRef("tenant"), kind: "equals", value: "acme" },
+      { claim: claimRef("roles"), kind: "equals", value: ["a"] },
+      { claim: claimRef("n"), kind: "equals", value: { x: 1 } },
+      { claim: { text: "/a~1b/c", path: ["a/b", "c"] }, kind: "equals", value: true },
+    ]);
   });
-  for (const bad of ["[]", "null", "1", '"acme"', "{tenant: acme}", "{"]) {
+  await t.step("pairs, with alternatives, pointers and URL-named claims", () => {
+    const config = parse({
+      REQUIRED_CLAIMS: "groups=admin|ops, /realm_access/roles=mcp,https://e.com/roles = r1 | r2",
+    });
+    assert.deepEqual(config.requiredClaims, [
+      { claim: claimRef("groups"), kind: "anyOf", values: ["admin", "ops"] },
+      { claim: claimRef("/realm_access/roles"), kind: "anyOf", values: ["mcp"] },
+      { claim: claimRef("https://e.com/roles"), kind: "anyOf", values: ["r1", "r2"] },
+    ]);
+    assert.deepEqual(redactedConfig(config).requiredClaims, [
+      "groups=admin|ops",
+      "/realm_access/roles=mcp",
+      "https://e.com/roles=r1|r2",
+    ]);
+  });
+  const forms = 'expected a JSON object like {"tenant":"acme"} or claim=value|value pairs like ' +
+    "groups=admin|ops";
+  for (const bad of ["[]", "null", "1", '"acme"', "{tenant: acme}", "{", "{}x", "groups"]) {
     await t.step(`refuses ${bad}`, () => {
       assert.equal(
         messageFor("REQUIRED_CLAIMS", bad),
-        `Invalid "REQUIRED_CLAIMS": expected a JSON object like {"tenant":"acme"}, got ${
-          JSON.stringify(bad)
-        }`,
+        `Invalid "REQUIRED_CLAIMS": ${forms}, got ${JSON.stringify(bad)}`,
       );
     });
   }
+  await refusesEach(t, "REQUIRED_CLAIMS", [
+    ["groups=", forms],
+    ["=admin", forms],
+    ["groups=admin||ops", forms],
+    [
+      "groups=a b",
+      "expected values without spaces (a claim string is read as space-separated words)",
+    ],
+  ]);
+  await t.step("refuses a malformed pointer in either form", () => {
+    for (const bad of ['{"/a~":1}', "/a~x=1"]) {
+      assert.match(messageFor("REQUIRED_CLAIMS", bad), /expected a JSON Pointer \(RFC 6901\)/);
+    }
+  });
 });
 
 Deno.test("parseConfig() reads the optional metadata fields", () => {
@@ -741,10 +791,21 @@ Deno.test("parseConfig() reads booleans", async (t) => {
 Deno.test("parseConfig() reads CLAIM_HEADERS as claim=Header pairs with lower-case names", () => {
   const config = parse({ CLAIM_HEADERS: "sub=X-Auth-Subject, email = X-Auth-Email,sub=X-User" });
   assert.deepEqual(config.claimHeaders, [
-    { claim: "sub", header: "x-auth-subject" },
-    { claim: "email", header: "x-auth-email" },
-    { claim: "sub", header: "x-user" },
+    { claim: claimRef("sub"), header: "x-auth-subject" },
+    { claim: claimRef("email"), header: "x-auth-email" },
+    { claim: claimRef("sub"), header: "x-user" },
   ]);
+  // The claim ends at the last "=" (a header name has none): pointers and URL names work.
+  assert.deepEqual(
+    parse({ CLAIM_HEADERS: "/resource_access/mcp/roles=X-Roles,https://e.com/t=X-T" }).claimHeaders,
+    [
+      {
+        claim: { text: "/resource_access/mcp/roles", path: ["resource_access", "mcp", "roles"] },
+        header: "x-roles",
+      },
+      { claim: claimRef("https://e.com/t"), header: "x-t" },
+    ],
+  );
 });
 
 Deno.test("parseConfig() refuses CLAIM_HEADERS the gate manages or cannot send", async (t) => {
@@ -943,7 +1004,8 @@ Deno.test("parseConfig() returns a deeply frozen Config", () => {
   }, TypeError);
   assert.throws(() => (config.expectedAudience as string[]).push("x"), TypeError);
   assert.throws(() => {
-    ((config.requiredClaims.org as { ids: string[] }).ids as string[])[0] = "b";
+    const org = config.requiredClaims[0] as { value: { org: { ids: string[] } } };
+    org.value.org.ids[0] = "b";
   }, TypeError);
 });
 

@@ -24,6 +24,7 @@ import {
   toByteString,
 } from "../http1/mod.ts";
 import type { Logger } from "../ops/mod.ts";
+import { claimAt, claimStrings } from "../auth/mod.ts";
 import { isAccessTokenParam, parseRequestUrl, type RequestTarget } from "../http/mod.ts";
 import { HOP_BY_HOP_HEADERS, MANAGED_HEADERS, managedKey } from "../headers/mod.ts";
 
@@ -365,10 +366,12 @@ function checkedTarget(url: string): RequestTarget {
 export const MAX_CLAIM_VALUE_BYTES = 4096;
 
 /**
- * The claim fields for the upstream from verified claims (docs/contract.md §1 CLAIM_HEADERS):
- * strings as they are, numbers and booleans as JSON, arrays joined with ",", objects as JSON;
- * non-ASCII as UTF-8 bytes. A value that cannot be sent faithfully (a control character, leading
- * or trailing whitespace, which a recipient strips, a lone surrogate, or more than
+ * The claim fields for the upstream from verified claims (docs/contract.md §1 CLAIM_HEADERS),
+ * each claim found by name or JSON Pointer (`claimAt`): a string as it is; a list of strings
+ * (`claimStrings`: an array of strings) joined with ","; anything else (numbers, booleans,
+ * objects, arrays holding a non-string) as JSON; non-ASCII as UTF-8 bytes. A value that cannot be
+ * sent faithfully (a control character, leading or trailing whitespace, which a recipient strips,
+ * a lone surrogate, a list element holding ",", which would read as two, or more than
  * {@linkcode MAX_CLAIM_VALUE_BYTES}) refuses the request: it is never normalised into another
  * value, which could be another user's. The refusal names the token's `sub`, so it is charged to
  * that subject.
@@ -380,24 +383,36 @@ export function claimFieldValues(
 ): [string, string][] {
   const out: [string, string][] = [];
   for (const { claim, header } of pairs) {
-    const v = claims[claim];
+    const v = claimAt(claims, claim);
     if (v === undefined || v === null) continue;
-    const text = typeof v === "string"
-      ? v
-      : Array.isArray(v)
-      ? v.map((x) => (typeof x === "string" ? x : JSON.stringify(x))).join(",")
-      : JSON.stringify(v);
+    let text: string;
+    if (typeof v === "string") text = v;
+    else {
+      const list = claimStrings(v);
+      if (list?.some((s) => s.includes(","))) {
+        throw unrepresentable(claim.text, "has a list element holding a comma", claims.sub);
+      }
+      text = list ? list.join(",") : JSON.stringify(v);
+    }
     let bytes: string;
     try {
       bytes = toByteString(text);
     } catch {
-      throw unrepresentable(claim, "is not well-formed Unicode", claims.sub);
+      throw unrepresentable(claim.text, "is not well-formed Unicode", claims.sub);
     }
     if (bytes.length > MAX_CLAIM_VALUE_BYTES) {
-      throw unrepresentable(claim, `is longer than ${MAX_CLAIM_VALUE_BYTES} bytes`, claims.sub);
+      throw unrepresentable(
+        claim.text,
+        `is longer than ${MAX_CLAIM_VALUE_BYTES} bytes`,
+        claims.sub,
+      );
     }
     if (!isFieldValue(bytes)) {
-      throw unrepresentable(claim, "has a control character or surrounding whitespace", claims.sub);
+      throw unrepresentable(
+        claim.text,
+        "has a control character or surrounding whitespace",
+        claims.sub,
+      );
     }
     out.push([header.toLowerCase(), bytes]);
   }

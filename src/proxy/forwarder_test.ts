@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Config } from "../config/mod.ts";
+import { claimRef, type Config } from "../config/mod.ts";
 import { Http1HeadError, type Http1Response, parseResponseHead } from "../http1/mod.ts";
 import { GateError } from "../errors.ts";
 import { parseRequestUrl, type RequestTarget } from "../http/mod.ts";
@@ -182,12 +182,17 @@ Deno.test("buildHead() frames a body with its Content-Length or chunked, and GET
 });
 
 Deno.test("buildHead() sends claim fields as given, after dropping inbound copies", () => {
-  const plan = createPlan(config({ claimHeaders: [{ claim: "sub", header: "x-auth-subject" }] }));
+  const plan = createPlan(
+    config({ claimHeaders: [{ claim: claimRef("sub"), header: "x-auth-subject" }] }),
+  );
   const req = new Request("http://g/", {
     headers: { "x-auth-subject": "forged", "x_auth_subject": "forged2" },
   });
   const setHeaders = claimFieldValues(
-    [{ claim: "sub", header: "X-Auth-Subject" }, { claim: "name", header: "x-auth-name" }],
+    [{ claim: claimRef("sub"), header: "X-Auth-Subject" }, {
+      claim: claimRef("name"),
+      header: "x-auth-name",
+    }],
     { sub: "user-1", name: "Zo\u00eb \u20ac" },
   );
   const head = buildHead(plan, req, { ...CTX, setHeaders }).head;
@@ -218,7 +223,7 @@ Deno.test("buildHead() refuses, never cleans, a value that would corrupt the hea
 });
 
 Deno.test("buildHead() drops every spelling of a managed field", () => {
-  const claim = { claim: "email", header: "X-Auth-Email" };
+  const claim = { claim: claimRef("email"), header: "X-Auth-Email" };
   const plan = createPlan(config({ claimHeaders: [claim] }));
   const managed = [
     ...GATE_SET_HEADERS,
@@ -246,7 +251,7 @@ Deno.test("managedKey() maps underscores to hyphens, as CGI does", () => {
 });
 
 Deno.test("claimFieldValues() refuses a claim that cannot be sent faithfully", async (t) => {
-  const pairs = [{ claim: "sub", header: "x-auth-subject" }];
+  const pairs = [{ claim: claimRef("sub"), header: "x-auth-subject" }];
   const refused: [string, unknown][] = [
     ["NUL", "adm\u0000in"],
     ["leading tab", "\tadmin"],
@@ -273,18 +278,30 @@ Deno.test("claimFieldValues() refuses a claim that cannot be sent faithfully", a
   await t.step("what can be sent is sent as it is", () => {
     assert.deepEqual(
       claimFieldValues([
-        { claim: "a", header: "x-a" },
-        { claim: "b", header: "x-b" },
-        { claim: "c", header: "x-c" },
-        { claim: "d", header: "X-D" },
-        { claim: "e", header: "x-e" },
-      ], { a: "in side", b: 42, c: ["r1", "r2", 3], d: { k: "v" }, e: "a".repeat(4096) }),
+        { claim: claimRef("a"), header: "x-a" },
+        { claim: claimRef("b"), header: "x-b" },
+        { claim: claimRef("c"), header: "x-c" },
+        { claim: claimRef("d"), header: "X-D" },
+        { claim: claimRef("e"), header: "x-e" },
+        { claim: claimRef("f"), header: "x-f" },
+        { claim: claimRef("/g/h"), header: "x-g" },
+      ], {
+        a: "in side",
+        b: 42,
+        c: ["r1", "r2"],
+        d: { k: "v" },
+        e: "a".repeat(4096),
+        f: ["r1", 3],
+        g: { h: ["x", "y"] },
+      }),
       [
         ["x-a", "in side"],
         ["x-b", "42"],
-        ["x-c", "r1,r2,3"],
+        ["x-c", "r1,r2"],
         ["x-d", '{"k":"v"}'],
         ["x-e", "a".repeat(4096)],
+        ["x-f", '["r1",3]'],
+        ["x-g", "x,y"],
       ],
     );
   });
@@ -417,7 +434,9 @@ Deno.test("readRequestFields() gives each value as Headers.get() does, and seria
 });
 
 Deno.test("createPlan() gives a frozen plan whose drop set holds every managed name", () => {
-  const plan = createPlan(config({ claimHeaders: [{ claim: "sub", header: "X_Auth_Subject" }] }));
+  const plan = createPlan(
+    config({ claimHeaders: [{ claim: claimRef("sub"), header: "X_Auth_Subject" }] }),
+  );
   assert.ok(Object.isFrozen(plan));
   for (const name of [...HOP_BY_HOP_HEADERS, ...GATE_SET_HEADERS, "x-auth-subject", "cookie"]) {
     assert.ok(plan.drop.has(name), name);
