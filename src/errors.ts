@@ -134,3 +134,114 @@ export class ConfigError extends Error {
     this.problems = problems;
   }
 }
+
+/** What replaces a credential in a message or log line. */
+export const REDACTED = "[redacted]";
+
+/**
+ * Query parameters whose values are credentials (OAuth 2.0 `access_token`, RFC 6750 §2.3; the
+ * usual spellings of passwords, secrets and signed-URL signatures).
+ */
+const SECRET_QUERY_PARAMS =
+  "access_token|refresh_token|id_token|token|password|passwd|pwd|pass|secret|client_secret|" +
+  "api_key|apikey|key|sig|signature|auth";
+
+/** `scheme://userinfo@`: the user info runs to the last `@` of the authority (RFC 3986 §3.2). */
+const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@"<>\\]+@/gi;
+/** `?name=value` / `&name=value` for a name of {@linkcode SECRET_QUERY_PARAMS}. */
+const SECRET_QUERY = new RegExp(`([?&;](?:${SECRET_QUERY_PARAMS})=)[^&#\\s"<>\\\\]*`, "gi");
+
+/**
+ * The one owner of credential redaction in text the gate shows: the user info of every URL
+ * (`https://user:pass@host` → `https://[redacted]@host`) and the values of credential query
+ * parameters (`?token=…`, `password=`, `secret=`, …) become `[redacted]`. Every error message
+ * that quotes a URL or an input goes through it ({@linkcode describeError}, config problems).
+ */
+export function redactSecrets(text: string): string {
+  return text.replace(USERINFO, `$1${REDACTED}@`).replace(SECRET_QUERY, `$1${REDACTED}`);
+}
+
+/**
+ * Wrapper messages that say nothing of the cause: Deno's fetch (2.9) throws `TypeError("fetch
+ * failed")` and puts the reason in `cause`; its reqwest messages start with the URL and the
+ * client stage.
+ */
+const NOISE = [
+  /^error sending request for url \([^)]*\):\s*/i,
+  /^error sending request:\s*/i,
+  /^client error \((?:Connect|SendRequest)\):\s*/i,
+];
+
+/**
+ * One line saying why a network operation failed, for every place that reports one (key set and
+ * metadata fetches, `check`, `healthcheck`, the proxy's upstream errors).
+ *
+ * Deno 2.9's fetch rejects with just "fetch failed": the reason (connection refused, DNS, TLS,
+ * timeout) is in `error.cause`, sometimes nested, and Node-style connects reject with an
+ * AggregateError (one error per address tried). This walks `cause` and `errors`, keeps each
+ * distinct message once, names the kind of failure first when it is a known one, and redacts
+ * credentials ({@linkcode redactSecrets}).
+ */
+export function describeError(error: unknown): string {
+  const messages: string[] = [];
+  const names: string[] = [];
+  const seen = new Set<unknown>();
+  const walk = (e: unknown, depth: number) => {
+    if (depth > 8 || seen.has(e)) return;
+    seen.add(e);
+    if (e instanceof Error) {
+      names.push(e.name);
+      const code = (e as { code?: unknown }).code;
+      if (typeof code === "string") names.push(code);
+      let text = e.message.replace(/\s*[\r\n]+\s*/g, " ").trim();
+      for (const noise of NOISE) text = text.replace(noise, "");
+      if (text !== "") messages.push(text);
+      if (e instanceof AggregateError) { for (const inner of e.errors) walk(inner, depth + 1); }
+      if (e.cause !== undefined) walk(e.cause, depth + 1);
+    } else if (e !== undefined && e !== null) {
+      messages.push(String(e));
+    }
+  };
+  walk(error, 0);
+  // A wrapper that ends with its cause's message (reqwest's do) adds nothing once the cause is
+  // there; the same message twice is kept once.
+  const kept = messages.filter((m, i) =>
+    messages.indexOf(m) === i && !messages.some((other) => other.endsWith(`: ${m}`))
+  );
+  const generic = /^(?:fetch failed|network error)$/i;
+  const specific = kept.filter((m) => !generic.test(m));
+  const text = (specific.length > 0 ? specific : kept).join(": ") || "unknown error";
+  const kind = failureKind(names, text);
+  return redactSecrets(
+    kind !== undefined && !text.toLowerCase().startsWith(kind) ? `${kind} (${text})` : text,
+  );
+}
+
+/** The kind of a network failure, from the error names and messages of the whole chain. */
+function failureKind(names: readonly string[], text: string): string | undefined {
+  const has = (name: string) => names.includes(name);
+  if (has("ConnectionRefused") || has("ECONNREFUSED") || /connection refused/i.test(text)) {
+    return "connection refused";
+  }
+  if (
+    has("ENOTFOUND") || has("EAI_AGAIN") ||
+    /dns error|failed to lookup address|name or service not known|nodename nor servname|no address associated|name resolution/i
+      .test(text)
+  ) {
+    return "DNS lookup failed";
+  }
+  if (
+    /certificate|UnknownIssuer|CaUsedAsEndEntity|NotValidForName|BadSignature|unknown ca|self[- ]signed/i
+      .test(text)
+  ) {
+    return "TLS certificate rejected";
+  }
+  if (has("TimeoutError") || has("TimedOut") || has("ETIMEDOUT") || /timed out/i.test(text)) {
+    return "timed out";
+  }
+  if (has("ConnectionReset") || has("ECONNRESET") || /connection reset/i.test(text)) {
+    return "connection reset";
+  }
+  if (/tls|handshake/i.test(text)) return "TLS handshake failed";
+  return undefined;
+}

@@ -138,7 +138,11 @@ export function createHandler(deps: HandlerDeps): Handler {
       `"user_agent":${jsonString(truncateBytes(x.fields.userAgent ?? ""))},` +
       `"request_id":${jsonString(x.requestId)},"auth":${jsonString(o.auth)}`;
     if (o.reason) line += `,"reason":${jsonString(o.reason)}`;
-    if (o.detail && log.enabled("debug")) line += `,"detail":${jsonString(o.detail)}`;
+    // A gateway failure's cause (connection refused, timeout, ...) goes with its warning: the
+    // operator needs it to act. Other details (why a token was refused) are debug only.
+    if (o.detail && (level === "warn" || log.enabled("debug"))) {
+      line += `,"detail":${jsonString(o.detail)}`;
+    }
     if (o.sub !== undefined) line += `,"sub":${jsonString(o.sub)}`;
     if (o.upstreamStatus !== undefined) {
       line += `,"upstream_status":${jsonNumber(o.upstreamStatus)}`;
@@ -215,20 +219,35 @@ export function createHandler(deps: HandlerDeps): Handler {
     // it reads anything and cuts a chunked body that grows past it.
   };
 
+  /**
+   * Every response the gate gives, its own and proxied, carries the exchange's `X-Request-Id`:
+   * the id in its log line and sent upstream (a valid inbound one kept), set here in one place.
+   */
   const handle = async (req: Request, info: PeerInfo): Promise<Response> => {
     const started = now();
     metrics?.requestStarted();
+    // Every field the chain looks at, and those the upstream gets, in one pass.
+    const fields = forwarder.readFields(req.headers);
+    const requestId = requestIdFor(fields.requestId);
+    const res = await respond(req, info, { started, fields, requestId });
+    res.headers.set("x-request-id", requestId);
+    return res;
+  };
+
+  const respond = async (
+    req: Request,
+    info: PeerInfo,
+    start: { started: number; fields: RequestFields; requestId: string },
+  ): Promise<Response> => {
+    const { started, fields, requestId } = start;
     const target = parseRequestUrl(req.url);
     const path = typeof target === "string" ? splitTarget(req.url).path : target.path;
     const addr = info.remoteAddr;
     const peer = "hostname" in addr ? addr.hostname : "unknown";
-    // Every field the chain looks at, and those the upstream gets, in one pass.
-    const fields = forwarder.readFields(req.headers);
     const { clientIp, forwardedFor, trustedPeer } = resolveClientIp(
       peer,
       trusted.length > 0 ? fields.forwardedFor : null,
     );
-    const requestId = requestIdFor(fields.requestId);
     const exchange: Exchange = {
       method: req.method,
       path,

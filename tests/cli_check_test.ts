@@ -409,7 +409,7 @@ Deno.test("runHealthcheck() gives up at its deadline when the listener never ans
   assert.match(io.err(), /^mcp-gate: healthcheck: GET http:\/\/127\.0\.0\.1:\d+\/readyz: /);
 });
 
-Deno.test("runHealthcheck() speaks TLS to loopback, verifying the certificate for RESOURCE_URI's host", async (t) => {
+Deno.test("runHealthcheck() speaks TLS to loopback and accepts exactly the certificate in TLS_CERT_FILE", async (t) => {
   const dir = await Deno.makeTempDir();
   try {
     if (!HAVE_OPENSSL) {
@@ -421,6 +421,7 @@ Deno.test("runHealthcheck() speaks TLS to loopback, verifying the certificate fo
       commonName: "mcp.example.com",
       subjectAltName: "DNS:mcp.example.com",
     });
+    const other = await selfSignedCert({ dir, name: "other" });
     await using server = Deno.serve(
       {
         hostname: "127.0.0.1",
@@ -437,7 +438,7 @@ Deno.test("runHealthcheck() speaks TLS to loopback, verifying the certificate fo
       TLS_CERT_FILE: files.cert,
       TLS_KEY_FILE: files.key,
     });
-    await t.step("0: the certificate is valid for mcp.example.com", async () => {
+    await t.step("0: the server's certificate is the one in TLS_CERT_FILE", async () => {
       const io = memoryIo();
       assert.equal(await runHealthcheck([], env, { io }), 0, io.err());
       assert.equal(
@@ -445,11 +446,21 @@ Deno.test("runHealthcheck() speaks TLS to loopback, verifying the certificate fo
         `ok: GET https://mcp.example.com/readyz via 127.0.0.1:${server.addr.port}: 200\n`,
       );
     });
-    await t.step("1: RESOURCE_URI names a host the certificate is not for", async () => {
+    await t.step("0: whatever host RESOURCE_URI names (the pin is the certificate)", async () => {
       const io = memoryIo();
-      const other = { ...env, RESOURCE_URI: "https://other.example.com/mcp" };
-      assert.equal(await runHealthcheck([], other, { io }), 1);
-      assert.match(io.err(), /certificate/i);
+      const renamed = { ...env, RESOURCE_URI: "https://other.example.com/mcp" };
+      assert.equal(await runHealthcheck([], renamed, { io }), 0, io.err());
+    });
+    await t.step("1: TLS_CERT_FILE holds another certificate than the server's", async () => {
+      const io = memoryIo();
+      const pinned = { ...env, TLS_CERT_FILE: other.cert, TLS_KEY_FILE: other.key };
+      assert.equal(await runHealthcheck([], pinned, { io }), 1);
+      assert.equal(
+        io.err(),
+        `mcp-gate: healthcheck: GET https://mcp.example.com/readyz via 127.0.0.1:${server.addr.port}: ` +
+          `TLS certificate rejected (the server's certificate is not the one in TLS_CERT_FILE ` +
+          `"${other.cert}")\n`,
+      );
     });
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -10,6 +10,7 @@
  * the throughput on two cores) and streams are not stalled behind RSA math.
  */
 import type { Config } from "../config/mod.ts";
+import { describeError, redactSecrets } from "../errors.ts";
 import type { Logger } from "../ops/mod.ts";
 import type { VerificationKey } from "./jwk_import.ts";
 import { type GetJson, jsonGetter, KeySetError } from "./key_fetch.ts";
@@ -137,7 +138,7 @@ async function loadKeys(
     log.info("authorization server metadata loaded", {
       metadata_url: d.metadataUrl,
       issuer: d.issuer,
-      jwks_uri: d.jwksUri,
+      jwks_uri: redactSecrets(d.jwksUri),
     });
   }
   const jwksUri = state.discovered.jwksUri;
@@ -156,7 +157,7 @@ async function loadKeys(
   log.info("key set loaded", {
     keys: imported.keys.length,
     kids: imported.keys.map((k) => k.kid ?? null),
-    jwks_uri: jwksUri,
+    jwks_uri: redactSecrets(jwksUri),
     changed,
     ...(imported.skipped.length ? { skipped: imported.skipped } : {}),
   });
@@ -177,12 +178,12 @@ function logLoadFailure(
 ): void {
   const err = failure.err instanceof KeySetError
     ? failure.err
-    : new KeySetError(String(failure.err));
+    : new KeySetError(describeError(failure.err));
   const fields = {
     reason: err.message,
     attempt: failure.attempt,
     retry_in_ms: failure.retryInMs,
-    ...(state.discovered ? { jwks_uri: state.discovered.jwksUri } : {}),
+    ...(state.discovered ? { jwks_uri: redactSecrets(state.discovered.jwksUri) } : {}),
   };
   if (state.ready) {
     log.warn("key set refresh failed", { ...fields, keys: state.current.all.length });
@@ -248,9 +249,9 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
     onFailure(e) {
       state.stats.refreshErrors++;
       log.warn("key set refresh failed", {
-        reason: (e as Error).message,
+        reason: describeError(e),
         keys: state.current.all.length,
-        jwks_uri: state.discovered?.jwksUri,
+        jwks_uri: state.discovered && redactSecrets(state.discovered.jwksUri),
       });
     },
   });

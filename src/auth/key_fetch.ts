@@ -2,11 +2,15 @@
  * One GET of the authorization server's JSON (metadata or key set): a deadline, no redirects
  * (RFC 8725 §3.10: keys come from the configured origin only), a body cap and strict UTF-8.
  */
+import { describeError, redactSecrets } from "../errors.ts";
 
-/** A fetch or validation failure, with a message that says what to fix. */
+/**
+ * A fetch or validation failure, with a message that says what to fix. The URLs it quotes come
+ * from configuration and metadata documents, so credentials in them are redacted here, once.
+ */
 export class KeySetError extends Error {
   constructor(message: string, readonly level: "warn" | "error" = "warn") {
-    super(message);
+    super(redactSecrets(message));
     this.name = "KeySetError";
   }
 }
@@ -68,8 +72,8 @@ export function jsonGetter(options: JsonGetterOptions): GetJson {
       if (e instanceof KeySetError) throw e;
       if (deadline.signal.aborted) throw deadline.signal.reason;
       if (signal.aborted) throw new KeySetError("Key store closed");
-      const msg = e instanceof Error ? e.message : String(e);
-      throw new KeySetError(`Failed fetching ${what} "${url}": ${msg}`);
+      // Deno's fetch says only "fetch failed"; the reason is in its cause chain.
+      throw new KeySetError(`Failed fetching ${what} "${url}": ${describeError(e)}`);
     } finally {
       clearTimeout(t);
     }

@@ -9,6 +9,7 @@
  * configuration (2) is reported by the CLI before this runs.
  */
 import { type Config, redactedConfig } from "../config/mod.ts";
+import { describeError, redactSecrets } from "../errors.ts";
 import { createKeyStore } from "../auth/mod.ts";
 import { isLoopbackHost } from "../net/mod.ts";
 import { createLogger, type LogSink } from "../ops/mod.ts";
@@ -146,11 +147,14 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
   try {
     await keys.refresh();
     if (keys.stats().keys === 0) {
-      failure = `the key set at "${keys.jwksUri}" holds no key usable with ALLOWED_ALGS ` +
+      failure =
+        `the key set at "${
+          redactSecrets(keys.jwksUri ?? "")
+        }" holds no key usable with ALLOWED_ALGS ` +
         `(${config.allowedAlgs.join(",")})`;
     }
   } catch (err) {
-    failure = err instanceof Error ? err.message : String(err);
+    failure = describeError(err);
   } finally {
     await keys[Symbol.asyncDispose]();
   }
@@ -158,7 +162,11 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
   const issuer = keys.issuer ?? config.expectedIssuer;
   const report: string[] = ["Authorization server:\n"];
   report.push(`  issuer tokens must carry: ${issuer ?? "(unknown: discovery failed)"}\n`);
-  report.push(`  jwks_uri:                 ${keys.jwksUri ?? "(unknown: discovery failed)"}\n`);
+  report.push(
+    `  jwks_uri:                 ${
+      keys.jwksUri !== undefined ? redactSecrets(keys.jwksUri) : "(unknown: discovery failed)"
+    }\n`,
+  );
   if (failure === undefined) {
     const list = keys.keysFor(undefined).map((k) =>
       `    kid ${JSON.stringify(k.kid ?? null)} ${k.kty} ${[...k.algs].join(",")}\n`

@@ -6,7 +6,7 @@
  * ({@linkcode VARIABLES}); rules across variables are the named {@linkcode POST_CHECKS}.
  * Adding a variable is one row plus its Config field. Pure: the caller passes the environment.
  */
-import { ConfigError, type ConfigProblem } from "../errors.ts";
+import { ConfigError, type ConfigProblem, redactSecrets } from "../errors.ts";
 import type { Cidr } from "../net/mod.ts";
 import {
   ASYMMETRIC_ALGS,
@@ -621,7 +621,9 @@ function readRow(
  * Also used by the CLI for problems found outside parseConfig (unreadable TLS files).
  */
 export function invalidValue(variable: string, detail: string, got: string): ConfigProblem {
-  const shown = got.length > 200 ? got.slice(0, 200) + "…" : got;
+  // A refused URL may carry credentials (user info, `?token=`): they never reach stderr.
+  const safe = redactSecrets(got);
+  const shown = safe.length > 200 ? safe.slice(0, 200) + "…" : safe;
   return { variable, message: `Invalid "${variable}": ${detail}, got ${JSON.stringify(shown)}` };
 }
 
@@ -645,11 +647,16 @@ export function displayKey(r: Row<keyof Config>): string {
   return typeof r.display === "object" && r.display.key !== undefined ? r.display.key : r.field;
 }
 
+function redactText<T>(value: T): T {
+  return (typeof value === "string" ? redactSecrets(value) : value) as T;
+}
+
 /** One value as the redacted view shows it. */
 export function displayValue<T>(display: Display<T>, value: T): unknown {
   if (value === undefined || value === null) return null;
   if (display === "redacted") return "[redacted]";
-  if (display === "as-is") return Array.isArray(value) ? [...value] : value;
+  // URLs may carry credentials in a query (JWKS_URI?token=...): shown redacted, like every message.
+  if (display === "as-is") return Array.isArray(value) ? value.map(redactText) : redactText(value);
   return display.format(value);
 }
 

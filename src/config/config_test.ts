@@ -47,20 +47,20 @@ function messageFor(variable: string, value: string): string {
 }
 
 /**
- * One step per `[value, detail]`: `variable` set to `prefix + value` is refused with the one
- * message `Invalid "<variable>": <detail>, got "<value>"`.
+ * One step per `[value, detail, shown?]`: `variable` set to `prefix + value` is refused with the
+ * one message `Invalid "<variable>": <detail>, got "<shown>"` (shown: the value, unless given).
  */
 async function refusesEach(
   t: Deno.TestContext,
   variable: string,
-  cases: readonly [string, string][],
+  cases: readonly ([string, string] | [string, string, string])[],
   prefix = "",
 ): Promise<void> {
-  for (const [value, detail] of cases) {
+  for (const [value, detail, shown = value] of cases) {
     await t.step(value, () => {
       assert.equal(
         messageFor(variable, prefix + value),
-        `Invalid "${variable}": ${detail}, got ${JSON.stringify(value)}`,
+        `Invalid "${variable}": ${detail}, got ${JSON.stringify(shown)}`,
       );
     });
   }
@@ -213,13 +213,18 @@ Deno.test("parseConfig() refuses an UPSTREAM_URL that is not a plain http(s) bas
     ["http://up/?a=1", "expected a URL without a query"],
     ["http://up/?", "expected a URL without a query"],
     ["http://up/#top", "expected a URL without a fragment"],
-    ["http://user:pw@up/", "expected a URL without user info"],
     ["http://@up/", "expected a URL without user info"],
     [" http://up", "expected a URL without whitespace, control characters or backslashes"],
     ["http://up/a b", "expected a URL without whitespace, control characters or backslashes"],
     ["http://up\\path", "expected a URL without whitespace, control characters or backslashes"],
   ];
   await refusesEach(t, "UPSTREAM_URL", cases);
+  await t.step("http://user:pw@up/: the message does not repeat the credential", () => {
+    assert.equal(
+      messageFor("UPSTREAM_URL", "http://user:pw@up/"),
+      'Invalid "UPSTREAM_URL": expected a URL without user info, got "http://[redacted]@up/"',
+    );
+  });
 });
 
 Deno.test("parseConfig() keeps RESOURCE_URI verbatim and derives its path", async (t) => {
@@ -242,9 +247,13 @@ Deno.test("parseConfig() keeps RESOURCE_URI verbatim and derives its path", asyn
 });
 
 Deno.test("parseConfig() refuses a RESOURCE_URI with a fragment, user info or another scheme", async (t) => {
-  const cases: [string, string][] = [
+  const cases: ([string, string] | [string, string, string])[] = [
     ["https://mcp.example.com/mcp#x", "expected a URL without a fragment"],
-    ["https://u@mcp.example.com/mcp", "expected a URL without user info"],
+    [
+      "https://u@mcp.example.com/mcp",
+      "expected a URL without user info",
+      "https://[redacted]@mcp.example.com/mcp",
+    ],
     ["wss://mcp.example.com/mcp", "expected an http or https URL"],
     ["mcp.example.com/mcp", "expected an http or https URL"],
   ];
@@ -742,7 +751,7 @@ Deno.test("parseConfig() normalises ALLOWED_ORIGINS to serialised origins", asyn
 
 Deno.test("parseConfig() refuses null, patterns and non-origins in ALLOWED_ORIGINS", async (t) => {
   const origin = 'expected "*" or an origin like "https://app.example.com" (no path)';
-  const cases: [string, string][] = [
+  const cases: ([string, string] | [string, string, string])[] = [
     ["null", 'expected a real origin, never "null"'],
     ["Null", 'expected a real origin, never "null"'],
     ["https://*.example.com", 'expected "*" alone or an exact origin, not a pattern'],
@@ -750,7 +759,7 @@ Deno.test("parseConfig() refuses null, patterns and non-origins in ALLOWED_ORIGI
     ["https://a.example.com/mcp", origin],
     ["https://a.example.com?x", origin],
     ["a.example.com", origin],
-    ["https://user@a.example.com", origin],
+    ["https://user@a.example.com", origin, "https://[redacted]@a.example.com"],
     ["https://a.example.com:99999", origin],
   ];
   await refusesEach(t, "ALLOWED_ORIGINS", cases);

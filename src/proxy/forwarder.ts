@@ -9,7 +9,7 @@
  * are never followed.
  */
 import type { Config } from "../config/mod.ts";
-import { GateError } from "../errors.ts";
+import { describeError, GateError } from "../errors.ts";
 import {
   contentLengthOf,
   fieldLine,
@@ -667,7 +667,7 @@ function toGateError(e: unknown): GateError {
   if (!(e instanceof Http1Error)) {
     return new GateError("upstream_error", {
       reason: "upstream_unreachable",
-      detail: String(e),
+      detail: describeError(e),
       cause: e,
     });
   }
@@ -679,9 +679,11 @@ function toGateError(e: unknown): GateError {
     case "aborted":
       return new GateError("upstream_error", { reason: "client_closed", detail: e.message });
     default:
+      // The log names the cause (connection refused, DNS, TLS certificate), as for every
+      // network failure.
       return new GateError("upstream_error", {
         reason: "upstream_unreachable",
-        detail: e.message,
+        detail: describeError(e),
         cause: e,
       });
   }

@@ -20,11 +20,16 @@ export interface SelfSignedOptions {
   commonName?: string;
   /** The subjectAltName extension. Default "IP:127.0.0.1,DNS:localhost". */
   subjectAltName?: string;
+  /**
+   * Leave openssl's default basic constraints, CA:TRUE (what a plain `openssl req -x509` gives,
+   * and what rustls refuses as a server's own certificate). Default false: CA:FALSE.
+   */
+  ca?: boolean;
 }
 
 /**
- * A self-signed end-entity (CA:FALSE, which rustls requires of a server's own certificate) P-256
- * certificate valid for a day; returns the paths of the certificate and key files.
+ * A self-signed end-entity (CA:FALSE, which rustls requires of a server's own certificate; CA:TRUE
+ * with `ca`) P-256 certificate valid for a day; returns the paths of the certificate and key files.
  */
 export async function selfSignedCert(
   options: SelfSignedOptions,
@@ -51,8 +56,7 @@ export async function selfSignedCert(
       `/CN=${options.commonName ?? "127.0.0.1"}`,
       "-addext",
       `subjectAltName=${options.subjectAltName ?? "IP:127.0.0.1,DNS:localhost"}`,
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
+      ...(options.ca ? [] : ["-addext", "basicConstraints=critical,CA:FALSE"]),
     ],
     stdout: "null",
     stderr: "piped",
