@@ -245,3 +245,22 @@ function failureKind(names: readonly string[], text: string): string | undefined
   if (/tls|handshake/i.test(text)) return "TLS handshake failed";
   return undefined;
 }
+
+/**
+ * A listener that could not bind (address in use, not local, a privileged port): names the
+ * variable and the address, so the operator knows which of the two listeners to move.
+ */
+export class ListenError extends Error {
+  readonly code = "listen" as const;
+  /** `LISTEN_ADDR` or `METRICS_ADDR`. */
+  readonly variable: string;
+  /** The address as configured, `host:port`. */
+  readonly addr: string;
+
+  constructor(variable: string, addr: string, cause: unknown) {
+    super(`Cannot listen on ${variable} "${addr}": ${describeError(cause)}`, { cause });
+    this.name = "ListenError";
+    this.variable = variable;
+    this.addr = addr;
+  }
+}

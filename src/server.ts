@@ -11,7 +11,7 @@ import {
   type ListenAddr,
   redactedConfig,
 } from "./config/mod.ts";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, ListenError } from "./errors.ts";
 import {
   createMetrics,
   createProcessStatsReader,
@@ -39,14 +39,23 @@ export interface ServerDeps {
   upstreamCaCerts?: string[];
 }
 
+/** How the gate stopped. */
+export interface Stopped {
+  /** The second SIGTERM or SIGINT, received while draining after the first. */
+  readonly interrupted?: Deno.Signal;
+}
+
 /** A started gate. */
 export interface RunningServer {
   /** The bound address of the gate listener (port 0 resolved). */
   readonly addr: ListenAddr;
   /** The bound address of the metrics listener, when enabled. */
   readonly metricsAddr?: ListenAddr;
-  /** Resolves once the gate has stopped. */
-  readonly finished: Promise<void>;
+  /**
+   * Resolves once the gate has stopped, or at once when a second signal arrived during the drain
+   * (`interrupted`; the drain goes on until the process exits).
+   */
+  readonly finished: Promise<Stopped>;
   /** Stops accepting, lets in-flight exchanges finish up to SHUTDOWN_TIMEOUT, then closes the rest. */
   shutdown(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -56,7 +65,7 @@ export interface RunningServer {
  * Starts the gate. Listens at once; the key set loads in the background (docs/contract.md §4:
  * startup never blocks on the authorization server).
  * @throws {ConfigError} when TLS refuses the certificate or key (TLS_CERT_FILE, TLS_KEY_FILE).
- * @throws when a listener cannot bind (e.g. address in use).
+ * @throws {ListenError} naming LISTEN_ADDR or METRICS_ADDR when a listener cannot bind.
  */
 export function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
   const { log } = deps;
@@ -76,14 +85,18 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     });
   } catch (err) {
     forwarder.close();
-    return Promise.reject(deps.tls ? tlsConfigError(config, err) ?? err : err);
+    return Promise.reject(
+      (deps.tls ? tlsConfigError(config, err) : undefined) ??
+        new ListenError("LISTEN_ADDR", formatListenAddr(config.listen), err),
+    );
   }
   let metricsServer: Listener | undefined;
   try {
     metricsServer = startMetricsListener(config, { keys, metrics, onError, supervision });
   } catch (err) {
     forwarder.close();
-    return gate.shutdown().then(() => Promise.reject(err));
+    const named = new ListenError("METRICS_ADDR", formatListenAddr(config.metricsListen!), err);
+    return gate.shutdown().then(() => Promise.reject(named));
   }
 
   const addr = { hostname: gate.addr.hostname, port: gate.addr.port };
@@ -221,7 +234,9 @@ function startMetricsListener(
 /**
  * The stop sequence, run once however often it is asked for: the key store stops, the gate drains
  * ({@linkcode drainGate}), the forwarder and the metrics listener close, `finished` resolves.
- * With `handleSignals`, SIGTERM and SIGINT start it.
+ * With `handleSignals`, SIGTERM and SIGINT start it, and a second one during the drain resolves
+ * `finished` at once with `interrupted` (an operator pressing Ctrl-C twice means "now"; the CLI
+ * then exits without waiting for open streams).
  */
 function createShutdown(
   config: Config,
@@ -233,18 +248,27 @@ function createShutdown(
     metricsServer: Listener | undefined;
     handleSignals: boolean;
   },
-): { shutdown: () => Promise<void>; finished: Promise<void> } {
+): { shutdown: () => Promise<void>; finished: Promise<Stopped> } {
   const { log, keys, forwarder, gate, metricsServer } = ctx;
-  let resolveFinished!: () => void;
-  const finished = new Promise<void>((r) => (resolveFinished = r));
+  let resolveFinished!: (stopped: Stopped) => void;
+  const finished = new Promise<Stopped>((r) => (resolveFinished = r));
   let stopping: Promise<void> | undefined;
 
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  const onSignal = () => {
-    log.info("signal received, draining", { timeout_ms: config.shutdownTimeoutMs });
-    void shutdown();
-  };
-  if (ctx.handleSignals) { for (const s of signals) Deno.addSignalListener(s, onSignal); }
+  const listeners = signals.map((signal) => {
+    const listener = () => {
+      if (stopping !== undefined) {
+        log.warn("second signal received, stopping without waiting for the drain", { signal });
+        log.flush();
+        resolveFinished({ interrupted: signal });
+        return;
+      }
+      log.info("signal received, draining", { signal, timeout_ms: config.shutdownTimeoutMs });
+      void shutdown();
+    };
+    return [signal, listener] as const;
+  });
+  if (ctx.handleSignals) { for (const [s, l] of listeners) Deno.addSignalListener(s, l); }
 
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
@@ -253,10 +277,10 @@ function createShutdown(
       const clean = await drainGate(gate, { forwarder, log, timeoutMs: config.shutdownTimeoutMs });
       forwarder.close();
       await metricsServer?.shutdown();
-      if (ctx.handleSignals) { for (const s of signals) Deno.removeSignalListener(s, onSignal); }
+      if (ctx.handleSignals) { for (const [s, l] of listeners) Deno.removeSignalListener(s, l); }
       log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });
       log.flush();
-      resolveFinished();
+      resolveFinished({});
     })();
     return stopping;
   };

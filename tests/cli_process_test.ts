@@ -136,18 +136,34 @@ Deno.test("mcp-gate exits 2 naming TLS_CERT_FILE and TLS_KEY_FILE when they cann
   }
 });
 
-Deno.test("mcp-gate exits 1 with one stderr line when the listen address is in use", async () => {
+Deno.test("mcp-gate exits 1 with one stderr line naming the listener whose address is in use", async (t) => {
   using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { code, stderr } = await gate(["serve"], validEnv(`127.0.0.1:${busy.addr.port}`));
-  assert.equal(code, 1);
-  assert.match(
-    stderr,
-    new RegExp(
-      `^mcp-gate: failed to start: .*[Aa]ddress already in use.* ` +
-        `\\(LISTEN_ADDR=127\\.0\\.0\\.1:${busy.addr.port}, METRICS_ADDR=disabled\\)\n$`,
-    ),
-  );
-  assert.equal(stderr.split("\n").length, 2, stderr);
+  const port = busy.addr.port;
+  await t.step("LISTEN_ADDR", async () => {
+    const { code, stdout, stderr } = await gate(["serve"], validEnv(`127.0.0.1:${port}`));
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      new RegExp(
+        `^mcp-gate: failed to start: Cannot listen on LISTEN_ADDR "127\\.0\\.0\\.1:${port}": ` +
+          `Address already in use \\(os error \\d+\\)\n$`,
+      ),
+    );
+    assert.ok(!stdout.includes('"msg":"listening"'), stdout);
+  });
+  await t.step("METRICS_ADDR", async () => {
+    const env = { ...validEnv("127.0.0.1:0"), METRICS_ADDR: `127.0.0.1:${port}` };
+    const { code, stdout, stderr } = await gate(["serve"], env);
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      new RegExp(
+        `^mcp-gate: failed to start: Cannot listen on METRICS_ADDR "127\\.0\\.0\\.1:${port}": ` +
+          `Address already in use \\(os error \\d+\\)\n$`,
+      ),
+    );
+    assert.ok(!stdout.includes('"msg":"listening"'), stdout);
+  });
 });
 
 Deno.test("mcp-gate serve runs until SIGTERM, drains and exits 0", async () => {

@@ -122,3 +122,37 @@ Deno.test("SIGINT with nothing in flight: exit 0 promptly", async () => {
   assert.ok(performance.now() - t0 < 3000);
   assert.equal(env.gate.logs().find((l) => l.msg === "stopped")?.drained, true);
 });
+
+Deno.test("a second signal during the drain ends the process at once: 130 after SIGINT, 143 after SIGTERM", async (t) => {
+  for (
+    const [first, second, code] of [["SIGTERM", "SIGINT", 130], ["SIGINT", "SIGTERM", 143]] as const
+  ) {
+    await t.step(`${first} then ${second}: exit ${code}`, async () => {
+      await using env = await startAll("60s");
+      const token = await env.issuer.mint();
+      // A stream that would hold the drain for the whole SHUTDOWN_TIMEOUT.
+      const stream = await fetch(`${env.origin}/sse`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const reader = stream.body!.getReader();
+      await reader.read();
+      env.gate.kill(first);
+      await env.gate.waitForLog((l) => l.msg === "signal received, draining");
+      const t0 = performance.now();
+      env.gate.kill(second);
+      const status = await env.gate.exited(5000);
+      assert.equal(status.code, code, env.gate.stderr());
+      assert.ok(performance.now() - t0 < 5000);
+      const logs = env.gate.logs();
+      assert.ok(
+        logs.some((l) =>
+          l.msg === "second signal received, stopping without waiting for the drain" &&
+          l.signal === second
+        ),
+        env.gate.stdout(),
+      );
+      assert.ok(!logs.some((l) => l.msg === "stopped"), "the drain did not finish");
+      await reader.cancel().catch(() => {});
+    });
+  }
+});

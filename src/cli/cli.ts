@@ -3,14 +3,7 @@
  * Never exits and never reads Deno.args or Deno.env: main.ts passes them in, so tests call
  * runCli().
  */
-import {
-  type Config,
-  type Env,
-  formatListenAddr,
-  invalidValue,
-  parseConfig,
-  VARIABLES,
-} from "../config/mod.ts";
+import { type Config, type Env, invalidValue, parseConfig, VARIABLES } from "../config/mod.ts";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import { createLogger } from "../ops/mod.ts";
 import { startServer } from "../server.ts";
@@ -26,6 +19,15 @@ export interface CliIo {
 
 /** Exit codes (docs/contract.md §6). */
 export const EXIT = Object.freeze({ ok: 0, failure: 1, config: 2 });
+
+/**
+ * Exit codes when a second signal cut the drain short: 128 + the signal's number, what a shell
+ * reports for a process that signal ended.
+ */
+export const SIGNAL_EXIT: Readonly<Partial<Record<Deno.Signal, number>>> = Object.freeze({
+  SIGINT: 130,
+  SIGTERM: 143,
+});
 
 /** What a command gets: the arguments after its name, the environment and the output. */
 export interface CommandContext {
@@ -95,13 +97,13 @@ const serve: Command = {
         reportConfigError(ctx.io, err);
         return EXIT.config;
       }
-      // Typically a listener that cannot bind; the error does not say which one.
-      const where = err instanceof Deno.errors.AddrInUse ? ` (${listeners(config)})` : "";
-      ctx.io.stderr(`mcp-gate: failed to start: ${oneLine(err)}${where}\n`);
+      // Typically a listener that cannot bind: ListenError names LISTEN_ADDR or METRICS_ADDR.
+      ctx.io.stderr(`mcp-gate: failed to start: ${oneLine(err)}\n`);
       return EXIT.failure;
     }
     try {
-      await server.finished;
+      const stopped = await server.finished;
+      if (stopped.interrupted) return SIGNAL_EXIT[stopped.interrupted] ?? EXIT.failure;
     } catch (err) {
       ctx.io.stderr(`mcp-gate: stopped on an error: ${oneLine(err)}\n`);
       return EXIT.failure;
@@ -194,6 +196,7 @@ export function helpText(): string {
     "  0  ok",
     "  1  runtime failure (e.g. the listen address is in use)",
     "  2  bad configuration or usage",
+    "  130, 143  a second SIGINT or SIGTERM ended the drain early",
     "",
   ].join("\n");
 }
@@ -224,11 +227,6 @@ function loadConfig(ctx: CommandContext): Config | undefined {
     reportConfigError(ctx.io, err);
     return undefined;
   }
-}
-
-function listeners(config: Config): string {
-  const metrics = config.metricsListen ? formatListenAddr(config.metricsListen) : "disabled";
-  return `LISTEN_ADDR=${formatListenAddr(config.listen)}, METRICS_ADDR=${metrics}`;
 }
 
 function reportConfigError(io: CliIo, err: ConfigError): void {
