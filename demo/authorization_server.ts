@@ -10,6 +10,8 @@
  *   SDK client connect; `devInteractions` is the login page: any username, any password.
  * - Dynamic client registration (RFC 7591), open, so MCP Inspector and the SDK client can register.
  * - Client credentials, for a copy-paste `curl` token command.
+ * - Token introspection (RFC 7662) for confidential clients, and opaque access tokens on request
+ *   (`accessTokenFormat: "opaque"`), for the gate's introspection (docs/identity-providers.md).
  * - CORS on every endpoint, registration included, so a browser client (MCP Inspector) can use it.
  *
  * Demo-only: keys are generated at start, storage is in memory, anyone can log in.
@@ -42,6 +44,11 @@ export interface AuthorizationServerOptions {
   accessTokenTtlSeconds?: number;
   /** Extra redirect URIs for the pre-registered public client (tests use their own). */
   redirectUris?: readonly string[];
+  /**
+   * Access token format for the resource: "jwt" (RFC 9068, the default) or "opaque" (a random
+   * string only the introspection endpoint can tell anything about).
+   */
+  accessTokenFormat?: "jwt" | "opaque";
 }
 
 /** A running authorization server. */
@@ -68,6 +75,7 @@ export async function startAuthorizationServer(
   const resource = options.resource;
   const scopes = [...(options.scopes ?? ["mcp:tools"])];
   const ttl = options.accessTokenTtlSeconds ?? 3600;
+  const format = options.accessTokenFormat ?? "jwt";
 
   // The issuer contains the port, and the provider needs the issuer: listen first, then build
   // the provider and plug it in.
@@ -128,7 +136,22 @@ export async function startAuthorizationServer(
         devInteractions: { enabled: true },
         clientCredentials: { enabled: true },
         registration: { enabled: true },
-        revocation: { enabled: true },
+        // A client may revoke its own tokens; a confidential one (the resource server's role)
+        // any token, so that tests can revoke what the gate has cached.
+        revocation: {
+          enabled: true,
+          allowedPolicy: (
+            _ctx: unknown,
+            client: { clientAuthMethod: string; clientId: string },
+            token: { clientId?: string },
+          ) => client.clientAuthMethod !== "none" || token.clientId === client.clientId,
+        },
+        // RFC 7662 for confidential clients only (the gate authenticates as the service client).
+        introspection: {
+          enabled: true,
+          allowedPolicy: (_ctx: unknown, client: { clientAuthMethod: string }) =>
+            client.clientAuthMethod !== "none",
+        },
         resourceIndicators: {
           enabled: true,
           // A client that names no resource still gets a token for the gate.
@@ -136,13 +159,14 @@ export async function startAuthorizationServer(
           useGrantedResource: () => true,
           getResourceServerInfo: (_ctx: unknown, indicator: string) => {
             if (indicator !== resource) throw new errors.InvalidTarget();
-            // RFC 9068: a JWT access token, `typ: at+jwt`, `aud` = the resource.
+            // RFC 9068: a JWT access token, `typ: at+jwt`, `aud` = the resource; or an opaque
+            // one whose introspection answer carries the same `aud`.
             return {
               scope: scopes.join(" "),
               audience: resource,
               accessTokenTTL: ttl,
-              accessTokenFormat: "jwt",
-              jwt: { sign: { alg: "RS256" } },
+              accessTokenFormat: format,
+              ...(format === "jwt" ? { jwt: { sign: { alg: "RS256" } } } : {}),
             };
           },
         },

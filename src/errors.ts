@@ -24,6 +24,12 @@ export type GateErrorCode =
   | "claim_unrepresentable"
   /** No key set loaded yet. */
   | "not_ready"
+  /**
+   * An opaque token could not be introspected (RFC 7662): the endpoint is down, slow or answered
+   * something that is not an introspection response. 503 + Retry-After, not 401: the token may
+   * well be good.
+   */
+  | "introspection_unavailable"
   /** Token bucket empty, or too many requests in flight from the client IP. */
   | "rate_limited"
   /** Too many requests in flight in total (MAX_TOTAL_CONNECTIONS): 503 + Retry-After. */
@@ -55,6 +61,10 @@ export type RejectReason =
   | "sub"
   | "scope"
   | "claim"
+  /** The introspection endpoint answered `"active": false` (RFC 7662 §2.2). */
+  | "inactive"
+  /** The introspection endpoint could not give an answer (see `introspection_unavailable`). */
+  | "introspection_unavailable"
   | "multiple_authorization"
   | "token_in_query"
   /** The request target has a "%" that starts no valid escape, or is not a path. */

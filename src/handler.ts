@@ -1,6 +1,6 @@
 /**
  * The request chain, in one visible place (docs/contract.md §2, §3):
- * request URL and Host checks → health → metadata → in-flight caps → origin → preflight → bearer →
+ * request URL and Host checks → health → metadata (and the AS metadata mirror) → in-flight caps → origin → preflight → bearer →
  * readiness → client-IP bucket → verify → claim fields → rate limit → proxy (which owns the body
  * size limit).
  * Exactly one log line per request, written when the exchange is over (for a stream, when it
@@ -18,6 +18,7 @@ import {
   truncateBytes,
 } from "./ops/mod.ts";
 import {
+  AS_METADATA_PATH,
   type AuthOutcome,
   bearerFrom,
   chargeOf,
@@ -31,6 +32,8 @@ import {
   internalErrorResponse,
   isUriHost,
   loggedStatusOf,
+  type MirroredDocument,
+  mirrorResponse,
   outcomeOf,
   parseRequestUrl,
   type RateLimiter,
@@ -60,6 +63,10 @@ export interface HandlerDeps {
   tls?: boolean;
   /** Monotonic clock in ms, for durations. */
   now?: () => number;
+  /** AS_METADATA_MIRROR: the authorization server's metadata, served at its RFC 8414 path. */
+  asMetadata?: { get(): Promise<MirroredDocument> };
+  /** What `/readyz` reports without deciding readiness (the introspection endpoint's state). */
+  healthDetails?: () => Readonly<Record<string, unknown>>;
 }
 
 /** The peer address as Deno.serve reports it. */
@@ -113,6 +120,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     total: config.maxTotalConnections,
   });
   const claimHeaders = config.claimHeaders;
+  const asMirror = config.asMetadataMirror ? deps.asMetadata : undefined;
 
   /**
    * Where an exchange is recorded, in one place: its auth decision goes to the metrics and the
@@ -175,7 +183,9 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   /**
    * Bearer token → verified token: readiness, the client IP's bucket (failed authentication
-   * drains it; once empty, the client is refused before any signature work), then the verifier.
+   * drains it; once empty, the client is refused before any signature work or introspection
+   * call), then the verifier: a JWT's signature and claims, or an opaque token's introspection
+   * (server.ts builds the verifier; src/auth/introspect.ts decides which a token gets).
    */
   const authenticate = async (
     fields: RequestFields,
@@ -278,7 +288,7 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
     const checked = target as RequestTarget;
 
-    const healthRes = healthResponse(req.method, path, keys.ready);
+    const healthRes = healthResponse(req.method, path, keys.ready, deps.healthDetails);
     if (healthRes !== undefined) {
       done({ route: "health", status: healthRes.status, auth: "exempt" });
       return healthRes;
@@ -286,6 +296,18 @@ export function createHandler(deps: HandlerDeps): Handler {
     if (metadata.matches(path)) {
       const res = metadata.respond(req);
       done({ route: "metadata", status: res.status, auth: "exempt" });
+      return res;
+    }
+    if (asMirror !== undefined && path === AS_METADATA_PATH) {
+      let detail: string | undefined;
+      const doc = req.method === "GET" || req.method === "HEAD"
+        ? await asMirror.get().catch((e: unknown) => {
+          detail = String(e);
+          return undefined;
+        })
+        : undefined;
+      const res = mirrorResponse(req, doc);
+      done({ route: "metadata", status: res.status, auth: "exempt", detail });
       return res;
     }
 

@@ -20,7 +20,16 @@ import {
   type Metrics,
   METRICS_CONTENT_TYPE,
 } from "./ops/mod.ts";
-import { createKeyStore, createVerifier, type KeyStore } from "./auth/mod.ts";
+import {
+  type AsMetadataSource,
+  createAsMetadataSource,
+  createIntrospector,
+  createKeyStore,
+  createVerifier,
+  type Introspector,
+  type KeyStore,
+  withIntrospection,
+} from "./auth/mod.ts";
 import { createForwarder, isUpstreamStreamError, type StreamingForwarder } from "./proxy/mod.ts";
 import { healthResponse, internalErrorResponse } from "./http/mod.ts";
 import { createHandler, type Handler } from "./handler.ts";
@@ -72,7 +81,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   log.info("starting", { version: VERSION, config: redactedConfig(config) });
 
   const stages = buildStages(config, deps);
-  const { keys, forwarder, metrics } = stages;
+  const { keys, forwarder, metrics, introspector, asMetadata } = stages;
   const onError = unexpectedErrorHandler(log);
   const supervision = { log, metrics };
   let gate: Listener;
@@ -92,7 +101,13 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   }
   let metricsServer: Listener | undefined;
   try {
-    metricsServer = startMetricsListener(config, { keys, metrics, onError, supervision });
+    metricsServer = startMetricsListener(config, {
+      keys,
+      metrics,
+      onError,
+      supervision,
+      healthDetails: stages.healthDetails,
+    });
   } catch (err) {
     forwarder.close();
     const named = new ListenError("METRICS_ADDR", formatListenAddr(config.metricsListen!), err);
@@ -113,6 +128,8 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   const { shutdown, finished } = createShutdown(config, {
     log,
     keys,
+    introspector,
+    asMetadata,
     forwarder,
     gate,
     metricsServer,
@@ -133,13 +150,41 @@ interface Stages {
   forwarder: StreamingForwarder;
   metrics: Metrics;
   handler: Handler;
+  /** Token introspection (INTROSPECTION_CLIENT_ID set). */
+  introspector?: Introspector;
+  /** The authorization server's metadata, for the mirror or a discovered introspection endpoint. */
+  asMetadata?: AsMetadataSource;
+  /** What `/readyz` adds to its body on both listeners. */
+  healthDetails?: () => Readonly<Record<string, unknown>>;
 }
 
 /** Builds the key store, verifier, forwarder, metrics and the request handler over them. */
 function buildStages(config: Config, deps: ServerDeps): Stages {
   const { log } = deps;
   const keys = createKeyStore(config, { log, fetch: deps.fetch });
-  const verifier = createVerifier(config, keys, { log });
+  const introspecting = config.introspectionClientId !== undefined;
+  const asMetadata =
+    config.asMetadataMirror || (introspecting && config.introspectionUrl === undefined)
+      ? createAsMetadataSource(config, { log, fetch: deps.fetch })
+      : undefined;
+  const introspector = introspecting
+    ? createIntrospector(config, {
+      log,
+      fetch: deps.fetch,
+      issuer: () => keys.issuer,
+      metadata: asMetadata,
+    })
+    : undefined;
+  const jwtVerifier = createVerifier(config, keys, { log });
+  const verifier = introspector
+    ? withIntrospection(jwtVerifier, introspector, { all: config.introspectAll })
+    : jwtVerifier;
+  const healthDetails = introspector
+    ? () => {
+      const s = introspector.status();
+      return { introspection: s.state };
+    }
+    : undefined;
   const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
   const metrics = createMetrics({
     version: VERSION,
@@ -154,8 +199,10 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     log,
     metrics,
     tls: deps.tls !== undefined,
+    asMetadata,
+    healthDetails,
   });
-  return { keys, forwarder, metrics, handler };
+  return { keys, forwarder, metrics, handler, introspector, asMetadata, healthDetails };
 }
 
 /** Deno.serve's `onError` for both listeners: logs, then answers the fixed 500. */
@@ -217,11 +264,13 @@ function startMetricsListener(
     metrics: Metrics;
     onError: (err: unknown) => Response;
     supervision: Supervision;
+    healthDetails?: () => Readonly<Record<string, unknown>>;
   },
 ): Listener | undefined {
   if (!config.metricsListen) return undefined;
   const { keys, metrics, onError } = ctx;
-  const metricsHandler = (req: Request) => metricsEndpoint(req, keys.ready, () => metrics.render());
+  const metricsHandler = (req: Request) =>
+    metricsEndpoint(req, keys.ready, () => metrics.render(), ctx.healthDetails);
   return superviseListener(
     "metrics",
     config.metricsListen,
@@ -243,6 +292,8 @@ function createShutdown(
   ctx: {
     log: Logger;
     keys: KeyStore;
+    introspector?: Introspector;
+    asMetadata?: AsMetadataSource;
     forwarder: StreamingForwarder;
     gate: Listener;
     metricsServer: Listener | undefined;
@@ -276,6 +327,9 @@ function createShutdown(
       keys.close();
       const clean = await drainGate(gate, { forwarder, log, timeoutMs: config.shutdownTimeoutMs });
       forwarder.close();
+      // After the drain: exchanges still in flight may need an introspection answer.
+      await ctx.introspector?.[Symbol.asyncDispose]();
+      await ctx.asMetadata?.[Symbol.asyncDispose]();
       await metricsServer?.shutdown();
       if (ctx.handleSignals) { for (const [s, l] of listeners) Deno.removeSignalListener(s, l); }
       log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });
@@ -490,9 +544,19 @@ function tlsConfigError(config: Config, err: unknown): ConfigError | undefined {
  * process serves, as on the original Go gate's metrics port (docs/contract.md §8), so a probe
  * carried over from it does not restart a gate that waits for its key set.
  */
-function metricsEndpoint(req: Request, ready: boolean, render: () => string): Response {
+function metricsEndpoint(
+  req: Request,
+  ready: boolean,
+  render: () => string,
+  healthDetails?: () => Readonly<Record<string, unknown>>,
+): Response {
   const path = new URL(req.url).pathname;
-  const health = healthResponse(req.method, path === "/healthz" ? "/livez" : path, ready);
+  const health = healthResponse(
+    req.method,
+    path === "/healthz" ? "/livez" : path,
+    ready,
+    healthDetails,
+  );
   if (health) return health;
   const headers = { "cache-control": "no-store", "x-content-type-options": "nosniff" };
   if (req.method !== "GET" && req.method !== "HEAD") {

@@ -80,6 +80,22 @@ export interface Config {
   readonly clockSkewMs: number;
   readonly jwksRefreshIntervalMs: number;
   readonly jwksMinRefreshIntervalMs: number;
+  /** INTROSPECTION_URL, or undefined to use the discovered `introspection_endpoint`. */
+  readonly introspectionUrl?: string;
+  /** INTROSPECTION_CLIENT_ID: set = token introspection (RFC 7662) is on. */
+  readonly introspectionClientId?: string;
+  /** INTROSPECTION_CLIENT_SECRET: a credential, shown redacted. */
+  readonly introspectionClientSecret?: string;
+  /** How the gate authenticates to the introspection endpoint (RFC 6749 §2.3.1). */
+  readonly introspectionAuthMethod: "client_secret_basic" | "client_secret_post";
+  /** Every token is introspected, JWTs included (revocation bites at once). */
+  readonly introspectAll: boolean;
+  /** Longest time an introspection answer is reused (never past the token's `exp`). */
+  readonly introspectionCacheTtlMs: number;
+  /** Deadline of one introspection call. */
+  readonly introspectionTimeoutMs: number;
+  /** Serve the authorization server's RFC 8414 metadata at the gate's own origin. */
+  readonly asMetadataMirror: boolean;
   readonly upstreamTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
   readonly maxRequestBodyBytes: number;
@@ -297,6 +313,15 @@ const ROWS = deepFreeze([
     description: "resource_documentation URL in the metadata",
   }),
   row({
+    name: "AS_METADATA_MIRROR",
+    field: "asMetadataMirror",
+    default: text("false"),
+    parse: parseBoolean,
+    display: "as-is",
+    description: "serve the authorization server's metadata at /.well-known/" +
+      "oauth-authorization-server, for clients older than RFC 9728 (one authorization server only)",
+  }),
+  row({
     name: "ALLOWED_ALGS",
     field: "allowedAlgs",
     default: text(ASYMMETRIC_ALGS.join(",")),
@@ -327,6 +352,70 @@ const ROWS = deepFreeze([
     parse: duration({ zero: false }),
     display: "as-is",
     description: "at most one refetch per interval for an unknown kid",
+  }),
+  row({
+    name: "INTROSPECTION_CLIENT_ID",
+    field: "introspectionClientId",
+    default: fixed(undefined, "none (introspection off)"),
+    parse: (t) => t,
+    display: "as-is",
+    description: "client id for token introspection (RFC 7662); setting it turns " +
+      "introspection on for tokens that are not JWTs",
+  }),
+  row({
+    name: "INTROSPECTION_CLIENT_SECRET",
+    field: "introspectionClientSecret",
+    default: fixed(undefined),
+    parse: (t) => t,
+    display: "redacted",
+    description: "client secret for token introspection; required with INTROSPECTION_CLIENT_ID",
+  }),
+  row({
+    name: "INTROSPECTION_URL",
+    field: "introspectionUrl",
+    default: fixed(undefined, "discovered"),
+    parse: parseJwksUri,
+    display: "as-is",
+    description: "introspection endpoint (https unless the host is loopback); else the " +
+      "discovered introspection_endpoint",
+  }),
+  row({
+    name: "INTROSPECTION_AUTH_METHOD",
+    field: "introspectionAuthMethod",
+    default: text("client_secret_basic"),
+    parse: (t, fail) => {
+      const m = t.trim();
+      if (m === "client_secret_basic" || m === "client_secret_post") return m;
+      fail("expected client_secret_basic or client_secret_post");
+      return undefined;
+    },
+    display: "as-is",
+    description: "client_secret_basic or client_secret_post",
+  }),
+  row({
+    name: "INTROSPECT_ALL",
+    field: "introspectAll",
+    default: text("false"),
+    parse: parseBoolean,
+    display: "as-is",
+    description: "introspect JWTs too, so that a revoked token is refused at once",
+  }),
+  row({
+    name: "INTROSPECTION_CACHE_TTL",
+    field: "introspectionCacheTtlMs",
+    default: text("60s"),
+    parse: duration({ zero: true }),
+    display: "as-is",
+    description: "longest reuse of an introspection answer (never past the token's exp); " +
+      "0 = ask every time",
+  }),
+  row({
+    name: "INTROSPECTION_TIMEOUT",
+    field: "introspectionTimeoutMs",
+    default: text("5s"),
+    parse: duration({ zero: false }),
+    display: "as-is",
+    description: "deadline of one introspection call (then 503)",
   }),
   row({
     name: "UPSTREAM_TIMEOUT",
@@ -535,6 +624,49 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
     },
   },
   {
+    // Introspection is on exactly when a client id is set; its other variables mean nothing
+    // without one, and client_secret_basic/_post need the secret (RFC 6749 §2.3.1).
+    name: "introspection-needs-credentials",
+    check({ values, texts }) {
+      const problems: ConfigProblem[] = [];
+      if (values.introspectionClientId === undefined) {
+        const dependent = ["INTROSPECTION_CLIENT_SECRET", "INTROSPECTION_URL"].filter((n) =>
+          texts[n] !== undefined
+        );
+        if (values.introspectAll === true) dependent.push("INTROSPECT_ALL");
+        for (const name of dependent) {
+          problems.push({
+            variable: "INTROSPECTION_CLIENT_ID",
+            message: `Missing "INTROSPECTION_CLIENT_ID": required when "${name}" is set`,
+          });
+        }
+      } else if (values.introspectionClientSecret === undefined) {
+        problems.push({
+          variable: "INTROSPECTION_CLIENT_SECRET",
+          message:
+            'Missing "INTROSPECTION_CLIENT_SECRET": required when "INTROSPECTION_CLIENT_ID" is set',
+        });
+      }
+      return problems;
+    },
+  },
+  {
+    // The mirror answers for one authorization server; with several, an old client could not
+    // tell which one it is talking to.
+    name: "mirror-needs-one-authorization-server",
+    check({ values, texts }) {
+      const as = texts.AUTHORIZATION_SERVER;
+      if (values.asMetadataMirror !== true || as === undefined || !as.includes(",")) return [];
+      return [
+        invalidValue(
+          "AS_METADATA_MIRROR",
+          'expected false when "AUTHORIZATION_SERVER" names several authorization servers',
+          texts.AS_METADATA_MIRROR ?? "",
+        ),
+      ];
+    },
+  },
+  {
     name: "metrics-port-apart-from-listener",
     check({ values: { listen, metricsListen }, texts }) {
       if (!listen || !metricsListen || !sameSocket(listen, metricsListen)) return [];
@@ -630,8 +762,8 @@ export function invalidValue(variable: string, detail: string, got: string): Con
 /**
  * The effective configuration as a plain JSON-able object, for the start log line and
  * `mcp-gate check`: one key per row of {@linkcode CONFIG_ROWS}, in table order, shown as the
- * row's `display` says; `null` means not set. Config holds no credentials (URLs with user info
- * are refused), so no row is redacted today.
+ * row's `display` says; `null` means not set. The one credential, INTROSPECTION_CLIENT_SECRET, is
+ * shown as "[redacted]"; URLs with user info are refused.
  */
 export function redactedConfig(config: Config): Record<string, unknown> {
   return Object.fromEntries(

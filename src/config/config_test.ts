@@ -1048,8 +1048,13 @@ Deno.test("VARIABLES shows the defaults parseConfig() applies", () => {
   );
   assert.deepEqual(Object.keys(explicit).sort(), [
     "ALLOWED_ALGS",
+    "AS_METADATA_MIRROR",
     "CLOCK_SKEW",
     "FORWARD_AUTHORIZATION",
+    "INTROSPECTION_AUTH_METHOD",
+    "INTROSPECTION_CACHE_TTL",
+    "INTROSPECTION_TIMEOUT",
+    "INTROSPECT_ALL",
     "JWKS_MIN_REFRESH_INTERVAL",
     "JWKS_REFRESH_INTERVAL",
     "LISTEN_ADDR",
@@ -1115,6 +1120,8 @@ Deno.test("CONFIG_ROWS: only the three required rows are required; derived defau
   assert.deepEqual(kinds("derived"), ["EXPECTED_AUDIENCE", "SCOPES_SUPPORTED"]);
   assert.deepEqual(POST_CHECKS.map((c) => c.name), [
     "tls-files-in-pairs",
+    "introspection-needs-credentials",
+    "mirror-needs-one-authorization-server",
     "metrics-port-apart-from-listener",
   ]);
 });
@@ -1264,6 +1271,87 @@ Deno.test("parseConfig() throws nothing but ConfigError for arbitrary values", a
         onlyConfigErrors({ ...BASE, [name]: value });
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+Deno.test("introspection is on only with a client id, which needs its secret; the secret is redacted", async (t) => {
+  const problems = (env: Record<string, string>) => {
+    try {
+      parse(env);
+      return [];
+    } catch (e) {
+      return (e as ConfigError).problems.map((p) => p.message);
+    }
+  };
+  await t.step("off by default", () => {
+    const c = parse();
+    assert.equal(c.introspectionClientId, undefined);
+    assert.equal(c.introspectionAuthMethod, "client_secret_basic");
+    assert.equal(c.introspectAll, false);
+    assert.equal(c.introspectionCacheTtlMs, 60_000);
+    assert.equal(c.introspectionTimeoutMs, 5_000);
+    assert.equal(c.asMetadataMirror, false);
+  });
+  await t.step("every variable that needs the client id names it", () => {
+    assert.deepEqual(
+      problems({
+        INTROSPECTION_CLIENT_SECRET: "s",
+        INTROSPECTION_URL: "https://as.example/introspect",
+        INTROSPECT_ALL: "true",
+      }),
+      [
+        'Missing "INTROSPECTION_CLIENT_ID": required when "INTROSPECTION_CLIENT_SECRET" is set',
+        'Missing "INTROSPECTION_CLIENT_ID": required when "INTROSPECTION_URL" is set',
+        'Missing "INTROSPECTION_CLIENT_ID": required when "INTROSPECT_ALL" is set',
+      ],
+    );
+  });
+  await t.step("a client id without a secret", () => {
+    assert.deepEqual(problems({ INTROSPECTION_CLIENT_ID: "gate" }), [
+      'Missing "INTROSPECTION_CLIENT_SECRET": required when "INTROSPECTION_CLIENT_ID" is set',
+    ]);
+  });
+  await t.step("bad values", () => {
+    assert.deepEqual(
+      problems({
+        INTROSPECTION_CLIENT_ID: "gate",
+        INTROSPECTION_CLIENT_SECRET: "s",
+        INTROSPECTION_URL: "http://as.example/introspect",
+        INTROSPECTION_AUTH_METHOD: "private_key_jwt",
+      }),
+      [
+        'Invalid "INTROSPECTION_URL": expected an https URL (http only for a loopback host), got "http://as.example/introspect"',
+        'Invalid "INTROSPECTION_AUTH_METHOD": expected client_secret_basic or client_secret_post, got "private_key_jwt"',
+      ],
+    );
+  });
+  await t.step("configured, with the secret redacted in the start-up view", () => {
+    const c = parse({
+      INTROSPECTION_CLIENT_ID: "gate",
+      INTROSPECTION_CLIENT_SECRET: "very-secret",
+      INTROSPECTION_AUTH_METHOD: "client_secret_post",
+      INTROSPECT_ALL: "yes",
+      INTROSPECTION_CACHE_TTL: "0",
+    });
+    assert.equal(c.introspectionClientSecret, "very-secret");
+    assert.equal(c.introspectAll, true);
+    assert.equal(c.introspectionCacheTtlMs, 0);
+    const shown = redactedConfig(c);
+    assert.equal(shown.introspectionClientSecret, "[redacted]");
+    assert.ok(!JSON.stringify(shown).includes("very-secret"));
+  });
+  await t.step("the AS metadata mirror refuses several authorization servers", () => {
+    assert.equal(parse({ AS_METADATA_MIRROR: "true" }).asMetadataMirror, true);
+    const found = problems({
+      AS_METADATA_MIRROR: "true",
+      AUTHORIZATION_SERVER: "https://a.example,https://b.example",
+    });
+    assert.ok(
+      found.includes(
+        'Invalid "AS_METADATA_MIRROR": expected false when "AUTHORIZATION_SERVER" names several authorization servers, got "true"',
+      ),
+      found.join("\n"),
     );
   });
 });

@@ -107,6 +107,13 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     description: "The service is starting, try again shortly",
     retryAfter: 5,
   },
+  introspection_unavailable: {
+    status: 503,
+    outcome: "not_ready",
+    error: "temporarily_unavailable",
+    description: "The authorization server cannot check the token now, try again shortly",
+    retryAfter: 5,
+  },
   rate_limited: {
     status: 429,
     outcome: "rate_limited",

@@ -117,6 +117,15 @@ Deno.test("createResponder() answers each code with the contract's status, chall
       },
       retryAfter: "12",
     }],
+    ["introspection_unavailable", new GateError("introspection_unavailable"), {
+      status: 503,
+      wwwAuthenticate: null,
+      body: {
+        error: "temporarily_unavailable",
+        error_description: "The authorization server cannot check the token now, try again shortly",
+      },
+      retryAfter: "5",
+    }],
     ["rate_limited", new GateError("rate_limited", { retryAfterSeconds: 3 }), {
       status: 429,
       wwwAuthenticate: null,
@@ -378,6 +387,7 @@ Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
     ["forbidden", "forbidden"],
     ["claim_unrepresentable", "forbidden"],
     ["not_ready", "not_ready"],
+    ["introspection_unavailable", "not_ready"],
     ["rate_limited", "rate_limited"],
     ["overloaded", "overloaded"],
     ["payload_too_large", "ok"],
@@ -402,6 +412,7 @@ Deno.test("the error table charges failed authentication to the IP and 403s to t
     forbidden: null,
     claim_unrepresentable: "subject",
     not_ready: null,
+    introspection_unavailable: null,
     rate_limited: null,
     overloaded: null,
     payload_too_large: null,

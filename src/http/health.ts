@@ -21,8 +21,18 @@ const UNAVAILABLE_BODY = '{"status":"unavailable"}';
  * The answer to a health probe, or undefined when `path` is not one of {@linkcode HEALTH_PATHS}.
  * `ready` is whether the key set is loaded; `/livez` ignores it. HEAD gets the GET status and
  * headers without a body; any other method gets 405 with `Allow: GET, HEAD`.
+ *
+ * `details` are members added to the `/readyz` and `/healthz` body after `status`, for what
+ * is reported without deciding readiness (introspection: docs/identity-providers.md, "Opaque
+ * tokens"): a failing introspection endpoint would take every replica out of the load balancer
+ * at once, while cached tokens and JWTs still pass.
  */
-export function healthResponse(method: string, path: string, ready: boolean): Response | undefined {
+export function healthResponse(
+  method: string,
+  path: string,
+  ready: boolean,
+  details?: () => Readonly<Record<string, unknown>>,
+): Response | undefined {
   if (!HEALTH_PATHS.has(path)) return undefined;
   if (method !== "GET" && method !== "HEAD") {
     return new Response('{"error":"method_not_allowed"}', {
@@ -31,7 +41,14 @@ export function healthResponse(method: string, path: string, ready: boolean): Re
     });
   }
   const ok = path === "/livez" || ready;
-  return new Response(method === "HEAD" ? null : ok ? OK_BODY : UNAVAILABLE_BODY, {
+  const body = method === "HEAD"
+    ? null
+    : details !== undefined && path !== "/livez"
+    ? JSON.stringify({ status: ok ? "ok" : "unavailable", ...details() })
+    : ok
+    ? OK_BODY
+    : UNAVAILABLE_BODY;
+  return new Response(body, {
     status: ok ? 200 : 503,
     headers: JSON_HEADERS,
   });

@@ -69,3 +69,20 @@ Deno.test("internalErrorResponse() is a 500 with a fixed JSON body that nobody c
   assert.deepEqual(headersOf(res), JSON_HEADERS);
   assert.equal(await res.text(), '{"error":"internal_error"}');
 });
+
+Deno.test("healthResponse() adds details to /readyz and /healthz but not /livez, without changing the status", async (t) => {
+  const details = () => ({ introspection: "failing" });
+  const cases: [string, boolean, number, string][] = [
+    ["/readyz", true, 200, '{"status":"ok","introspection":"failing"}'],
+    ["/readyz", false, 503, '{"status":"unavailable","introspection":"failing"}'],
+    ["/healthz", true, 200, '{"status":"ok","introspection":"failing"}'],
+    ["/livez", true, 200, '{"status":"ok"}'],
+  ];
+  for (const [path, ready, status, body] of cases) {
+    await t.step(`${path} ${ready ? "ready" : "not ready"}`, async () => {
+      const res = healthResponse("GET", path, ready, details)!;
+      assert.equal(res.status, status);
+      assert.equal(await res.text(), body);
+    });
+  }
+});

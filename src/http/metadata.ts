@@ -127,3 +127,97 @@ export function createMetadata(config: Config): MetadataEndpoint {
     },
   };
 }
+
+/**
+ * RFC 8414 §3: where clients from before RFC 9728 (MCP 2025-03-26) look for the authorization
+ * server's metadata: at the MCP server's own origin, the path discarded (AS_METADATA_MIRROR).
+ */
+export const AS_METADATA_PATH = "/.well-known/oauth-authorization-server";
+
+/** The mirrored document: the authorization server's bytes and a strong validator for them. */
+export interface MirroredDocument {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** A quoted strong entity tag (RFC 9110 §8.8.3). */
+  readonly etag: string;
+}
+
+/**
+ * The answer at {@linkcode AS_METADATA_PATH}: the authorization server's metadata byte for byte,
+ * with the protected resource metadata's caching and CORS, an `ETag` and 304 for a matching
+ * `If-None-Match` (RFC 9110 §13.1.2); `undefined` (never fetched) is 503 with Retry-After.
+ */
+export function mirrorResponse(req: Request, doc: MirroredDocument | undefined): Response {
+  const common: [string, string][] = [
+    ["access-control-allow-origin", "*"],
+    ["x-content-type-options", "nosniff"],
+  ];
+  switch (req.method) {
+    case "GET":
+    case "HEAD": {
+      if (doc === undefined) {
+        return new Response(
+          req.method === "HEAD" ? null : JSON.stringify({
+            error: "temporarily_unavailable",
+            error_description: "The authorization server metadata cannot be fetched now",
+          }),
+          {
+            status: 503,
+            headers: [
+              ...common,
+              ["content-type", "application/json"],
+              ["cache-control", "no-store"],
+              ["retry-after", "5"],
+            ],
+          },
+        );
+      }
+      const validators: [string, string][] = [
+        ...common,
+        ["cache-control", "public, max-age=300"],
+        ["etag", doc.etag],
+      ];
+      if (ifNoneMatch(req.headers.get("if-none-match"), doc.etag)) {
+        return new Response(null, { status: 304, headers: validators });
+      }
+      return new Response(req.method === "HEAD" ? null : doc.bytes, {
+        status: 200,
+        headers: [
+          ...validators,
+          ["content-type", "application/json"],
+          ["content-length", String(doc.bytes.byteLength)],
+        ],
+      });
+    }
+    case "OPTIONS":
+      return new Response(null, {
+        status: 204,
+        headers: [
+          ...common,
+          ["access-control-allow-methods", ALLOWED_METHODS],
+          ["access-control-allow-headers", "Accept, Content-Type, MCP-Protocol-Version"],
+          ["access-control-max-age", "600"],
+          ["cache-control", "public, max-age=300"],
+        ],
+      });
+    default:
+      return new Response(
+        JSON.stringify({ error: "method_not_allowed", error_description: "Use GET or HEAD" }),
+        {
+          status: 405,
+          headers: [
+            ...common,
+            ["allow", ALLOWED_METHODS],
+            ["content-type", "application/json"],
+            ["cache-control", "no-store"],
+          ],
+        },
+      );
+  }
+}
+
+/** RFC 9110 §13.1.2: `*` or a list of entity tags, compared weakly. */
+function ifNoneMatch(header: string | null, etag: string): boolean {
+  if (header === null) return false;
+  if (header.trim() === "*") return true;
+  return header.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
+}
