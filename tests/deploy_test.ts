@@ -381,6 +381,35 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "the npm packages main.ts reaches are the ones README and docs/deploy.md say ship",
+  ignore: !hasMain,
+  fn: async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", "main.ts"],
+      cwd: repo,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const graph = JSON.parse(new TextDecoder().decode(out.stdout));
+    const reached = new Set<string>(
+      graph.modules.filter((m: Obj) => m.kind === "npm" && m.npmPackage)
+        .map((m: Obj) => String(m.npmPackage).replace(/^(@?[^@]+)@.*$/, "$1")),
+    );
+    // README's Dependencies table: the rows whose "shipped" column says yes.
+    const shipped = new Set(
+      [...read("README.md").matchAll(/^\| `([^`]+)` +\| yes +\|/gm)].map((m) => m[1]),
+    );
+    assert.deepEqual([...shipped].sort(), [...reached].sort());
+    const sentence = /The compile embeds only the npm packages `main.ts` reaches \(today ([^,;]+)/
+      .exec(read("docs/deploy.md").replace(/\s+/g, " "));
+    assert.ok(sentence, "docs/deploy.md names what the binary embeds");
+    const named = [...sentence[1].matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    assert.deepEqual(named.sort(), [...reached].sort());
+  },
+});
+
 // ---------------------------------------------------------------------------------------------
 // systemd
 
