@@ -19,7 +19,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 // @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { startMcpServer } from "../demo/mcp_server.ts";
-import { startGate, type TestGate } from "./helpers/gate.ts";
+import { GATE_BIN, startGate, type TestGate } from "./helpers/gate.ts";
 import { startTestIssuer, type TestIssuer } from "./helpers/issuer.ts";
 import { ready } from "./helpers/rig.ts";
 import { closedPort } from "./helpers/net.ts";
@@ -274,4 +274,44 @@ Deno.test("examples: the compose walk-through's curl session in docs/deploy.md g
     subject: "alice",
     authorizationHeaderSeen: false,
   });
+});
+
+/** Variables a `deno` child needs to find its cache; the gate itself reads none of them. */
+const DENO_PASS_THROUGH = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "DENO_NO_UPDATE_CHECK"];
+
+Deno.test("examples: `check` passes every shipped configuration, run as the docs say (`deno task start check` from source)", async (t) => {
+  for (const example of examples()) {
+    await t.step(example.name, async () => {
+      const shipped = example.env;
+      await using issuer = await startTestIssuer({
+        path: issuerPath(shipped.AUTHORIZATION_SERVER),
+        audience: shipped.RESOURCE_URI,
+      });
+      const env: Record<string, string> = {
+        ...shipped,
+        UPSTREAM_URL: moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${closedPort()}`),
+        AUTHORIZATION_SERVER: moveUrl(shipped.AUTHORIZATION_SERVER, issuer.origin),
+      };
+      for (const name of DENO_PASS_THROUGH) {
+        const v = Deno.env.get(name);
+        if (v !== undefined) env[name] = v;
+      }
+      const [cmd, args] = GATE_BIN
+        ? [GATE_BIN, ["check"]]
+        : [Deno.execPath(), ["task", "--quiet", "start", "check"]];
+      const out = await new Deno.Command(cmd, {
+        args,
+        cwd: repo,
+        env,
+        clearEnv: true,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, text);
+      assert.match(text, /OK: configuration valid, key set loaded/);
+      assert.match(text, /Warnings: none/);
+    });
+  }
 });
