@@ -36,6 +36,10 @@ export type GateErrorCode =
   | "overloaded"
   /** Request body over MAX_REQUEST_BODY. */
   | "payload_too_large"
+  /** The request body's last byte did not arrive within READ_TIMEOUT (RFC 9110 §15.5.9): 408. */
+  | "request_timeout"
+  /** The request head is larger than MAX_HEADER_BYTES (RFC 6585 §5): 431. */
+  | "header_too_large"
   /** Upstream unreachable or broke before sending headers. */
   | "upstream_error"
   /** No upstream response headers within UPSTREAM_TIMEOUT. */
@@ -90,7 +94,13 @@ export type RejectReason =
   /** The serialiser refused the upstream head (nothing was sent). */
   | "head_unrepresentable"
   /** The client went away before the upstream answered (nginx logs these as 499). */
-  | "client_closed";
+  | "client_closed"
+  /** READ_TIMEOUT passed before the request body's last byte. */
+  | "read_timeout"
+  /** The request head is larger than MAX_HEADER_BYTES. */
+  | "header_too_large"
+  /** SSE_IDLE_TIMEOUT: the streamed response was silent too long and was closed. */
+  | "stream_idle";
 
 /** Options for {@linkcode GateError}. */
 export interface GateErrorOptions {

@@ -275,10 +275,17 @@ export function createHandler(deps: HandlerDeps): Handler {
 
     // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
     // before any other work (src/http/target.ts, docs/security.md).
-    const malformed = requestProblem(target, fields, forwardedFor);
+    const malformed = requestProblem(target, fields, forwardedFor, {
+      method: req.method,
+      maxHeaderBytes: config.maxHeaderBytes,
+    });
     if (malformed !== undefined) {
       const err = new GateError(
-        malformed === "unsupported_transfer_coding" ? "not_implemented" : "bad_request",
+        malformed === "unsupported_transfer_coding"
+          ? "not_implemented"
+          : malformed === "header_too_large"
+          ? "header_too_large"
+          : "bad_request",
         { reason: malformed },
       );
       recordAuth(outcomeOf(err.code), malformed);
@@ -344,6 +351,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         fields,
         onDone: (r: ForwardResult) => {
           if (r.outcome === "upstream_abort") metrics?.upstreamError("reset");
+          else if (r.outcome === "stream_idle") metrics?.streamIdleClosed();
           done({
             route: "proxy",
             status: r.upstreamStatus,
@@ -352,7 +360,10 @@ export function createHandler(deps: HandlerDeps): Handler {
             upstreamStatus: r.upstreamStatus,
             bytesIn: r.bytesIn,
             bytesOut: r.bytesOut,
-            reason: r.outcome === "body_too_large" ? "body_too_large" : undefined,
+            reason: r.outcome === "body_too_large" ||
+                r.outcome === "read_timeout" || r.outcome === "stream_idle"
+              ? r.outcome
+              : undefined,
           });
         },
       };
@@ -447,8 +458,14 @@ function requestProblem(
   target: RequestTarget | RejectReason,
   fields: RequestFields,
   forwardedFor: string,
+  head: { method: string; maxHeaderBytes: number },
 ): RejectReason | undefined {
   if (typeof target === "string") return target;
+  // MAX_HEADER_BYTES on the head as parsed: request line ("M /t HTTP/1.1\r\n"), field lines and
+  // the blank line. Deno.serve refuses a head past its own limit first (docs/contract.md §1).
+  const size = head.method.length + target.path.length + target.query.length + 12 +
+    fields.headBytes + 2;
+  if (size > head.maxHeaderBytes) return "header_too_large";
   if (fields.host !== null && !isUriHost(fields.host)) return "invalid_host";
   if (fields.unrepresentable !== null || !isFieldValue(forwardedFor)) return "invalid_header";
   if (fields.transferEncoding !== null && !isChunkedOnly(fields.transferEncoding)) {

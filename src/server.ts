@@ -79,6 +79,9 @@ export interface RunningServer {
 export function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
   const { log } = deps;
   log.info("starting", { version: VERSION, config: redactedConfig(config) });
+  for (const w of runtimeLimits(config, Deno.version.deno)) {
+    log.warn("setting not fully applied", { variable: w.variable, detail: w.detail });
+  }
 
   const stages = buildStages(config, deps);
   const { keys, forwarder, metrics, introspector, asMetadata } = stages;
@@ -571,6 +574,45 @@ function metricsEndpoint(
     status: 404,
     headers: { ...headers, "content-type": "application/json" },
   });
+}
+
+/** A setting the runtime cannot honour as configured (logged once at start, naming it). */
+export interface RuntimeLimit {
+  variable: string;
+  detail: string;
+}
+
+/**
+ * The largest request head Deno.serve 2.9 accepts: measured 65540 bytes with Deno 2.9.6; a longer
+ * one gets 400 before any handler runs. (Deno 2.7.11, the offline-built binary's runtime, takes
+ * heads of several hundred KiB, and answers 431 itself to more than 100 fields.)
+ */
+export const RUNTIME_HEAD_LIMIT_2_9 = 65540;
+
+/**
+ * What the runtime `denoVersion` cannot honour of `config`, one entry per variable: the gate says
+ * so at start rather than silently (docs/contract.md §1).
+ */
+export function runtimeLimits(config: Config, denoVersion: string): RuntimeLimit[] {
+  const out: RuntimeLimit[] = [];
+  if (config.idleTimeoutMs !== undefined) {
+    out.push({
+      variable: "IDLE_TIMEOUT",
+      detail: "Deno.serve has no keep-alive idle timeout setting, so it is not applied: an idle " +
+        "client connection stays open until the client or a proxy in front closes it",
+    });
+  }
+  const [major, minor] = denoVersion.split(".").map(Number);
+  if (
+    (major > 2 || (major === 2 && minor >= 9)) && config.maxHeaderBytes > RUNTIME_HEAD_LIMIT_2_9
+  ) {
+    out.push({
+      variable: "MAX_HEADER_BYTES",
+      detail: `Deno.serve ${denoVersion} refuses request heads over ${RUNTIME_HEAD_LIMIT_2_9} ` +
+        "bytes with 400 before the gate sees them, so the effective limit is that",
+    });
+  }
+  return out;
 }
 
 /** How long open exchanges get to end after being cut at SHUTDOWN_TIMEOUT. */

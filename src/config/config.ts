@@ -97,6 +97,14 @@ export interface Config {
   /** Serve the authorization server's RFC 8414 metadata at the gate's own origin. */
   readonly asMetadataMirror: boolean;
   readonly upstreamTimeoutMs: number;
+  /** READ_TIMEOUT: from the request head to the body's last byte; 0 = none. */
+  readonly readTimeoutMs: number;
+  /** IDLE_TIMEOUT as set (Deno.serve cannot apply it: a start-up warning says so); else undefined. */
+  readonly idleTimeoutMs?: number;
+  /** SSE_IDLE_TIMEOUT: a streamed response silent this long is closed; 0 = never. */
+  readonly streamIdleTimeoutMs: number;
+  /** MAX_HEADER_BYTES: the request head as the gate sees it, request line included. */
+  readonly maxHeaderBytes: number;
   readonly shutdownTimeoutMs: number;
   readonly maxRequestBodyBytes: number;
   readonly trustedProxies: readonly Cidr[];
@@ -424,6 +432,42 @@ const ROWS = deepFreeze([
     parse: duration({ zero: false }),
     display: "as-is",
     description: "wait for upstream response headers (then 504); streaming bodies are not cut",
+  }),
+  row({
+    name: "READ_TIMEOUT",
+    field: "readTimeoutMs",
+    default: text("30s"),
+    parse: duration({ zero: true }),
+    display: "as-is",
+    description: "deadline for a request body's last byte, from the request head; then 408 and " +
+      "the upstream request is aborted; 0 = none",
+  }),
+  row({
+    name: "IDLE_TIMEOUT",
+    field: "idleTimeoutMs",
+    default: fixed(undefined, "the runtime's"),
+    parse: duration({ zero: true }),
+    display: "as-is",
+    description: "keep-alive idle time of client connections: accepted for Go gate env files, " +
+      "but Deno.serve cannot set it (a start-up warning says so)",
+  }),
+  row({
+    name: "SSE_IDLE_TIMEOUT",
+    field: "streamIdleTimeoutMs",
+    default: text("0"),
+    parse: duration({ zero: true }),
+    display: "as-is",
+    description: "a streamed response (SSE or other) with no bytes for this long is closed " +
+      "and counted; 0 = never",
+  }),
+  row({
+    name: "MAX_HEADER_BYTES",
+    field: "maxHeaderBytes",
+    default: text("64KiB"),
+    parse: parseSize,
+    display: "as-is",
+    description: "largest request head (request line and fields); larger gets 431. The runtime " +
+      "may refuse a large head first (see docs/contract.md)",
   }),
   row({
     name: "SHUTDOWN_TIMEOUT",

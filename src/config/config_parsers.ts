@@ -477,6 +477,17 @@ export function parseRate(text: string, fail: Fail): number | undefined {
   return Number(t);
 }
 
+/** A probability: a number from 0 to 1 (OTEL_TRACE_SAMPLE_RATE). */
+export function parseSampleRate(text: string, fail: Fail): number | undefined {
+  const t = text.trim();
+  const n = PLAIN_SECONDS.test(t) ? Number(t) : NaN;
+  if (!(n >= 0 && n <= 1)) {
+    fail("expected a number from 0 to 1");
+    return undefined;
+  }
+  return n;
+}
+
 /** A whole number, 0 or more. */
 export function parseCount(text: string, fail: Fail): number | undefined {
   const t = text.trim();

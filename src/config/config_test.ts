@@ -1060,14 +1060,17 @@ Deno.test("VARIABLES shows the defaults parseConfig() applies", () => {
     "LISTEN_ADDR",
     "LOG_LEVEL",
     "MAX_CONCURRENT_REQUESTS",
+    "MAX_HEADER_BYTES",
     "MAX_REQUEST_BODY",
     "MAX_TOTAL_CONNECTIONS",
     "METRICS_ADDR",
     "PRESERVE_HOST",
     "RATE_LIMIT_BURST",
     "RATE_LIMIT_RPS",
+    "READ_TIMEOUT",
     "SCOPE_CLAIMS",
     "SHUTDOWN_TIMEOUT",
+    "SSE_IDLE_TIMEOUT",
     "UPSTREAM_TIMEOUT",
   ]);
   assert.deepEqual(parse(explicit), parse());
@@ -1352,6 +1355,45 @@ Deno.test("introspection is on only with a client id, which needs its secret; th
         'Invalid "AS_METADATA_MIRROR": expected false when "AUTHORIZATION_SERVER" names several authorization servers, got "true"',
       ),
       found.join("\n"),
+    );
+  });
+});
+
+Deno.test("the Go gate's timeout and header variables parse with its units", async (t) => {
+  await t.step("defaults", () => {
+    const c = parse();
+    assert.equal(c.readTimeoutMs, 30_000);
+    assert.equal(c.idleTimeoutMs, undefined);
+    assert.equal(c.streamIdleTimeoutMs, 0);
+    assert.equal(c.maxHeaderBytes, 65_536);
+  });
+  await t.step("set values", () => {
+    const c = parse({
+      READ_TIMEOUT: "1m30s",
+      IDLE_TIMEOUT: "120s",
+      SSE_IDLE_TIMEOUT: "5m",
+      MAX_HEADER_BYTES: "8KiB",
+    });
+    assert.equal(c.readTimeoutMs, 90_000);
+    assert.equal(c.idleTimeoutMs, 120_000);
+    assert.equal(c.streamIdleTimeoutMs, 300_000);
+    assert.equal(c.maxHeaderBytes, 8192);
+    assert.equal(parse({ READ_TIMEOUT: "0" }).readTimeoutMs, 0);
+  });
+  await t.step("bad values are reported together, each named", () => {
+    const found = problems({
+      READ_TIMEOUT: "-1s",
+      SSE_IDLE_TIMEOUT: "soon",
+      MAX_HEADER_BYTES: "64KB",
+    });
+    assert.deepEqual(found.map((p) => p.variable), [
+      "READ_TIMEOUT",
+      "SSE_IDLE_TIMEOUT",
+      "MAX_HEADER_BYTES",
+    ]);
+    assert.equal(
+      found.at(-1)!.message,
+      'Invalid "MAX_HEADER_BYTES": expected a size in bytes or with a KiB, MiB or GiB suffix, like "10MiB", got "64KB"',
     );
   });
 });

@@ -134,6 +134,18 @@ export const ERROR_RULES: Readonly<Record<GateErrorCode, ErrorRule>> = {
     error: "payload_too_large",
     description: "The request body is too large",
   },
+  request_timeout: {
+    status: 408,
+    outcome: "ok",
+    error: "request_timeout",
+    description: "The request body did not arrive in time",
+  },
+  header_too_large: {
+    status: 431,
+    outcome: "invalid_request",
+    error: "request_header_fields_too_large",
+    description: "The request header fields are too large",
+  },
   upstream_error: {
     status: 502,
     outcome: "ok",

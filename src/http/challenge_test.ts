@@ -172,6 +172,24 @@ Deno.test("createResponder() answers each code with the contract's status, chall
       },
       retryAfter: null,
     }],
+    ["request_timeout", new GateError("request_timeout", { reason: "read_timeout" }), {
+      status: 408,
+      wwwAuthenticate: null,
+      body: {
+        error: "request_timeout",
+        error_description: "The request body did not arrive in time",
+      },
+      retryAfter: null,
+    }],
+    ["header_too_large", new GateError("header_too_large", { reason: "header_too_large" }), {
+      status: 431,
+      wwwAuthenticate: null,
+      body: {
+        error: "request_header_fields_too_large",
+        error_description: "The request header fields are too large",
+      },
+      retryAfter: null,
+    }],
     ["not_implemented", new GateError("not_implemented"), {
       status: 501,
       wwwAuthenticate: null,
@@ -391,6 +409,8 @@ Deno.test("outcomeOf() maps each code to its log auth value", async (t) => {
     ["rate_limited", "rate_limited"],
     ["overloaded", "overloaded"],
     ["payload_too_large", "ok"],
+    ["request_timeout", "ok"],
+    ["header_too_large", "invalid_request"],
     ["upstream_error", "ok"],
     ["upstream_timeout", "ok"],
   ];
@@ -416,6 +436,8 @@ Deno.test("the error table charges failed authentication to the IP and 403s to t
     rate_limited: null,
     overloaded: null,
     payload_too_large: null,
+    request_timeout: null,
+    header_too_large: null,
     upstream_error: null,
     upstream_timeout: null,
   });

@@ -56,6 +56,8 @@ export interface Metrics {
   inflightRejected(scope: InflightScope): void;
   /** A listener's accept loop died and the listener is re-created: `mcpgate_listener_failures_total`. */
   listenerFailed(listener: ListenerName): void;
+  /** SSE_IDLE_TIMEOUT closed a silent response stream: `mcpgate_stream_idle_closed_total`. */
+  streamIdleClosed(): void;
   /** The whole exposition text (ends with a newline). */
   render(): string;
 }
@@ -184,6 +186,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     LISTENERS.map((k) => [k, { labels: `listener="${k}"`, value: 0 }]),
   );
   let inFlight = 0;
+  let streamIdleClosed = 0;
   const buildInfo = `mcpgate_build_info{version="${escapeLabelValue(opts.version)}"} 1\n`;
 
   const newRequestSeries = (r: number, m: number, status: number): RequestSeries => {
@@ -245,6 +248,10 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     listenerFailed(listener) {
       const s = listenerFailures.get(listener);
       if (s !== undefined) s.value++;
+    },
+
+    streamIdleClosed() {
+      streamIdleClosed++;
     },
 
     render() {
@@ -314,6 +321,14 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       for (const s of listenerFailures.values()) {
         out.push(`mcpgate_listener_failures_total{${s.labels}} ${formatNumber(s.value)}\n`);
       }
+
+      header(
+        out,
+        "mcpgate_stream_idle_closed_total",
+        "counter",
+        "Streamed responses closed by SSE_IDLE_TIMEOUT after no bytes from the upstream",
+      );
+      out.push(`mcpgate_stream_idle_closed_total ${formatNumber(streamIdleClosed)}\n`);
 
       if (opts.keyStats) {
         const k = opts.keyStats();

@@ -102,6 +102,7 @@ Deno.test("render() announces every family with HELP and TYPE before its samples
     mcpgate_upstream_errors_total: "counter",
     mcpgate_inflight_rejected_total: "counter",
     mcpgate_listener_failures_total: "counter",
+    mcpgate_stream_idle_closed_total: "counter",
     mcpgate_jwks_keys_loaded: "gauge",
     mcpgate_jwks_last_refresh_timestamp_seconds: "gauge",
     mcpgate_jwks_refresh_errors_total: "counter",

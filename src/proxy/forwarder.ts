@@ -27,6 +27,7 @@ import type { Logger } from "../ops/mod.ts";
 import { claimAt, claimStrings } from "../auth/mod.ts";
 import { isAccessTokenParam, parseRequestUrl, type RequestTarget } from "../http/mod.ts";
 import { HOP_BY_HOP_HEADERS, MANAGED_HEADERS, managedKey } from "../headers/mod.ts";
+import { Deadlines } from "./deadlines.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
 export interface ForwardContext {
@@ -67,7 +68,17 @@ export interface ForwardResult {
   bytesIn: number;
   /** Response body bytes passed to the client. */
   bytesOut: number;
-  outcome: "complete" | "client_abort" | "upstream_abort" | "body_too_large";
+  /**
+   * `read_timeout`: READ_TIMEOUT passed while the request body was still coming (the upstream
+   * request was aborted); `stream_idle`: SSE_IDLE_TIMEOUT closed a silent response stream.
+   */
+  outcome:
+    | "complete"
+    | "client_abort"
+    | "upstream_abort"
+    | "body_too_large"
+    | "read_timeout"
+    | "stream_idle";
 }
 
 /** Forwards requests to the configured upstream. */
@@ -130,6 +141,10 @@ export interface Plan {
   readonly preserveHost: boolean;
   readonly maxBody: number;
   readonly timeoutMs: number;
+  /** READ_TIMEOUT in ms; 0 = none. */
+  readonly readTimeoutMs: number;
+  /** SSE_IDLE_TIMEOUT in ms; 0 = streams are never closed for silence. */
+  readonly streamIdleMs: number;
 }
 
 /**
@@ -151,6 +166,8 @@ export function createPlan(config: Config): Plan {
     preserveHost: config.preserveHost,
     maxBody: config.maxRequestBodyBytes,
     timeoutMs: config.upstreamTimeoutMs,
+    readTimeoutMs: config.readTimeoutMs,
+    streamIdleMs: config.streamIdleTimeoutMs,
   });
 }
 
@@ -201,6 +218,13 @@ export interface RequestFields {
   readonly host: string | null;
   readonly transferEncoding: string | null;
   readonly connection: string | null;
+  /**
+   * The size of the fields as `name: value\r\n` lines (repeated fields as Headers joins them):
+   * the head MAX_HEADER_BYTES limits, without its request line.
+   */
+  readonly headBytes: number;
+  /** performance.now() when the fields were read: the start of READ_TIMEOUT. */
+  readonly readAt: number;
   /** `name: value\r\n` for each field outside the plan's drop set, in Headers order. */
   readonly forwarded: string;
   /**
@@ -230,12 +254,15 @@ export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
     host: null as string | null,
     transferEncoding: null as string | null,
     connection: null as string | null,
+    headBytes: 0,
+    readAt: performance.now(),
     forwarded: "",
     unrepresentable: null as string | null,
     drop,
   };
   // forEach, not for-of: several times cheaper on Deno's Headers (no iterator entries).
   headers.forEach((value, name) => {
+    f.headBytes += name.length + value.length + 4;
     switch (name) {
       case "authorization":
         f.authorization = value;
@@ -478,7 +505,15 @@ function isEventStream(contentType: string): boolean {
  * they are expected events already logged with the request, not crashes.
  */
 export function isUpstreamStreamError(error: unknown): boolean {
-  return error instanceof Http1Error;
+  return error instanceof Http1Error || error instanceof StreamIdleError;
+}
+
+/** What a response stream closed by SSE_IDLE_TIMEOUT errors with (the client sees it cut). */
+export class StreamIdleError extends Error {
+  constructor() {
+    super("No bytes from the upstream within SSE_IDLE_TIMEOUT");
+    this.name = "StreamIdleError";
+  }
 }
 
 /** Creates the forwarder for `config.upstream`, with its own connection pool. */
@@ -486,6 +521,7 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
   const up = config.upstream;
   const plan = createPlan(config);
   const log = deps.log;
+  const deadlines = new Deadlines();
   const client = new Http1Client({
     // URL hostnames keep IPv6 brackets; sockets want the bare address.
     hostname: up.hostname.startsWith("[") ? up.hostname.slice(1, -1) : up.hostname,
@@ -507,11 +543,26 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
     }
     // A body without Content-Length or Transfer-Encoding: HTTP/2 frames bodies itself, so such
     // a request may still carry one. HTTP/1.1 gives an empty stream here; one read tells.
+    // READ_TIMEOUT runs from when the handler read the fields (the request's arrival) to the
+    // body's last byte; what is left of it when forwarding starts.
+    const readLeft = plan.readTimeoutMs > 0
+      ? fields.readAt + plan.readTimeoutMs - performance.now()
+      : 0;
+    let readTimedOut = false;
+    const timed = (stream: ReadableStream<Uint8Array>) =>
+      plan.readTimeoutMs === 0 ? stream : watchedStream(stream, deadlines, {
+        timeoutMs: Math.max(readLeft, 0),
+        rearm: false,
+        onExpire: () => {
+          readTimedOut = true;
+          return readTimeoutError();
+        },
+      });
     let unframed: ReadableStream<Uint8Array> | null = null;
     if (
       fields.contentLength === null && fields.transferEncoding === null && mayHaveBody(req.method)
     ) {
-      unframed = await peekBody(req);
+      unframed = req.body === null ? null : await peekBody(timed(req.body));
     }
     let built: UpstreamHead;
     try {
@@ -534,27 +585,31 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
       // Small bodies (every typical JSON-RPC message) are usually buffered by Deno already:
       // taking them whole skips the stream machinery and sends head and body in one write.
       try {
-        body = await req.bytes();
+        body = plan.readTimeoutMs === 0
+          ? await req.bytes()
+          : await bytesWithin(req, deadlines, Math.max(readLeft, 0));
       } catch (e) {
+        if (e instanceof GateError) throw e;
         throw new GateError("upstream_error", {
           reason: "client_closed",
           detail: "Client request body broke off",
           cause: e,
         });
       }
-    } else if (unframed === null && (contentLength !== null || chunked)) {
-      body = req.body;
+    } else if (unframed === null && (contentLength !== null || chunked) && req.body !== null) {
+      body = timed(req.body);
     }
 
     const onDone = ctx.onDone;
     let delivered = false;
     let early: ForwardResult | null = null;
+    let idleClosed = false;
     const onEnd = onDone === undefined ? undefined : (r: Http1ExchangeResult) => {
       const result: ForwardResult = {
         upstreamStatus: r.status,
         bytesIn: r.bytesSent,
         bytesOut: r.bytesReceived,
-        outcome: r.outcome,
+        outcome: readTimedOut ? "read_timeout" : idleClosed ? "stream_idle" : r.outcome,
       };
       if (delivered) onDone(result);
       else early = result;
@@ -574,13 +629,26 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
         onEnd,
       });
     } catch (e) {
+      // The body's deadline aborted the exchange: whatever was written, the upstream saw the
+      // connection close before the body's end, never a complete request.
+      if (readTimedOut) throw readTimeoutError();
       throw toGateError(e);
     }
 
     let response: Response;
     try {
       // (Our buffers are plain ArrayBuffer views; the cast only narrows the TS generic.)
-      const body = res.body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+      let body = res.body as Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+      if (plan.streamIdleMs > 0 && body instanceof ReadableStream) {
+        body = watchedStream(body, deadlines, {
+          timeoutMs: plan.streamIdleMs,
+          rearm: true,
+          onExpire: () => {
+            idleClosed = true;
+            return new StreamIdleError();
+          },
+        });
+      }
       response = new Response(body, { status: res.status, headers: responseHeaders(res) });
     } catch (e) {
       // A field value the Fetch API refuses: the upstream response cannot be passed on as is.
@@ -602,7 +670,10 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
   return {
     forward,
     readFields: (headers) => readRequestFields(plan, headers),
-    close: () => client.close(),
+    close: () => {
+      client.close();
+      deadlines.close();
+    },
     cutStreams: (reason) => client.cutStreams(reason),
     get streamingCount() {
       return client.streamingCount;
@@ -622,15 +693,16 @@ function mayHaveBody(method: string): boolean {
  * The request body as a stream when it has at least one byte, else null (and nothing is sent).
  * @throws {GateError} `upstream_error` with reason `client_closed` when the body broke off.
  */
-async function peekBody(req: Request): Promise<ReadableStream<Uint8Array> | null> {
-  const stream = req.body;
-  if (stream === null) return null;
+async function peekBody(
+  stream: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array> | null> {
   const reader = stream.getReader();
   let first: ReadableStreamReadResult<Uint8Array>;
   try {
     first = await reader.read();
     while (!first.done && first.value.length === 0) first = await reader.read();
   } catch (e) {
+    if (e instanceof GateError) throw e;
     throw new GateError("upstream_error", {
       reason: "client_closed",
       detail: "Client request body broke off",
@@ -651,6 +723,87 @@ async function peekBody(req: Request): Promise<ReadableStream<Uint8Array> | null
       else controller.enqueue(r.value);
     },
     cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+function readTimeoutError(): GateError {
+  return new GateError("request_timeout", {
+    reason: "read_timeout",
+    detail: "The request body did not arrive within READ_TIMEOUT",
+  });
+}
+
+/**
+ * The whole request body, or a `request_timeout` GateError once `timeoutMs` passed without it
+ * (the body already buffered by Deno wins over a deadline passed during authentication).
+ */
+function bytesWithin(req: Request, deadlines: Deadlines, timeoutMs: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const d = deadlines.watch(timeoutMs, () => reject(readTimeoutError()));
+    req.bytes().then((b) => {
+      deadlines.unwatch(d);
+      resolve(b);
+    }, (e) => {
+      deadlines.unwatch(d);
+      reject(e);
+    });
+  });
+}
+
+/**
+ * `src` passed through under a deadline: once it expires the returned stream errors with what
+ * `onExpire` gives (so its reader fails at once) and `src` is cancelled. `rearm`: each chunk
+ * moves the deadline `timeoutMs` on (an idle timeout), else it is fixed (a whole-body deadline).
+ */
+function watchedStream(
+  src: ReadableStream<Uint8Array>,
+  deadlines: Deadlines,
+  opts: { timeoutMs: number; rearm: boolean; onExpire(): Error },
+): ReadableStream<Uint8Array> {
+  const reader = src.getReader();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let ended = false;
+  const deadline = deadlines.watch(opts.timeoutMs, () => {
+    if (ended) return;
+    ended = true;
+    const err = opts.onExpire();
+    try {
+      controller.error(err);
+    } catch {
+      // already closed or cancelled
+    }
+    reader.cancel(err).catch(() => {});
+  });
+  const end = () => {
+    ended = true;
+    deadlines.unwatch(deadline);
+  };
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    async pull(c) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        if (ended) return;
+        end();
+        throw e;
+      }
+      if (ended) return;
+      if (r.done) {
+        end();
+        c.close();
+        return;
+      }
+      if (opts.rearm && r.value.length > 0) deadline.at = performance.now() + opts.timeoutMs;
+      c.enqueue(r.value);
+    },
+    cancel(reason) {
+      if (!ended) end();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

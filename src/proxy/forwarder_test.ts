@@ -426,11 +426,20 @@ Deno.test("readRequestFields() gives each value as Headers.get() does, and seria
   );
   assert.equal(f.drop, plan.drop);
 
+  // Every field line as sent ("name: value\r\n"), repeated fields as Headers joins them.
+  let lines = 0;
+  headers.forEach((value, name) => (lines += `${name}: ${value}\r\n`.length));
+  assert.equal(f.headBytes, lines);
+
   const none = readRequestFields(plan, new Headers());
   for (const key of Object.keys(none) as (keyof typeof none)[]) {
-    if (key !== "forwarded" && key !== "drop") assert.equal(none[key], null, key);
+    if (!["forwarded", "drop", "headBytes", "readAt"].includes(key)) {
+      assert.equal(none[key], null, key);
+    }
   }
   assert.equal(none.forwarded, "");
+  assert.equal(none.headBytes, 0);
+  assert.ok(none.readAt > 0 && none.readAt <= performance.now());
 });
 
 Deno.test("createPlan() gives a frozen plan whose drop set holds every managed name", () => {
