@@ -58,6 +58,7 @@ const SCENARIOS = [
   "memory",
   "startup",
   "keys",
+  "introspect",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
 
@@ -311,10 +312,19 @@ async function probe(port: number, request: Uint8Array): Promise<number> {
   }
 }
 
-/** Starts a gate and waits for its first proxied 200; `profile` adds `--cpu-prof` when asked. */
-async function startGate(ctx: Context, keySetSize = 1, profile = false): Promise<Gate> {
+/**
+ * Starts a gate and waits for its first proxied 200; `profile` adds `--cpu-prof` when asked;
+ * `extraEnv` adds variables (introspection).
+ */
+async function startGate(
+  ctx: Context,
+  keySetSize = 1,
+  profile = false,
+  extraEnv: Record<string, string> = {},
+): Promise<Gate> {
   const port = freePort();
   const env: Record<string, string> = {
+    ...extraEnv,
     UPSTREAM_URL: `http://${HOST}:${ctx.upstream.port}`,
     RESOURCE_URI,
     AUTHORIZATION_SERVER: ctx.issuer.url,
@@ -765,6 +775,112 @@ async function keySetRows(ctx: Context): Promise<Row[]> {
   return rows;
 }
 
+/** The opaque token of the introspection scenario (never a JWS: it goes to introspection). */
+const OPAQUE_TOKEN = "bench-opaque-token-0123456789abcdefghijklmnopqrstuv";
+
+/**
+ * An RFC 7662 endpoint in the harness: every token is active for the bench resource for an hour.
+ * Warm requests never reach it (the gate caches the answer); `calls` shows that.
+ */
+function startIntrospectionEndpoint() {
+  let calls = 0;
+  const server = Deno.serve({ hostname: HOST, port: 0, onListen() {} }, async (req) => {
+    await req.body?.cancel();
+    calls++;
+    const now = Math.floor(Date.now() / 1000);
+    return Response.json({
+      active: true,
+      sub: "bench-user",
+      aud: RESOURCE_URI,
+      scope: "mcp:tools",
+      exp: now + 3600,
+      iat: now,
+      token_type: "Bearer",
+    });
+  });
+  return {
+    url: `http://${HOST}:${server.addr.port}/introspect`,
+    get calls() {
+      return calls;
+    },
+    close: () => server.shutdown(),
+  };
+}
+
+/**
+ * A warm opaque token (its introspection answer cached) against a warm JWT (its verification
+ * cached), same gate, same load, alternated twice so drift on the machine hits both alike: what
+ * introspection adds to a request once the answer is known (hashing the token for the cache key).
+ */
+async function introspectionRows(ctx: Context): Promise<Row[]> {
+  progress("introspection: warm opaque token against warm JWT, one gate");
+  const endpoint = startIntrospectionEndpoint();
+  try {
+    const gate = await startGate(ctx, 1, false, {
+      INTROSPECTION_CLIENT_ID: "bench",
+      INTROSPECTION_CLIENT_SECRET: "bench-secret",
+      INTROSPECTION_URL: endpoint.url,
+    });
+    try {
+      await warmUp(ctx, gate);
+      const jwtSpec: LoadSpec = {
+        connections: ctx.budget.connections,
+        tokenMode: "single",
+        tokensFile: ctx.singleTokenFile,
+        newConnection: false,
+      };
+      const opaqueFile = `${ctx.tmp}/opaque.txt`;
+      await writeTokens(opaqueFile, [OPAQUE_TOKEN]);
+      const opaqueSpec: LoadSpec = { ...jwtSpec, tokensFile: opaqueFile };
+      const jwt: Measured[] = [];
+      const opaque: Measured[] = [];
+      for (let round = 0; round < 2; round++) {
+        jwt.push(await measure(ctx, gate, jwtSpec));
+        opaque.push(await measure(ctx, gate, opaqueSpec));
+      }
+      const summary = (m: Measured[]) => {
+        const requests = m.reduce((n, x) => n + x.result.requests, 0);
+        return {
+          rps: median(m.map((x) => x.rps)),
+          cpuUs: m.reduce((n, x) => n + x.cpuUs * x.result.requests, 0) / requests,
+          latency: [median(m.map((x) => x.result.p50Ms)), median(m.map((x) => x.result.p99Ms))] as [
+            number,
+            number,
+          ],
+          notes: m.map(errorNote).filter(Boolean).join(", "),
+        };
+      };
+      const j = summary(jwt);
+      const o = summary(opaque);
+      const pct = (a: number, b: number) =>
+        `${a >= b ? "+" : "−"}${(Math.abs(a / b - 1) * 100).toFixed(1)} %`;
+      return [
+        {
+          scenario: `introspection gate: keep-alive, 1 JWT (warm), ${ctx.budget.connections} conns`,
+          gateRps: j.rps,
+          gateLatency: j.latency,
+          gateCpuUs: j.cpuUs,
+          notes: ["2 runs alternated with the row below; CPU weighted by requests", j.notes]
+            .filter(Boolean).join("; "),
+        },
+        {
+          scenario:
+            `introspection gate: keep-alive, 1 opaque token (warm), ${ctx.budget.connections} conns`,
+          gateRps: o.rps,
+          gateLatency: o.latency,
+          gateCpuUs: o.cpuUs,
+          compare: `CPU/req ${pct(o.cpuUs, j.cpuUs)}, rps ${pct(o.rps, j.rps)} vs JWT`,
+          notes: [`introspection calls: ${endpoint.calls}`, o.notes].filter(Boolean).join("; "),
+        },
+      ];
+    } finally {
+      await ctx.children.stop(gate.child);
+    }
+  } finally {
+    await endpoint.close();
+  }
+}
+
 async function writeTokens(path: string, tokens: string[]): Promise<void> {
   await Deno.writeTextFile(path, tokens.join("\n") + "\n", { mode: 0o600 });
 }
@@ -945,6 +1061,7 @@ async function runScenarios(ctx: Context, report: Report): Promise<void> {
   if (want("idle-sse")) report.rows.push(await idleStreamsRow(ctx, haveGate));
   if (haveGate && want("startup")) report.rows.push(await startupRow(ctx));
   if (haveGate && want("keys")) report.rows.push(...await keySetRows(ctx));
+  if (haveGate && want("introspect")) report.rows.push(...await introspectionRows(ctx));
 }
 
 async function main(): Promise<number> {
