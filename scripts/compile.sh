@@ -16,11 +16,20 @@
 #   --allow-read  TLS_CERT_FILE / TLS_KEY_FILE; their paths come from the environment, so no list
 # Not granted: run, write, ffi, sys; remote imports denied (--deny-import). --no-prompt makes a
 # missing permission an error, never an interactive prompt.
-# --v8-flags=--max-semi-space-size=16: caps V8's young generation (two 16 MiB semi-spaces, where
-# V8 otherwise grows them further under load). Measured with deno task bench's harness: resident
-# memory under 32-connection keep-alive load 142 -> 115 MiB, at 1024 connections 248 -> 231 MiB,
-# no measurable change in CPU per request or GC pause time. The same flag is in `deno task start`
-# and the bench's gate command (docs/performance.md).
+# The binary runs like `deno task start`: the V8 flags of deno.json's start task and deno.json's
+# "unstable" features are read from deno.json (by scripts/compile_config.ts), never repeated here.
+# Today: --v8-flags=--max-semi-space-size=16 caps V8's young generation (two 16 MiB semi-spaces,
+# where V8 otherwise grows them further under load). Measured with deno task bench's harness:
+# resident memory under 32-connection keep-alive load 142 -> 115 MiB, at 1024 connections
+# 248 -> 231 MiB, no measurable change in CPU per request or GC pause time (docs/performance.md).
+# And no-legacy-abort: Deno.serve's request.signal fires only when the client goes away. The
+# binary's metadata carries it with either toolchain, but the offline toolchain's runtime (denort
+# 2.7.11) still aborts request.signal after a successful response (measured), as without it.
+#
+# The git revision (`git rev-parse`, "-dirty" with uncommitted changes; MCP_GATE_REVISION
+# overrides it where there is no .git, as in a Docker build context) goes into the binary for
+# `--version` and mcpgate_build_info: written to dist/build_info.json, embedded with --include,
+# and removed again, so it exists only inside the binary (src/version.ts).
 # --no-code-cache: otherwise the binary writes a V8 code cache to
 # $TMPDIR/deno-compile-mcp-gate.cache at run time, a predictable shared path that another local
 # user could pre-create, and a write that fails on a read-only root file system anyway. Measured
@@ -49,15 +58,23 @@ done
 
 mkdir -p dist "$(dirname -- "$output")"
 
-# Embed only the npm packages main.ts reaches (see scripts/compile_config.ts).
+# Embed only the npm packages main.ts reaches, with deno.json's unstable features (see
+# scripts/compile_config.ts); it prints the start task's --v8-flags argument.
 deno info --json main.ts > dist/graph.json
-deno run --allow-read=. --allow-write=dist scripts/compile_config.ts dist/graph.json
+v8_flags=$(deno run --allow-read=. --allow-write=dist scripts/compile_config.ts dist/graph.json)
+
+revision=${MCP_GATE_REVISION:-}
+if [ -z "$revision" ] && revision=$(git rev-parse --short=12 HEAD 2> /dev/null); then
+  [ -n "$(git status --porcelain --untracked-files=no 2> /dev/null)" ] && revision="$revision-dirty"
+fi
+printf '{"revision":"%s"}\n' "${revision:-unknown}" > dist/build_info.json
 
 flags=(
   --config dist/compile.json --allow-net --allow-env --allow-read --deny-import --no-prompt
-  --no-code-cache --v8-flags=--max-semi-space-size=16
+  --no-code-cache --include dist/build_info.json
   --output "$output"
 )
+[ -n "$v8_flags" ] && flags+=("$v8_flags")
 [ -n "$target" ] && flags+=(--target "$target")
 
 # Never inherit OTEL_DENO from the developer's shell: only --otel bakes telemetry in.
@@ -67,7 +84,7 @@ if [ "$otel" = true ]; then
 fi
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" dist/build_info.json' EXIT
 
 if deno compile "${flags[@]}" main.ts 2> "$log"; then
   cat "$log" >&2
@@ -89,4 +106,4 @@ else
   exit 1
 fi
 
-echo "compile.sh: built $output ($(deno --version | head -n 1))" >&2
+echo "compile.sh: built $output (revision ${revision:-unknown}; $(deno --version | head -n 1))" >&2

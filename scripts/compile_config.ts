@@ -1,6 +1,9 @@
 /**
  * Writes `dist/compile.json` (+ `dist/compile.lock`) for `deno compile`: the project's
- * deno.json with only the imports that main.ts actually reaches.
+ * deno.json with only the imports that main.ts actually reaches, and its `unstable` features (so
+ * the binary runs with the same ones as `deno task start`; `no-legacy-abort` was once dropped
+ * here). Prints the `--v8-flags=...` argument of the `start` task on stdout (empty when it has
+ * none), for compile.sh to pass on: deno.json is the one place both are written.
  *
  * Why: `deno compile` embeds every npm package of the configuration's lockfile snapshot, not just
  * the ones the program imports, which would ship the test-only peers (MCP SDK, oidc-provider,
@@ -19,6 +22,8 @@ interface Graph {
 interface DenoJson {
   imports?: Record<string, string>;
   compilerOptions?: unknown;
+  unstable?: string[];
+  tasks?: Record<string, string>;
 }
 
 const graphPath = Deno.args[0] ?? "dist/graph.json";
@@ -43,7 +48,12 @@ await Deno.writeTextFile("dist/compile.lock", await Deno.readTextFile("deno.lock
 await Deno.writeTextFile(
   "dist/compile.json",
   JSON.stringify(
-    { imports, compilerOptions: denoJson.compilerOptions, lock: { path: "compile.lock" } },
+    {
+      imports,
+      compilerOptions: denoJson.compilerOptions,
+      ...(denoJson.unstable ? { unstable: denoJson.unstable } : {}),
+      lock: { path: "compile.lock" },
+    },
     null,
     2,
   ) + "\n",
@@ -51,3 +61,7 @@ await Deno.writeTextFile(
 console.error(
   `compile_config: embedding npm packages: ${[...reached].sort().join(", ") || "none"}`,
 );
+
+// The start task's V8 flags, e.g. "--v8-flags=--max-semi-space-size=16".
+const v8Flags = /(?:^|\s)(--v8-flags=\S+)/.exec(denoJson.tasks?.start ?? "")?.[1] ?? "";
+console.log(v8Flags);

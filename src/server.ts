@@ -33,7 +33,7 @@ import {
 import { createForwarder, isUpstreamStreamError, type StreamingForwarder } from "./proxy/mod.ts";
 import { healthResponse, internalErrorResponse } from "./http/mod.ts";
 import { createHandler, type Handler } from "./handler.ts";
-import { VERSION } from "./version.ts";
+import { buildInfo } from "./version.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerDeps {
@@ -78,7 +78,13 @@ export interface RunningServer {
  */
 export function startServer(config: Config, deps: ServerDeps): Promise<RunningServer> {
   const { log } = deps;
-  log.info("starting", { version: VERSION, config: redactedConfig(config) });
+  const build = buildInfo();
+  log.info("starting", {
+    version: build.version,
+    revision: build.revision,
+    deno: build.deno,
+    config: redactedConfig(config),
+  });
   for (const w of runtimeLimits(config, Deno.version.deno)) {
     log.warn("setting not fully applied", { variable: w.variable, detail: w.detail });
   }
@@ -189,8 +195,11 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     }
     : undefined;
   const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
+  const build = buildInfo();
   const metrics = createMetrics({
-    version: VERSION,
+    version: build.version,
+    revision: build.revision,
+    deno: build.deno,
     keyStats: () => keys.stats(),
     processStats: createProcessStatsReader(),
   });

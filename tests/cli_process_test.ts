@@ -80,13 +80,14 @@ Deno.test("mcp-gate serve exits 2 listing every bad variable on one stderr line"
   );
 });
 
-Deno.test("mcp-gate --version prints the version that deno.json carries", async () => {
+Deno.test("mcp-gate --version prints the version that deno.json carries, the revision and Deno's version", async () => {
   const denoJson = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
   assert.equal(VERSION, denoJson.version);
-  for (const arg of ["--version", "-V", "version"]) {
+  for (const arg of ["--version", "-V", "version", "-version"]) {
     const { code, stdout, stderr } = await gate([arg]);
     assert.equal(code, 0);
-    assert.equal(stdout, `mcp-gate ${VERSION}\n`);
+    // deno run: no build file, so no revision.
+    assert.equal(stdout, `mcp-gate ${VERSION} (revision unknown, deno ${Deno.version.deno})\n`);
     assert.equal(stderr, "");
   }
 });

@@ -9,7 +9,7 @@ import { createLogger } from "../ops/mod.ts";
 import { startServer } from "../server.ts";
 import { runCheck } from "./check.ts";
 import { runHealthcheck } from "./healthcheck.ts";
-import { VERSION } from "../version.ts";
+import { VERSION, versionLine } from "../version.ts";
 
 /** Where the CLI writes; text is written as given (callers end lines with "\n"). */
 export interface CliIo {
@@ -134,19 +134,21 @@ const check: Command = {
 };
 
 const healthcheck: Command = {
-  names: ["healthcheck"],
+  // -health / --health: the Go gate's flag (Go's flag package takes one dash or two).
+  names: ["healthcheck", "-health", "--health"],
   usage: "mcp-gate healthcheck [URL]",
-  summary: "GET /readyz on the local listener (or URL); exit 0 if ready, else 1",
+  summary: "probe /readyz (local or URL): exit 0 if ready",
   run: (ctx) => runHealthcheck(ctx.args, ctx.env, { io: ctx.io }),
 };
 
 const version: Command = {
-  names: ["version", "--version", "-V"],
+  // -version: the Go gate's flag.
+  names: ["version", "--version", "-V", "-version"],
   usage: "mcp-gate version",
-  summary: "print the version",
+  summary: "print version, revision, Deno version",
   run(ctx) {
     if (!noArguments(ctx, "version")) return Promise.resolve(EXIT.config);
-    ctx.io.stdout(`mcp-gate ${VERSION}\n`);
+    ctx.io.stdout(`${versionLine()}\n`);
     return Promise.resolve(EXIT.ok);
   },
 };

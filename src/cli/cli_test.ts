@@ -21,13 +21,27 @@ const VALID = {
   AUTHORIZATION_SERVER: "https://auth.example.com",
 };
 
-Deno.test("runCli() prints the version for version, --version and -V", async (t) => {
-  for (const arg of ["version", "--version", "-V"]) {
+Deno.test("runCli() prints version, revision and Deno version for version, --version, -V and -version", async (t) => {
+  for (const arg of ["version", "--version", "-V", "-version"]) {
     await t.step(arg, async () => {
       const io = memoryIo();
       assert.equal(await runCli([arg], {}, io), 0);
-      assert.equal(io.out(), `mcp-gate ${VERSION}\n`);
+      // A source run has no build file: the revision is unknown.
+      assert.equal(io.out(), `mcp-gate ${VERSION} (revision unknown, deno ${Deno.version.deno})\n`);
       assert.equal(io.err(), "");
+    });
+  }
+});
+
+Deno.test("runCli() takes -health and --health for healthcheck (the Go gate's flag)", async (t) => {
+  for (const arg of ["-health", "--health", "healthcheck"]) {
+    await t.step(arg, async () => {
+      const io = memoryIo();
+      assert.equal(await runCli([arg, "not a url"], {}, io), 1);
+      assert.equal(
+        io.err(),
+        'mcp-gate: healthcheck: Invalid URL: expected an http or https URL, got "not a url"\n',
+      );
     });
   }
 });

@@ -66,6 +66,10 @@ export interface Metrics {
 export interface MetricsOptions {
   /** The gate's version, exposed as `mcpgate_build_info{version}`. */
   version: string;
+  /** The git revision it was built from, `mcpgate_build_info{revision}` (default "unknown"). */
+  revision?: string;
+  /** The Deno runtime, `mcpgate_build_info{deno_version}` (default "unknown"). */
+  deno?: string;
   /** Key set state, read on each scrape. */
   keyStats?: () => KeyStats;
   /**
@@ -187,7 +191,9 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   );
   let inFlight = 0;
   let streamIdleClosed = 0;
-  const buildInfo = `mcpgate_build_info{version="${escapeLabelValue(opts.version)}"} 1\n`;
+  const buildInfo = `mcpgate_build_info{version="${escapeLabelValue(opts.version)}",` +
+    `revision="${escapeLabelValue(opts.revision ?? "unknown")}",` +
+    `deno_version="${escapeLabelValue(opts.deno ?? "unknown")}"} 1\n`;
 
   const newRequestSeries = (r: number, m: number, status: number): RequestSeries => {
     const s: RequestSeries = {

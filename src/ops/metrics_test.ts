@@ -111,6 +111,21 @@ Deno.test("render() announces every family with HELP and TYPE before its samples
   for (const [name, f] of families) assert.ok(f.help && f.help.length > 0, `HELP for ${name}`);
 });
 
+Deno.test("mcpgate_build_info carries the version, the git revision and the Deno version", () => {
+  const text = createMetrics({ version: "0.1.0", revision: "0123456789ab", deno: "2.9.6" })
+    .render();
+  const f = family(text, "mcpgate_build_info");
+  assert.equal(f.samples.length, 1);
+  assert.equal(
+    sample(f, "mcpgate_build_info", {
+      version: "0.1.0",
+      revision: "0123456789ab",
+      deno_version: "2.9.6",
+    }),
+    "1",
+  );
+});
+
 Deno.test("render() exposes build info, in-flight requests and key set state", () => {
   const m = createMetrics({
     version: "0.1.0",
@@ -120,7 +135,10 @@ Deno.test("render() exposes build info, in-flight requests and key set state", (
   m.requestStarted();
   m.requestFinished({ route: "health", method: "GET", status: 200, durationMs: 1 });
   const text = m.render();
-  assert.match(text, /^mcpgate_build_info\{version="0\.1\.0"\} 1$/m);
+  assert.match(
+    text,
+    /^mcpgate_build_info\{version="0\.1\.0",revision="unknown",deno_version="unknown"\} 1$/m,
+  );
   assert.match(text, /^mcpgate_in_flight_requests 1$/m);
   assert.match(text, /^mcpgate_jwks_keys_loaded 2$/m);
   assert.match(text, /^mcpgate_jwks_last_refresh_timestamp_seconds 1700000000\.5$/m);
@@ -307,7 +325,7 @@ Deno.test("label values are escaped: backslash, double quote and line feed", () 
   const m = createMetrics({ version: 'v1 "beta"\\build\nx' });
   m.authOutcome("odd", 'a"b\\c\nd');
   const text = m.render();
-  assert.ok(text.includes('mcpgate_build_info{version="v1 \\"beta\\"\\\\build\\nx"} 1\n'));
+  assert.ok(text.includes('mcpgate_build_info{version="v1 \\"beta\\"\\\\build\\nx",'));
   const f = family(text, "mcpgate_auth_total");
   assert.deepEqual(f.samples[0].labels, { outcome: "odd", reason: 'a"b\\c\nd' });
   assert.equal(
