@@ -24,10 +24,10 @@ import {
   type AsMetadataSource,
   createAsMetadataSource,
   createIntrospector,
-  createKeyStore,
+  createKeyStores,
   createVerifier,
   type Introspector,
-  type KeyStore,
+  type KeyStores,
   withIntrospection,
 } from "./auth/mod.ts";
 import { createForwarder, isUpstreamStreamError, type StreamingForwarder } from "./proxy/mod.ts";
@@ -155,7 +155,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
 
 /** What the listeners serve and the drain stops, built once from the configuration. */
 interface Stages {
-  keys: KeyStore;
+  keys: KeyStores;
   forwarder: StreamingForwarder;
   metrics: Metrics;
   handler: Handler;
@@ -170,7 +170,7 @@ interface Stages {
 /** Builds the key store, verifier, forwarder, metrics and the request handler over them. */
 function buildStages(config: Config, deps: ServerDeps): Stages {
   const { log } = deps;
-  const keys = createKeyStore(config, { log, fetch: deps.fetch });
+  const keys = createKeyStores(config, { log, fetch: deps.fetch });
   const introspecting = config.introspectionClientId !== undefined;
   const asMetadata =
     config.asMetadataMirror || (introspecting && config.introspectionUrl === undefined)
@@ -180,7 +180,8 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     ? createIntrospector(config, {
       log,
       fetch: deps.fetch,
-      issuer: () => keys.issuer,
+      // Introspection serves the first issuer (docs/identity-providers.md, several issuers).
+      issuer: () => keys.stores[0].issuer,
       metadata: asMetadata,
     })
     : undefined;
@@ -272,7 +273,7 @@ function startGateListener(
 function startMetricsListener(
   config: Config,
   ctx: {
-    keys: KeyStore;
+    keys: KeyStores;
     metrics: Metrics;
     onError: (err: unknown) => Response;
     supervision: Supervision;
@@ -303,7 +304,7 @@ function createShutdown(
   config: Config,
   ctx: {
     log: Logger;
-    keys: KeyStore;
+    keys: KeyStores;
     introspector?: Introspector;
     asMetadata?: AsMetadataSource;
     forwarder: StreamingForwarder;

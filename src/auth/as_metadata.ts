@@ -55,13 +55,16 @@ const MAX_METADATA_BYTES = 256 * 1024;
 export function createAsMetadataSource(
   config: Pick<
     Config,
-    "authorizationServer" | "jwksRefreshIntervalMs" | "jwksMinRefreshIntervalMs"
+    "authorizationServers" | "jwksRefreshIntervalMs" | "jwksMinRefreshIntervalMs"
   >,
   deps: AsMetadataDeps,
 ): AsMetadataSource {
   const doFetch = deps.fetch ?? fetch;
   const now = deps.now ?? Date.now;
   const timeoutMs = deps.timeoutMs ?? 10_000;
+  // With several issuers, the mirror and introspection serve the first one (the one MCP clients
+  // take from `authorization_servers`; docs/identity-providers.md, several issuers).
+  const authorizationServer = config.authorizationServers[0];
   const closer = new AbortController();
   let current: { doc: AsMetadata; fetchedMs: number } | undefined;
   let lastAttemptMs = -Infinity;
@@ -89,11 +92,11 @@ export function createAsMetadataSource(
     }
     // RFC 8414 §3.3: the issuer must be identical to the one the metadata was looked up for.
     const issuer = (json as Record<string, unknown>).issuer;
-    if (issuer !== config.authorizationServer) {
+    if (issuer !== authorizationServer) {
       throw new Error(
         `Authorization server metadata at "${url}" has issuer ${
           JSON.stringify(issuer)
-        }, not AUTHORIZATION_SERVER "${config.authorizationServer}" (RFC 8414 §3.3)`,
+        }, not AUTHORIZATION_SERVER "${authorizationServer}" (RFC 8414 §3.3)`,
       );
     }
     const digest = createHash("sha256").update(bytes).digest("base64url");
@@ -109,7 +112,7 @@ export function createAsMetadataSource(
     lastAttemptMs = now();
     const tried: string[] = [];
     // A known URL first; discovery's order otherwise (RFC 8414 §3.1, then OpenID Connect).
-    const urls = discoveryUrls(config.authorizationServer);
+    const urls = discoveryUrls(authorizationServer);
     if (current) urls.unshift(current.doc.url);
     for (const url of new Set(urls)) {
       const got = await fetchOne(url);
@@ -123,7 +126,7 @@ export function createAsMetadataSource(
       return got;
     }
     throw new Error(
-      `No authorization server metadata found for AUTHORIZATION_SERVER "${config.authorizationServer}" (tried ${
+      `No authorization server metadata found for AUTHORIZATION_SERVER "${authorizationServer}" (tried ${
         tried.join(", ")
       })`,
     );

@@ -16,7 +16,7 @@
  * Retry-After (`introspection_unavailable`), never 401: the token may be good.
  */
 import { createHash } from "node:crypto";
-import type { Config } from "../config/mod.ts";
+import { type Config, issuersOf } from "../config/mod.ts";
 import { GateError } from "../errors.ts";
 import type { Logger } from "../ops/mod.ts";
 import {
@@ -278,7 +278,9 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
   const ttlMs = config.introspectionCacheTtlMs;
   const negativeTtlMs = Math.min(deps.negativeTtlMs ?? NEGATIVE_TTL_MS, ttlMs);
   const timeoutMs = config.introspectionTimeoutMs;
-  const base = createPolicy(config);
+  // The first issuer's audiences (ISSUER_AUDIENCES, else EXPECTED_AUDIENCE): introspection
+  // serves the first issuer.
+  const base = createPolicy({ ...config, expectedAudience: issuersOf(config)[0].audiences });
   // RFC 7662 §2.2: an introspection response carries its scopes in `scope`; the configured
   // SCOPE_CLAIMS are read too (some servers copy their JWT claims into the response).
   const policy: Policy = Object.freeze({

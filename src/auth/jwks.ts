@@ -9,9 +9,9 @@
  * `crypto.subtle.verify` runs off the event loop, so concurrent requests verify in parallel (2-4x
  * the throughput on two cores) and streams are not stalled behind RSA math.
  */
-import type { Config } from "../config/mod.ts";
+import { type Config, type IssuerConfig, issuersOf } from "../config/mod.ts";
 import { describeError, redactSecrets } from "../errors.ts";
-import type { Logger } from "../ops/mod.ts";
+import type { LogFields, Logger } from "../ops/mod.ts";
 import type { VerificationKey } from "./jwk_import.ts";
 import { type GetJson, jsonGetter, KeySetError } from "./key_fetch.ts";
 import { discover, type Discovered } from "./discovery.ts";
@@ -56,8 +56,10 @@ export interface KeyStoreStats {
   fetches: number;
 }
 
-/** The key set and its lifecycle; see {@linkcode createKeyStore}. */
+/** One issuer's key set and its lifecycle; see {@linkcode createKeyStore}. */
 export interface KeyStore extends AsyncDisposable {
+  /** The issuer this store serves, with what its tokens are checked against. */
+  readonly source: IssuerConfig;
   /** True once a key set has been loaded; stays true when later refreshes fail. */
   readonly ready: boolean;
   /**
@@ -129,11 +131,17 @@ interface KeyState {
  */
 async function loadKeys(
   state: KeyState,
-  ctx: { config: Config; getJson: GetJson; log: Logger; now: () => number },
+  ctx: {
+    config: Config;
+    source: IssuerConfig;
+    getJson: GetJson;
+    log: Logger;
+    now: () => number;
+  },
 ): Promise<void> {
   const { config, log, now } = ctx;
   if (!state.discovered) {
-    const d = await discover(config.authorizationServer, ctx.getJson);
+    const d = await discover(ctx.source.authorizationServer, ctx.getJson);
     state.discovered = d;
     log.info("authorization server metadata loaded", {
       metadata_url: d.metadataUrl,
@@ -192,13 +200,18 @@ function logLoadFailure(
 }
 
 /**
- * Creates the key store. Nothing happens until {@linkcode KeyStore.start} (or `refresh()`).
+ * Creates the key store of one issuer, by default the first of AUTHORIZATION_SERVER. Nothing
+ * happens until {@linkcode KeyStore.start} (or `refresh()`).
  *
  * Discovery runs when JWKS_URI is unset. When JWKS_URI is set the issuer is EXPECTED_ISSUER, else
  * AUTHORIZATION_SERVER, which is exactly what discovery would have yielded (RFC 8414 §3.3), so no
  * metadata fetch is made.
  */
-export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
+export function createKeyStore(
+  config: Config,
+  deps: KeyStoreDeps,
+  source: IssuerConfig = issuersOf(config)[0],
+): KeyStore {
   const log = deps.log;
   const now = deps.now ?? Date.now;
   const random = deps.random ?? Math.random;
@@ -213,9 +226,9 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
   let markReady!: () => void;
   const readyPromise = new Promise<void>((r) => (markReady = r));
   const state: KeyState = {
-    discovered: config.jwksUri === undefined ? undefined : {
-      issuer: config.expectedIssuer ?? config.authorizationServer,
-      jwksUri: config.jwksUri,
+    discovered: source.jwksUri === undefined ? undefined : {
+      issuer: source.issuer,
+      jwksUri: source.jwksUri,
       metadataUrl: "",
     },
     current: EMPTY_SNAPSHOT,
@@ -227,7 +240,7 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
   };
   let started = false;
 
-  const flight = singleFlight(() => loadKeys(state, { config, getJson, log, now }));
+  const flight = singleFlight(() => loadKeys(state, { config, source, getJson, log, now }));
   const loop = refreshLoop({
     load: flight.run,
     loaded: () => state.ready,
@@ -257,11 +270,14 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
   });
 
   const store: KeyStore = {
+    source,
     get ready() {
       return state.ready;
     },
     get issuer() {
-      return config.expectedIssuer ?? state.discovered?.issuer;
+      // Before discovery only an EXPECTED_ISSUER is known; after it, discovery has confirmed
+      // the entry (RFC 8414 §3.3).
+      return state.discovered ? source.issuer : config.expectedIssuer;
     },
     get jwksUri() {
       return state.discovered?.jwksUri;
@@ -292,4 +308,94 @@ export function createKeyStore(config: Config, deps: KeyStoreDeps): KeyStore {
     whenReady: () => readyPromise,
   };
   return store;
+}
+
+/** Every issuer's key store, and what the gate as a whole needs of them; see {@linkcode createKeyStores}. */
+export interface KeyStores extends AsyncDisposable {
+  /** One store per AUTHORIZATION_SERVER entry, in order. */
+  readonly stores: readonly KeyStore[];
+  /**
+   * Readiness (`/readyz`): some issuer's key set is loaded and every issuer's first load has
+   * finished, loaded or failed. So a gate waits out the first fetch of each (about a second), but
+   * one issuer being down does not keep the others' tokens out; its own tokens get 503 until its
+   * keys load (docs/identity-providers.md, several issuers).
+   */
+  readonly ready: boolean;
+  /** The store whose expected issuer is exactly `iss` (RFC 9068 §4: no normalisation). */
+  forIssuer(iss: unknown): KeyStore | undefined;
+  /** Starts every store. */
+  start(): void;
+  /** Closes every store. */
+  close(): void;
+  /** The stores' counters added up (`lastRefreshMs`: the latest). */
+  stats(): KeyStoreStats;
+  /** Refreshes every store; rejects with the first failure once all have settled. */
+  refresh(): Promise<void>;
+}
+
+/**
+ * Creates one {@linkcode KeyStore} per issuer of the configuration (issuersOf): each discovers,
+ * refreshes and spends its own unknown-`kid` refetch budget independently, so one issuer's outage
+ * or a flood of tokens naming it never touches another's keys. With several issuers each store's
+ * log lines name it (`authorization_server`).
+ */
+export function createKeyStores(config: Config, deps: KeyStoreDeps): KeyStores {
+  const issuers = issuersOf(config);
+  const stores = issuers.map((source) =>
+    createKeyStore(config, {
+      ...deps,
+      log: issuers.length > 1
+        ? withFields(deps.log, { authorization_server: source.authorizationServer })
+        : deps.log,
+    }, source)
+  );
+  const byIssuer = new Map(stores.map((s) => [s.source.issuer, s]));
+  const set: KeyStores = {
+    stores,
+    get ready() {
+      return stores.some((s) => s.ready) &&
+        stores.every((s) => s.ready || s.stats().refreshErrors > 0);
+    },
+    forIssuer: (iss) => (typeof iss === "string" ? byIssuer.get(iss) : undefined),
+    start: () => stores.forEach((s) => s.start()),
+    close: () => stores.forEach((s) => s.close()),
+    async [Symbol.asyncDispose]() {
+      await Promise.all(stores.map((s) => s[Symbol.asyncDispose]()));
+    },
+    stats() {
+      const total: KeyStoreStats = { keys: 0, refreshErrors: 0, fetches: 0 };
+      for (const s of stores) {
+        const st = s.stats();
+        total.keys += st.keys;
+        total.refreshErrors += st.refreshErrors;
+        total.fetches += st.fetches;
+        if (st.lastRefreshMs !== undefined) {
+          total.lastRefreshMs = Math.max(total.lastRefreshMs ?? 0, st.lastRefreshMs);
+        }
+      }
+      return total;
+    },
+    async refresh() {
+      const results = await Promise.allSettled(stores.map((s) => s.refresh()));
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    },
+  };
+  return set;
+}
+
+/** A logger that adds `extra` to every line's fields. */
+function withFields(log: Logger, extra: LogFields): Logger {
+  return {
+    get level() {
+      return log.level;
+    },
+    debug: (msg, fields) => log.debug(msg, { ...extra, ...fields }),
+    info: (msg, fields) => log.info(msg, { ...extra, ...fields }),
+    warn: (msg, fields) => log.warn(msg, { ...extra, ...fields }),
+    error: (msg, fields) => log.error(msg, { ...extra, ...fields }),
+    enabled: (level) => log.enabled(level),
+    writeMembers: (level, msg, members) => log.writeMembers(level, msg, members),
+    flush: () => log.flush(),
+  };
 }

@@ -11,11 +11,18 @@
  * both paths.
  */
 import { type CompactJWSHeaderParameters, compactVerify, decodeProtectedHeader } from "jose";
-import type { Config } from "../config/mod.ts";
+import { type Config, type IssuerConfig, issuersOf } from "../config/mod.ts";
 import { GateError } from "../errors.ts";
-import type { KeyStore, VerificationKey } from "./jwks.ts";
+import type { KeyStore, KeyStores, VerificationKey } from "./jwks.ts";
 import type { Logger } from "../ops/mod.ts";
-import { checkClaims, checkTime, checkTyp, createPolicy, type TimeClaims } from "./policy.ts";
+import {
+  checkClaims,
+  checkTime,
+  checkTyp,
+  createPolicy,
+  type Policy,
+  type TimeClaims,
+} from "./policy.ts";
 import { createTokenCache, type TokenCacheOptions } from "./token_cache.ts";
 
 /** A token that passed every check. */
@@ -54,7 +61,15 @@ interface CacheEntry {
   readonly expMs: number;
   readonly result: VerifiedToken;
   readonly key: VerificationKey;
+  readonly keys: KeyStore;
   readonly time: TimeClaims;
+}
+
+/** One issuer as the verifier sees it: its key store and the policy its tokens must pass. */
+interface IssuerEntry {
+  readonly source: IssuerConfig;
+  readonly keys: KeyStore;
+  readonly policy: Policy;
 }
 
 function reject(reason: GateError["reason"], detail: string): never {
@@ -177,6 +192,22 @@ function fromJose(e: unknown): GateError {
   throw e;
 }
 
+/**
+ * The unverified `iss` of a compact JWS whose form was checked, only to choose a key set: the
+ * token is then verified against that issuer exactly (the verified `iss` must be the same).
+ */
+function unverifiedIssuer(token: string): unknown {
+  const d1 = token.indexOf(".");
+  const payload = token.slice(d1 + 1, token.indexOf(".", d1 + 1));
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromBase64(payload, { alphabet: "base64url" });
+  } catch {
+    reject("malformed", "token segments are not base64url");
+  }
+  return readClaims(bytes).iss;
+}
+
 /** The JWT Claims Set (RFC 7519 §7.2 step 10): a JSON object in UTF-8. */
 function readClaims(payload: Uint8Array): Record<string, unknown> {
   let v: unknown;
@@ -192,20 +223,43 @@ function readClaims(payload: Uint8Array): Record<string, unknown> {
 }
 
 /**
- * Creates the verifier. The policy (audiences, scopes, claims, leeway) and the allowed algorithms
- * are fixed here; the issuer is read from the key store, which knows it once ready.
+ * Creates the verifier over one key store (the first issuer's) or every issuer's
+ * ({@linkcode KeyStores}). The policy of each issuer (its audiences, and the scopes, claims and
+ * leeway all share) and the allowed algorithms are fixed here. With several issuers a token's
+ * unverified `iss` chooses the key set, and a token naming none of them is refused (`issuer`)
+ * before any key is looked up or fetched; with one, every token is checked against its keys.
  */
 export function createVerifier(
   config: Config,
-  keys: KeyStore,
+  keys: KeyStore | KeyStores,
   deps: VerifierDeps = {},
 ): TokenVerifier {
   const now = deps.now ?? Date.now;
-  const policy = createPolicy(config);
+  const stores = "stores" in keys ? keys.stores : [keys];
+  const issuers = issuersOf(config);
+  if (stores.length !== issuers.length) {
+    throw new TypeError(`Expected ${issuers.length} key stores, got ${stores.length}`);
+  }
+  const entries: IssuerEntry[] = issuers.map((source, i) => ({
+    source,
+    keys: stores[i],
+    policy: createPolicy({ ...config, expectedAudience: source.audiences }),
+  }));
+  const byIssuer = new Map(entries.map((e) => [e.source.issuer, e]));
   const allowedAlgs: ReadonlySet<string> = new Set(
     config.allowedAlgs.filter((a) => a !== "none" && !a.startsWith("HS")),
   );
   const cache = deps.cache === false ? undefined : createTokenCache<CacheEntry>(deps.cache);
+
+  /** The issuer whose keys may verify `token`; see createVerifier. */
+  function issuerFor(token: string): IssuerEntry {
+    if (entries.length === 1) return entries[0];
+    const iss = unverifiedIssuer(token);
+    const entry = typeof iss === "string" ? byIssuer.get(iss) : undefined;
+    if (entry) return entry;
+    const shown = typeof iss === "string" ? JSON.stringify(iss.slice(0, 200)) : typeof iss;
+    reject("issuer", `iss ${shown} names no configured issuer`);
+  }
 
   const algorithms = [...allowedAlgs];
 
@@ -217,6 +271,7 @@ export function createVerifier(
    */
   async function verifyJws(
     token: string,
+    keys: KeyStore,
   ): Promise<{ payload: Uint8Array; key: VerificationKey }> {
     let alg = "";
     let candidates: readonly VerificationKey[] | undefined;
@@ -253,9 +308,17 @@ export function createVerifier(
 
   async function verifyUncached(token: string, nowMs: number): Promise<VerifiedToken> {
     checkCompactForm(token);
-    const { payload, key } = await verifyJws(token);
+    const issuer = issuerFor(token);
+    if (!issuer.keys.ready) {
+      throw new GateError("not_ready", { reason: "keys_not_loaded", retryAfterSeconds: 5 });
+    }
+    const { payload, key } = await verifyJws(token, issuer.keys);
     const claims = readClaims(payload);
-    const checked = checkClaims(claims, { policy, issuer: keys.issuer, nowMs });
+    const checked = checkClaims(claims, {
+      policy: issuer.policy,
+      issuer: issuer.source.issuer,
+      nowMs,
+    });
     if (checked instanceof GateError) {
       // A 403 comes after the subject check: name the subject, so the refusal is charged to it.
       if (checked.code !== "insufficient_scope") throw checked;
@@ -271,7 +334,11 @@ export function createVerifier(
       claims: Object.freeze(claims),
       expMs: checked.expMs!,
     });
-    cache?.set(token, { expMs: result.expMs, result, key, time: checked }, nowMs);
+    cache?.set(
+      token,
+      { expMs: result.expMs, result, key, keys: issuer.keys, time: checked },
+      nowMs,
+    );
     return result;
   }
 
@@ -283,8 +350,8 @@ export function createVerifier(
         if (hit) {
           // docs/contract.md §4: time is re-checked on each use; a key that left the set ends
           // the entry.
-          if (keys.hasKey(hit.key)) {
-            const err = checkTime(hit.time, nowMs, policy.clockSkewMs);
+          if (hit.keys.hasKey(hit.key)) {
+            const err = checkTime(hit.time, nowMs, config.clockSkewMs);
             if (!err) return hit.result;
           }
           cache.delete(token);

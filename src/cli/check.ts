@@ -8,9 +8,9 @@
  * Exit codes: 0 ok (warnings do not fail), 1 discovery or key set fetch failed. A bad
  * configuration (2) is reported by the CLI before this runs.
  */
-import { type Config, redactedConfig } from "../config/mod.ts";
+import { type Config, issuersOf, redactedConfig } from "../config/mod.ts";
 import { describeError, redactSecrets } from "../errors.ts";
-import { createKeyStore } from "../auth/mod.ts";
+import { createKeyStores, type KeyStore } from "../auth/mod.ts";
 import { isLoopbackHost } from "../net/mod.ts";
 import { createLogger, type LogSink } from "../ops/mod.ts";
 import { createMetadata } from "../http/mod.ts";
@@ -68,13 +68,15 @@ export function configWarnings(config: Config): CheckWarning[] {
         "in clear text",
     });
   }
-  const as = new URL(config.authorizationServer);
-  if (as.protocol === "http:" && !isLoopbackHost(as.hostname)) {
-    warnings.push({
-      id: "authorization_server_not_https",
-      message: `AUTHORIZATION_SERVER "${config.authorizationServer}" uses http: Claude and the ` +
-        "MCP SDKs require an https issuer (RFC 8414 §2)",
-    });
+  for (const entry of config.authorizationServers) {
+    const as = new URL(entry);
+    if (as.protocol === "http:" && !isLoopbackHost(as.hostname)) {
+      warnings.push({
+        id: "authorization_server_not_https",
+        message: `AUTHORIZATION_SERVER "${entry}" uses http: Claude and the ` +
+          "MCP SDKs require an https issuer (RFC 8414 §2)",
+      });
+    }
   }
   if (config.scopesSupported.length === 0) {
     // docs/specs.md §8.3 item 2.
@@ -96,11 +98,19 @@ export function configWarnings(config: Config): CheckWarning[] {
     });
   }
   const bare = config.resourceUri.replace(/\/$/, "");
-  if (!config.expectedAudience.some((a) => a === bare || a === bare + "/")) {
+  const audienceSets = new Map<string, string>();
+  for (const { authorizationServer, audiences } of issuersOf(config)) {
+    const own = config.issuerAudiences.some((e) => e.issuer === authorizationServer);
+    const name = own ? `ISSUER_AUDIENCES for "${authorizationServer}"` : "EXPECTED_AUDIENCE";
+    if (!audiences.some((a) => a === bare || a === bare + "/")) {
+      audienceSets.set(name, audiences.join(","));
+    }
+  }
+  for (const [name, audiences] of audienceSets) {
     // MCP authorization spec: tokens must be issued for this resource (RFC 8707, RFC 9068 §4).
     warnings.push({
       id: "audience_without_resource",
-      message: `EXPECTED_AUDIENCE ${JSON.stringify(config.expectedAudience.join(","))} does not ` +
+      message: `${name} ${JSON.stringify(audiences)} does not ` +
         `contain RESOURCE_URI "${config.resourceUri}": tokens issued for another audience are ` +
         "accepted (e.g. a client ID, which ID tokens also carry); the MCP authorization spec " +
         "wants tokens bound to this resource, so use an audience dedicated to this server",
@@ -110,12 +120,14 @@ export function configWarnings(config: Config): CheckWarning[] {
 }
 
 /** The warning that needs discovery: the issuer tokens must carry differs from the one published. */
-function issuerWarning(config: Config, issuer: string | undefined): CheckWarning[] {
-  if (issuer === undefined || issuer === config.authorizationServer) return [];
+function issuerWarning(keys: KeyStore): CheckWarning[] {
+  const { issuer } = keys;
+  const as = keys.source.authorizationServer;
+  if (issuer === undefined || issuer === as) return [];
   return [{
     id: "issuer_differs_from_authorization_server",
     message: `the expected token issuer "${issuer}" differs from AUTHORIZATION_SERVER ` +
-      `"${config.authorizationServer}": clients check that the authorization server metadata's ` +
+      `"${as}": clients check that the authorization server metadata's ` +
       "issuer equals the published authorization_servers entry exactly (RFC 8414 §3.3), and " +
       "tokens must carry the issuer the gate expects",
   }];
@@ -123,7 +135,7 @@ function issuerWarning(config: Config, issuer: string | undefined): CheckWarning
 
 /**
  * Runs the check: prints the report on stdout (key set fetch failures on stderr) and returns the
- * exit code, 0 or 1.
+ * exit code, 0 or 1 (1 when any issuer's discovery or key set fails).
  */
 export async function runCheck(config: Config, deps: CheckDeps): Promise<number> {
   const { io } = deps;
@@ -138,42 +150,53 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
   // The key store's own log lines (discovery, failures) go to stderr at the configured level.
   const sink: LogSink = { write: (line) => io.stderr(line), flush: () => {} };
   const log = createLogger({ level: config.logLevel === "debug" ? "debug" : "warn", sink });
-  const keys = createKeyStore(config, {
+  const set = createKeyStores(config, {
     log,
     fetch: deps.fetch,
     fetchTimeoutMs: deps.fetchTimeoutMs,
   });
-  let failure: string | undefined;
+  const failures: string[] = [];
+  const report: string[] = [];
   try {
-    await keys.refresh();
-    if (keys.stats().keys === 0) {
-      failure =
-        `the key set at "${
-          redactSecrets(keys.jwksUri ?? "")
-        }" holds no key usable with ALLOWED_ALGS ` +
-        `(${config.allowedAlgs.join(",")})`;
-    }
-  } catch (err) {
-    failure = describeError(err);
+    const several = set.stores.length > 1;
+    const results = await Promise.allSettled(set.stores.map((k) => k.refresh()));
+    results.forEach((result, i) => {
+      const keys = set.stores[i];
+      let failure: string | undefined;
+      if (result.status === "rejected") {
+        failure = describeError(result.reason);
+      } else if (keys.stats().keys === 0) {
+        failure =
+          `the key set at "${
+            redactSecrets(keys.jwksUri ?? "")
+          }" holds no key usable with ALLOWED_ALGS ` +
+          `(${config.allowedAlgs.join(",")})`;
+      }
+      if (failure !== undefined) failures.push(failure);
+      const issuer = keys.issuer ?? config.expectedIssuer;
+      report.push(
+        several
+          ? `Authorization server "${keys.source.authorizationServer}":\n`
+          : "Authorization server:\n",
+      );
+      report.push(`  issuer tokens must carry: ${issuer ?? "(unknown: discovery failed)"}\n`);
+      report.push(
+        `  jwks_uri:                 ${
+          keys.jwksUri !== undefined ? redactSecrets(keys.jwksUri) : "(unknown: discovery failed)"
+        }\n`,
+      );
+      if (failure === undefined) {
+        const list = keys.keysFor(undefined).map((k) =>
+          `    kid ${JSON.stringify(k.kid ?? null)} ${k.kty} ${[...k.algs].join(",")}\n`
+        );
+        report.push(`  keys:                     ${list.length} usable\n`, ...list);
+      }
+    });
   } finally {
-    await keys[Symbol.asyncDispose]();
+    await set[Symbol.asyncDispose]();
   }
 
-  const issuer = keys.issuer ?? config.expectedIssuer;
-  const report: string[] = ["Authorization server:\n"];
-  report.push(`  issuer tokens must carry: ${issuer ?? "(unknown: discovery failed)"}\n`);
-  report.push(
-    `  jwks_uri:                 ${
-      keys.jwksUri !== undefined ? redactSecrets(keys.jwksUri) : "(unknown: discovery failed)"
-    }\n`,
-  );
-  if (failure === undefined) {
-    const list = keys.keysFor(undefined).map((k) =>
-      `    kid ${JSON.stringify(k.kid ?? null)} ${k.kty} ${[...k.algs].join(",")}\n`
-    );
-    report.push(`  keys:                     ${list.length} usable\n`, ...list);
-  }
-  const warnings = [...configWarnings(config), ...issuerWarning(config, keys.issuer)];
+  const warnings = [...configWarnings(config), ...set.stores.flatMap(issuerWarning)];
   report.push("\n");
   if (warnings.length === 0) report.push("Warnings: none\n");
   else {
@@ -182,8 +205,10 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
   }
   io.stdout(report.join(""));
 
-  if (failure !== undefined) {
-    io.stderr(`mcp-gate: check failed: ${failure.replace(/\s*[\r\n]+\s*/g, " ")}\n`);
+  if (failures.length > 0) {
+    for (const failure of failures) {
+      io.stderr(`mcp-gate: check failed: ${failure.replace(/\s*[\r\n]+\s*/g, " ")}\n`);
+    }
     return 1;
   }
   io.stdout("\nOK: configuration valid, key set loaded\n");

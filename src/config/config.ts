@@ -15,6 +15,7 @@ import {
   duration,
   formatListenAddr,
   httpUrl,
+  type IssuerAudiences,
   type ListenAddr,
   type LogLevel,
   nonEmpty,
@@ -23,6 +24,8 @@ import {
   parseClaimHeaders,
   parseClaimRefs,
   parseCount,
+  parseIssuerAudiences,
+  parseIssuers,
   parseJwksUri,
   parseListenAddr,
   parseLogLevel,
@@ -46,6 +49,7 @@ export {
   type ClaimHeader,
   type ClaimRef,
   formatListenAddr,
+  type IssuerAudiences,
   type ListenAddr,
   type LogLevel,
   type RequiredClaim,
@@ -59,15 +63,20 @@ export interface Config {
   readonly resourceUri: string;
   /** The path of RESOURCE_URI without a trailing slash ("" when none), for RFC 9728 §3.1. */
   readonly resourcePath: string;
-  /** AUTHORIZATION_SERVER verbatim: published in `authorization_servers`. */
-  readonly authorizationServer: string;
+  /**
+   * AUTHORIZATION_SERVER's issuers, each verbatim, in order: published in `authorization_servers`
+   * (RFC 9728 §2); each has its own key set (see {@linkcode issuersOf}).
+   */
+  readonly authorizationServers: readonly string[];
   readonly listen: ListenAddr;
-  /** JWKS_URI, or undefined to discover it from AUTHORIZATION_SERVER. */
+  /** JWKS_URI, or undefined to discover it from AUTHORIZATION_SERVER (one issuer only). */
   readonly jwksUri?: string;
-  /** EXPECTED_ISSUER, or undefined to use the discovered issuer (else AUTHORIZATION_SERVER). */
+  /** EXPECTED_ISSUER, or undefined to use the discovered issuer (one issuer only). */
   readonly expectedIssuer?: string;
   /** Non-empty; default RESOURCE_URI with and without one trailing slash. */
   readonly expectedAudience: readonly string[];
+  /** ISSUER_AUDIENCES: audiences for some issuers instead of EXPECTED_AUDIENCE. */
+  readonly issuerAudiences: readonly IssuerAudiences[];
   readonly requiredScopes: readonly string[];
   readonly scopesSupported: readonly string[];
   /** SCOPE_CLAIMS: claim names or JSON Pointers. */
@@ -222,12 +231,12 @@ const ROWS = deepFreeze([
   }),
   row({
     name: "AUTHORIZATION_SERVER",
-    field: "authorizationServer",
+    field: "authorizationServers",
     default: REQUIRED,
-    // RFC 8414 §2: an issuer has no query or fragment.
-    parse: (t, fail) => httpUrl(t, fail, { query: false }) && t,
-    display: "as-is",
-    description: "issuer URL of the authorization server, published exactly as given",
+    parse: parseIssuers,
+    display: { key: "authorizationServer", format: (list) => list.join(",") },
+    description: "issuer URL of the authorization server, published exactly as given; " +
+      "several, comma-separated, each with its own key set",
   }),
   row({
     name: "LISTEN_ADDR",
@@ -268,6 +277,17 @@ const ROWS = deepFreeze([
     parse: (t, fail) => nonEmpty(splitList(t), fail),
     display: "as-is",
     description: "accepted audiences, comma-separated; the token's aud must contain one",
+  }),
+  row({
+    name: "ISSUER_AUDIENCES",
+    field: "issuerAudiences",
+    default: fixed([]),
+    parse: parseIssuerAudiences,
+    display: {
+      format: (list) => list.map((e) => `${e.issuer}=${e.audiences.join("|")}`),
+    },
+    description: "issuer=aud|aud pairs, comma-separated: audiences for tokens of that " +
+      "AUTHORIZATION_SERVER issuer instead of EXPECTED_AUDIENCE",
   }),
   row({
     name: "REQUIRED_SCOPES",
@@ -655,6 +675,46 @@ export interface PostCheck {
 /** The cross-variable rules, in the order their problems are reported. */
 export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
   {
+    name: "jwks-uri-and-expected-issuer-with-one-issuer",
+    check({ values: { authorizationServers }, texts }) {
+      // Each issuer's key set and iss come from its own discovery; one override cannot fit them all.
+      if (!authorizationServers || authorizationServers.length < 2) return [];
+      return (["JWKS_URI", "EXPECTED_ISSUER"] as const).flatMap((name) =>
+        texts[name] === undefined ? [] : [
+          invalidValue(
+            name,
+            "expected it unset when AUTHORIZATION_SERVER names several issuers " +
+              "(each one's key set and issuer are discovered)",
+            texts[name]!,
+          ),
+        ]
+      );
+    },
+  },
+  {
+    name: "issuer-audiences-name-issuers",
+    check({ values: { authorizationServers, issuerAudiences } }) {
+      if (!authorizationServers || !issuerAudiences) return [];
+      const seen = new Set<string>();
+      const problems: ConfigProblem[] = [];
+      for (const { issuer } of issuerAudiences) {
+        if (!authorizationServers.includes(issuer)) {
+          problems.push(invalidValue(
+            "ISSUER_AUDIENCES",
+            "expected issuers listed in AUTHORIZATION_SERVER, exactly as spelled there",
+            issuer,
+          ));
+        } else if (seen.has(issuer)) {
+          problems.push(
+            invalidValue("ISSUER_AUDIENCES", "expected each issuer at most once", issuer),
+          );
+        }
+        seen.add(issuer);
+      }
+      return problems;
+    },
+  },
+  {
     name: "tls-files-in-pairs",
     check({ values }) {
       const cert = values.tlsCertFile !== undefined;
@@ -801,6 +861,37 @@ export function invalidValue(variable: string, detail: string, got: string): Con
   const safe = redactSecrets(got);
   const shown = safe.length > 200 ? safe.slice(0, 200) + "…" : safe;
   return { variable, message: `Invalid "${variable}": ${detail}, got ${JSON.stringify(shown)}` };
+}
+
+/** One issuer the gate accepts tokens from, with what its tokens are checked against. */
+export interface IssuerConfig {
+  /** The AUTHORIZATION_SERVER entry, verbatim: discovered (RFC 8414 §3) and published. */
+  readonly authorizationServer: string;
+  /**
+   * The exact `iss` its tokens carry: EXPECTED_ISSUER (one issuer only), else the entry, which
+   * discovery requires to equal the metadata's `issuer` (RFC 8414 §3.3).
+   */
+  readonly issuer: string;
+  /** JWKS_URI (one issuer only); else discovered. */
+  readonly jwksUri?: string;
+  /** Its ISSUER_AUDIENCES entry, else EXPECTED_AUDIENCE. */
+  readonly audiences: readonly string[];
+}
+
+/** The issuers of a configuration, in AUTHORIZATION_SERVER order; the one owner of this view. */
+export function issuersOf(
+  config: Pick<
+    Config,
+    "authorizationServers" | "expectedIssuer" | "jwksUri" | "expectedAudience" | "issuerAudiences"
+  >,
+): readonly IssuerConfig[] {
+  return config.authorizationServers.map((as) => ({
+    authorizationServer: as,
+    issuer: config.expectedIssuer ?? as,
+    ...(config.jwksUri !== undefined && { jwksUri: config.jwksUri }),
+    audiences: config.issuerAudiences.find((e) => e.issuer === as)?.audiences ??
+      config.expectedAudience,
+  }));
 }
 
 /**

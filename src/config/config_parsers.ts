@@ -140,6 +140,50 @@ export function parseUpstream(text: string, fail: Fail): Upstream | undefined {
   };
 }
 
+/** AUTHORIZATION_SERVER: issuer URLs (RFC 8414 §2: no query or fragment), comma-separated. */
+export function parseIssuers(text: string, fail: Fail): readonly string[] | undefined {
+  const list = nonEmpty(splitList(text), fail);
+  let ok = list !== undefined;
+  for (const entry of list ?? []) {
+    if (!httpUrl(entry, (d) => fail(d, entry), { query: false })) ok = false;
+  }
+  return ok ? list : undefined;
+}
+
+/** One ISSUER_AUDIENCES entry: an AUTHORIZATION_SERVER issuer and the audiences for its tokens. */
+export interface IssuerAudiences {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+}
+
+/**
+ * ISSUER_AUDIENCES: `issuer=aud|aud` entries, comma-separated. The issuer ends at the first "="
+ * (issuer identifiers, https URLs without query, have none in practice; one that had could not be
+ * named, and the configuration says so), so an audience may hold "=" (base64 client IDs do);
+ * audiences are separated by "|", which no URL, GUID or client ID holds unencoded. Whether each
+ * issuer is one of AUTHORIZATION_SERVER is checked across variables.
+ */
+export function parseIssuerAudiences(
+  text: string,
+  fail: Fail,
+): readonly IssuerAudiences[] | undefined {
+  const out: IssuerAudiences[] = [];
+  let ok = true;
+  for (const entry of nonEmpty(splitList(text), fail) ?? []) {
+    const eq = entry.indexOf("=");
+    const issuer = entry.slice(0, Math.max(eq, 0)).trim();
+    const audiences = entry.slice(eq + 1).split("|").map((a) => a.trim());
+    if (eq < 0 || issuer === "" || audiences.some((a) => a === "")) {
+      ok = false;
+      fail(
+        "expected issuer=audience|audience pairs like https://auth.example.com/=api://mcp",
+        entry,
+      );
+    } else out.push({ issuer, audiences: unique(audiences) });
+  }
+  return ok && out.length > 0 ? out : undefined;
+}
+
 /** RFC 8725 §3.9 spirit: key material over plain http only where no network is crossed. */
 export function parseJwksUri(text: string, fail: Fail): string | undefined {
   const parsed = httpUrl(text, fail, { query: true });

@@ -7,6 +7,7 @@ import {
   displayKey,
   displayValue,
   type Env,
+  issuersOf,
   parseConfig,
   POST_CHECKS,
   redactedConfig,
@@ -260,6 +261,79 @@ Deno.test("parseConfig() refuses a RESOURCE_URI with a fragment, user info or an
   await refusesEach(t, "RESOURCE_URI", cases);
 });
 
+Deno.test("parseConfig() reads several issuers, each with its own audiences", async (t) => {
+  const A = "https://a.example.com/realms/x";
+  const B = "https://login.example.com/tid/v2.0";
+  await t.step("a comma-separated list, each entry verbatim, in order", () => {
+    const config = parse({ AUTHORIZATION_SERVER: `${A}, ${B}/,${A}` });
+    assert.deepEqual(config.authorizationServers, [A, `${B}/`]);
+    assert.equal(redactedConfig(config).authorizationServer, `${A},${B}/`);
+  });
+  await t.step("ISSUER_AUDIENCES: the issuer ends at the first '=', audiences split at '|'", () => {
+    const config = parse({
+      AUTHORIZATION_SERVER: `${A},${B}`,
+      EXPECTED_AUDIENCE: "https://mcp.example.com/mcp",
+      ISSUER_AUDIENCES: `${B}=api://mcp | 6c1f-guid|cid==`,
+    });
+    assert.deepEqual(config.issuerAudiences, [
+      { issuer: B, audiences: ["api://mcp", "6c1f-guid", "cid=="] },
+    ]);
+    assert.deepEqual(issuersOf(config), [
+      { authorizationServer: A, issuer: A, audiences: ["https://mcp.example.com/mcp"] },
+      { authorizationServer: B, issuer: B, audiences: ["api://mcp", "6c1f-guid", "cid=="] },
+    ]);
+    assert.deepEqual(redactedConfig(config).issuerAudiences, [`${B}=api://mcp|6c1f-guid|cid==`]);
+  });
+  await t.step("one issuer: EXPECTED_ISSUER and JWKS_URI apply to it", () => {
+    const config = parse({
+      AUTHORIZATION_SERVER: A,
+      EXPECTED_ISSUER: "https://sts.example.com/t/",
+      JWKS_URI: "https://a.example.com/keys",
+    });
+    assert.deepEqual(issuersOf(config), [{
+      authorizationServer: A,
+      issuer: "https://sts.example.com/t/",
+      jwksUri: "https://a.example.com/keys",
+      audiences: ["https://mcp.example.com/mcp", "https://mcp.example.com/mcp/"],
+    }]);
+  });
+  await t.step("several issuers refuse JWKS_URI and EXPECTED_ISSUER", () => {
+    const found = problems({
+      AUTHORIZATION_SERVER: `${A},${B}`,
+      JWKS_URI: "https://a.example.com/keys",
+      EXPECTED_ISSUER: A,
+    });
+    const detail = "expected it unset when AUTHORIZATION_SERVER names several issuers (each " +
+      "one's key set and issuer are discovered)";
+    assert.deepEqual(found.map((p) => p.message), [
+      `Invalid "JWKS_URI": ${detail}, got "https://a.example.com/keys"`,
+      `Invalid "EXPECTED_ISSUER": ${detail}, got "${A}"`,
+    ]);
+  });
+  await t.step("ISSUER_AUDIENCES names configured issuers, each once", () => {
+    const found = problems({
+      AUTHORIZATION_SERVER: A,
+      ISSUER_AUDIENCES: `${A}/=x,${A}=y,${A}=z`,
+    });
+    assert.deepEqual(found.map((p) => p.message), [
+      `Invalid "ISSUER_AUDIENCES": expected issuers listed in AUTHORIZATION_SERVER, exactly as ` +
+      `spelled there, got "${A}/"`,
+      `Invalid "ISSUER_AUDIENCES": expected each issuer at most once, got "${A}"`,
+    ]);
+  });
+  const pairs = "expected issuer=audience|audience pairs like https://auth.example.com/=api://mcp";
+  await refusesEach(t, "ISSUER_AUDIENCES", [
+    [`${A}`, pairs],
+    [`${A}=`, pairs],
+    [`${A}=a||b`, pairs],
+    [`=a`, pairs],
+  ]);
+  await refusesEach(t, "AUTHORIZATION_SERVER", [
+    ["https://a.example.com/x?q=1", "expected a URL without a query"],
+    ["ftp://a.example.com", "expected an http or https URL"],
+  ], `${A},`);
+});
+
 Deno.test("parseConfig() keeps AUTHORIZATION_SERVER exactly as given", async (t) => {
   for (
     const value of [
@@ -270,7 +344,7 @@ Deno.test("parseConfig() keeps AUTHORIZATION_SERVER exactly as given", async (t)
     ]
   ) {
     await t.step(value, () => {
-      assert.equal(parse({ AUTHORIZATION_SERVER: value }).authorizationServer, value);
+      assert.deepEqual(parse({ AUTHORIZATION_SERVER: value }).authorizationServers, [value]);
     });
   }
 });
@@ -1122,6 +1196,8 @@ Deno.test("CONFIG_ROWS: only the three required rows are required; derived defau
   assert.deepEqual(kinds("required"), ["UPSTREAM_URL", "RESOURCE_URI", "AUTHORIZATION_SERVER"]);
   assert.deepEqual(kinds("derived"), ["EXPECTED_AUDIENCE", "SCOPES_SUPPORTED"]);
   assert.deepEqual(POST_CHECKS.map((c) => c.name), [
+    "jwks-uri-and-expected-issuer-with-one-issuer",
+    "issuer-audiences-name-issuers",
     "tls-files-in-pairs",
     "introspection-needs-credentials",
     "mirror-needs-one-authorization-server",

@@ -60,7 +60,8 @@ export function metadataPaths(resourcePath: string): readonly string[] {
 export function buildMetadataDocument(config: Config): ProtectedResourceMetadata {
   return {
     resource: config.resourceUri,
-    authorization_servers: [config.authorizationServer],
+    // RFC 9728 §2: every issuer whose tokens the gate accepts, as configured.
+    authorization_servers: [...config.authorizationServers],
     bearer_methods_supported: ["header"],
     ...(config.scopesSupported.length > 0 && { scopes_supported: [...config.scopesSupported] }),
     ...(config.resourceName && { resource_name: config.resourceName }),

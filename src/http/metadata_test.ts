@@ -42,10 +42,10 @@ Deno.test("metadataPaths() lists the root form and, for a path, both slash forms
   }
 });
 
-Deno.test("createMetadata() publishes the configured values verbatim", async () => {
+Deno.test("createMetadata() publishes the configured values verbatim, every issuer in order", async () => {
   const endpoint = createMetadata(testConfig({
     resourceUri: "https://MCP.example.com/mcp",
-    authorizationServer: AS,
+    authorizationServers: [AS, "https://login.example.com/t/v2.0"],
     scopesSupported: ["mcp:read", "mcp:write"],
     resourceName: "Example MCP",
     resourceDocumentation: "https://docs.example.com/mcp",
@@ -54,7 +54,7 @@ Deno.test("createMetadata() publishes the configured values verbatim", async () 
     await endpoint.respond(new Request(`${BASE}${WELL_KNOWN_PATH}/mcp`)).text(),
     JSON.stringify({
       resource: "https://MCP.example.com/mcp",
-      authorization_servers: [AS],
+      authorization_servers: [AS, "https://login.example.com/t/v2.0"],
       bearer_methods_supported: ["header"],
       scopes_supported: ["mcp:read", "mcp:write"],
       resource_name: "Example MCP",
@@ -65,7 +65,7 @@ Deno.test("createMetadata() publishes the configured values verbatim", async () 
 });
 
 Deno.test("createMetadata() omits empty and unset members (RFC 9728 §3.2)", async () => {
-  const endpoint = createMetadata(testConfig({ authorizationServer: AS }));
+  const endpoint = createMetadata(testConfig({ authorizationServers: [AS] }));
   const json = await endpoint.respond(new Request(`${BASE}${WELL_KNOWN_PATH}/mcp`)).text();
   assert.deepEqual(JSON.parse(json), {
     resource: "https://mcp.example.com/mcp",

@@ -402,7 +402,7 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
  * unless `jwksUri` is given in `overrides`.
  */
 export function configFor(issuer: string, overrides: Partial<Config> = {}): Config {
-  return testConfig({ authorizationServer: issuer, ...overrides });
+  return testConfig({ authorizationServers: [issuer], ...overrides });
 }
 
 /** Timers that only run when the test fires them; every scheduled delay is recorded. */
