@@ -759,8 +759,8 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
     // tell which one it is talking to.
     name: "mirror-needs-one-authorization-server",
     check({ values, texts }) {
-      const as = texts.AUTHORIZATION_SERVER;
-      if (values.asMetadataMirror !== true || as === undefined || !as.includes(",")) return [];
+      const as = values.authorizationServers;
+      if (values.asMetadataMirror !== true || as === undefined || as.length < 2) return [];
       return [
         invalidValue(
           "AS_METADATA_MIRROR",

@@ -162,7 +162,10 @@ export function mintToken(options: {
 
 /** Options for {@linkcode startTestIssuer}. */
 export interface TestIssuerOptions {
-  /** Issuer path, e.g. "/realms/test" (Keycloak style). Default: none (root issuer). */
+  /**
+   * Issuer path, e.g. "/realms/test" (Keycloak style), "/" (Auth0: a root issuer with its trailing
+   * slash). Default: none (root issuer without a slash).
+   */
   path?: string;
   /** Algorithm of the first key. Default RS256. */
   alg?: TestAlg;
@@ -242,17 +245,20 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
 
   const origin = () => `http://127.0.0.1:${port}`;
   const issuer = () => origin() + path;
-  const jwksPath = `${path}/protocol/openid-connect/certs`;
+  // An issuer with a trailing slash (Auth0 "/", Authentik "/application/o/<slug>/") serves its
+  // documents where providers do: below the path without that slash (RFC 8414 §3.1).
+  const base = path.endsWith("/") ? path.slice(0, -1) : path;
+  const jwksPath = `${base}/protocol/openid-connect/certs`;
   const jwksUri = () => origin() + jwksPath;
 
   const discoveryPaths = () => {
     const d = options.discovery ?? "both";
     const paths: string[] = [];
     if (d === "both" || d === "rfc8414") {
-      paths.push(`/.well-known/oauth-authorization-server${path}`);
+      paths.push(`/.well-known/oauth-authorization-server${base}`);
     }
-    if (d === "both" || d === "oidc") paths.push(`${path}/.well-known/openid-configuration`);
-    if (d === "oidc-inserted") paths.push(`/.well-known/openid-configuration${path}`);
+    if (d === "both" || d === "oidc") paths.push(`${base}/.well-known/openid-configuration`);
+    if (d === "oidc-inserted") paths.push(`/.well-known/openid-configuration${base}`);
     return paths;
   };
 
@@ -297,8 +303,8 @@ export async function startTestIssuer(options: TestIssuerOptions = {}): Promise<
       return json({
         issuer: options.publishedIssuer ?? issuer(),
         jwks_uri: options.publishedJwksUri ?? jwksUri(),
-        authorization_endpoint: `${issuer()}/authorize`,
-        token_endpoint: `${issuer()}/token`,
+        authorization_endpoint: `${origin()}${base}/authorize`,
+        token_endpoint: `${origin()}${base}/token`,
         response_types_supported: ["code"],
         code_challenge_methods_supported: ["S256"],
       });
