@@ -775,6 +775,9 @@ async function keySetRows(ctx: Context): Promise<Row[]> {
   return rows;
 }
 
+/** Rounds of the introspection scenario, each measuring both tokens. */
+const INTROSPECT_ROUNDS = 4;
+
 /** The opaque token of the introspection scenario (never a JWS: it goes to introspection). */
 const OPAQUE_TOKEN = "bench-opaque-token-0123456789abcdefghijklmnopqrstuv";
 
@@ -809,7 +812,7 @@ function startIntrospectionEndpoint() {
 
 /**
  * A warm opaque token (its introspection answer cached) against a warm JWT (its verification
- * cached), same gate, same load, alternated twice so drift on the machine hits both alike: what
+ * cached), same gate, same load, alternated round by round so drift on the machine hits both alike: what
  * introspection adds to a request once the answer is known (hashing the token for the cache key).
  */
 async function introspectionRows(ctx: Context): Promise<Row[]> {
@@ -834,9 +837,15 @@ async function introspectionRows(ctx: Context): Promise<Row[]> {
       const opaqueSpec: LoadSpec = { ...jwtSpec, tokensFile: opaqueFile };
       const jwt: Measured[] = [];
       const opaque: Measured[] = [];
-      for (let round = 0; round < 2; round++) {
-        jwt.push(await measure(ctx, gate, jwtSpec));
-        opaque.push(await measure(ctx, gate, opaqueSpec));
+      // Which goes first alternates too: a gate still settling would favour the second.
+      for (let round = 0; round < INTROSPECT_ROUNDS; round++) {
+        if (round % 2 === 0) {
+          jwt.push(await measure(ctx, gate, jwtSpec));
+          opaque.push(await measure(ctx, gate, opaqueSpec));
+        } else {
+          opaque.push(await measure(ctx, gate, opaqueSpec));
+          jwt.push(await measure(ctx, gate, jwtSpec));
+        }
       }
       const summary = (m: Measured[]) => {
         const requests = m.reduce((n, x) => n + x.result.requests, 0);
@@ -860,7 +869,10 @@ async function introspectionRows(ctx: Context): Promise<Row[]> {
           gateRps: j.rps,
           gateLatency: j.latency,
           gateCpuUs: j.cpuUs,
-          notes: ["2 runs alternated with the row below; CPU weighted by requests", j.notes]
+          notes: [
+            `${INTROSPECT_ROUNDS} runs alternated with the row below; CPU weighted by requests`,
+            j.notes,
+          ]
             .filter(Boolean).join("; "),
         },
         {
@@ -870,7 +882,13 @@ async function introspectionRows(ctx: Context): Promise<Row[]> {
           gateLatency: o.latency,
           gateCpuUs: o.cpuUs,
           compare: `CPU/req ${pct(o.cpuUs, j.cpuUs)}, rps ${pct(o.rps, j.rps)} vs JWT`,
-          notes: [`introspection calls: ${endpoint.calls}`, o.notes].filter(Boolean).join("; "),
+          notes: [
+            `introspection calls: ${endpoint.calls}`,
+            `CPU/req ratio per round ${
+              opaque.map((m, i) => (m.cpuUs / jwt[i].cpuUs).toFixed(2)).join(", ")
+            }`,
+            o.notes,
+          ].filter(Boolean).join("; "),
         },
       ];
     } finally {
