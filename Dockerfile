@@ -21,6 +21,9 @@ FROM --platform=$BUILDPLATFORM denoland/deno:${DENO_VERSION} AS build
 ARG MCP_GATE_OTEL
 ARG TARGETARCH
 ARG BUILDARCH
+# The git revision for `--version` and mcpgate_build_info: the build context has no .git
+# (.dockerignore), so the release workflow passes it (`--build-arg MCP_GATE_REVISION=<sha>`).
+ARG MCP_GATE_REVISION
 WORKDIR /src
 COPY deno.json deno.lock ./
 COPY scripts/ scripts/

@@ -663,6 +663,9 @@ Deno.test("release workflow: a multi-arch image with an SBOM and full provenance
   assert.equal(push.with.push, true);
   assert.equal(push.with.sbom, true);
   assert.equal(push.with.provenance, "mode=max");
+  // The build context has no .git: the revision comes in as a build argument the Dockerfile takes.
+  assert.match(push.with["build-args"], /^MCP_GATE_REVISION=\$\{\{ github\.sha \}\}$/m);
+  assert.ok(buildStage.some((i) => i.op === "ARG" && i.args.startsWith("MCP_GATE_REVISION")));
 });
 
 Deno.test("CI workflow: .ci/run on every pull request and every push to main", () => {
