@@ -64,6 +64,7 @@ deno info --json main.ts > dist/graph.json
 v8_flags=$(deno run --allow-read=. --allow-write=dist scripts/compile_config.ts dist/graph.json)
 
 revision=${MCP_GATE_REVISION:-}
+revision=${revision:0:12}
 if [ -z "$revision" ] && revision=$(git rev-parse --short=12 HEAD 2> /dev/null); then
   [ -n "$(git status --porcelain --untracked-files=no 2> /dev/null)" ] && revision="$revision-dirty"
 fi
