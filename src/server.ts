@@ -6,10 +6,12 @@
  */
 import {
   type Config,
+  type Env,
   formatListenAddr,
   invalidValue,
   type ListenAddr,
   redactedConfig,
+  startupWarnings,
 } from "./config/mod.ts";
 import { ConfigError, ListenError } from "./errors.ts";
 import {
@@ -30,7 +32,12 @@ import {
   type KeyStores,
   withIntrospection,
 } from "./auth/mod.ts";
-import { createForwarder, isUpstreamStreamError, type StreamingForwarder } from "./proxy/mod.ts";
+import {
+  createForwarder,
+  isUpstreamStreamError,
+  type StreamingForwarder,
+  upstreamMapping,
+} from "./proxy/mod.ts";
 import { healthResponse, internalErrorResponse } from "./http/mod.ts";
 import { createHandler, type Handler } from "./handler.ts";
 import { buildInfo } from "./version.ts";
@@ -46,6 +53,8 @@ export interface ServerDeps {
   fetch?: typeof fetch;
   /** CA certificates (PEM) trusted for an https upstream, for tests. */
   upstreamCaCerts?: string[];
+  /** The environment the config was parsed from: unknown variables in it are warned about. */
+  env?: Env;
 }
 
 /** How the gate stopped. */
@@ -85,6 +94,12 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     deno: build.deno,
     config: redactedConfig(config),
   });
+  // What `mcp-gate check` reports, once, where the operator reads the start (docs/contract.md §6).
+  const { from, to } = upstreamMapping(config);
+  log.info("upstream mapping", { mapping: `${from} → ${to}` });
+  for (const w of startupWarnings(config, deps.env ?? {})) {
+    log.warn("configuration warning", { warning: w.id, variable: w.variable, reason: w.message });
+  }
   for (const w of runtimeLimits(config, Deno.version.deno)) {
     log.warn("setting not fully applied", { variable: w.variable, detail: w.detail });
   }

@@ -5,16 +5,17 @@
  * gate, including TLS.
  */
 import assert from "node:assert/strict";
-import { type Env, parseConfig } from "../src/config/mod.ts";
 import {
-  type CheckWarning,
+  CONFIG_ROWS,
+  type ConfigWarning,
   configWarnings,
-  healthcheckTarget,
-  localHostFor,
-  runCheck,
-  runHealthcheck,
-} from "../src/cli/mod.ts";
-import { startTestIssuer } from "./helpers/issuer.ts";
+  type Env,
+  GO_MCP_GATE_VARIABLES,
+  parseConfig,
+  unknownVariableWarnings,
+} from "../src/config/mod.ts";
+import { healthcheckTarget, localHostFor, runCheck, runHealthcheck } from "../src/cli/mod.ts";
+import { generateTestKey, hmacJws, startTestIssuer } from "./helpers/issuer.ts";
 import { GATE_BIN, startGate, type TestGate } from "./helpers/gate.ts";
 import { closedPort } from "./helpers/net.ts";
 import { HAVE_OPENSSL, selfSignedCert } from "./helpers/tls.ts";
@@ -37,7 +38,7 @@ function memoryIo() {
 /** A configuration without any warning: the base every warning row changes one thing of. */
 function cleanEnv(extra: Env = {}): Env {
   return {
-    UPSTREAM_URL: "http://127.0.0.1:3000/mcp",
+    UPSTREAM_URL: "http://127.0.0.1:3000",
     RESOURCE_URI: RESOURCE,
     AUTHORIZATION_SERVER: "https://auth.example.com/realms/mcp",
     SCOPES_SUPPORTED: "mcp:tools",
@@ -46,7 +47,7 @@ function cleanEnv(extra: Env = {}): Env {
   };
 }
 
-const ids = (warnings: CheckWarning[]) => warnings.map((w) => w.id);
+const ids = (warnings: readonly { id: string }[]) => warnings.map((w) => w.id);
 
 // ---------------------------------------------------------------------------------------------
 // check: warnings
@@ -56,7 +57,7 @@ Deno.test("configWarnings() is silent for a configuration that suits Claude", ()
 });
 
 Deno.test("configWarnings() flags settings that validate but break real clients", async (t) => {
-  const rows: [string, Env, CheckWarning["id"][]][] = [
+  const rows: [string, Env, ConfigWarning["id"][]][] = [
     [
       "a RESOURCE_URI with a trailing slash",
       { RESOURCE_URI: `${RESOURCE}/` },
@@ -73,9 +74,30 @@ Deno.test("configWarnings() flags settings that validate but break real clients"
       ["resource_not_https"],
     ],
     [
-      "an http authorization server on a public host",
-      { AUTHORIZATION_SERVER: "http://auth.example.com/realms/mcp" },
+      "an http authorization server on a public host (keys from JWKS_URI)",
+      {
+        AUTHORIZATION_SERVER: "http://auth.example.com/realms/mcp",
+        JWKS_URI: "https://auth.example.com/jwks",
+      },
       ["authorization_server_not_https"],
+    ],
+    [
+      "an UPSTREAM_URL that ends with the resource path (/mcp → /mcp/mcp)",
+      { UPSTREAM_URL: "http://127.0.0.1:3000/mcp" },
+      ["upstream_path_repeats_resource_path"],
+    ],
+    [
+      "the same with a trailing slash and a longer base",
+      { UPSTREAM_URL: "http://127.0.0.1:3000/api/mcp/" },
+      ["upstream_path_repeats_resource_path"],
+    ],
+    [
+      "keys from JWKS_URI and an EXPECTED_ISSUER that is not AUTHORIZATION_SERVER",
+      {
+        JWKS_URI: "https://auth.example.com/jwks",
+        EXPECTED_ISSUER: "https://sts.example.com/tenant",
+      },
+      ["issuer_differs_from_authorization_server"],
     ],
     ["no SCOPES_SUPPORTED", { SCOPES_SUPPORTED: "", REQUIRED_SCOPES: "" }, ["no_scopes_supported"]],
     [
@@ -117,17 +139,72 @@ Deno.test("configWarnings() accepts http on loopback hosts and audiences listing
 });
 
 // ---------------------------------------------------------------------------------------------
+// check: unknown variables
+
+Deno.test("unknownVariableWarnings() flags near misses and Go mcp-gate variables, nothing else", async (t) => {
+  const known = new Set(CONFIG_ROWS.map((r) => r.name));
+  const rows: [string, Env, [string, string][]][] = [
+    ["a typo of JWKS_URI", { JWKS_URL: "x" }, [["JWKS_URL", "JWKS_URI"]]],
+    ["RESOURCE_URL for RESOURCE_URI", { RESOURCE_URL: "x" }, [["RESOURCE_URL", "RESOURCE_URI"]]],
+    ["lower case", { upstream_url: "x" }, [["upstream_url", "UPSTREAM_URL"]]],
+    ["underscores dropped", { LOGLEVEL: "x" }, [["LOGLEVEL", "LOG_LEVEL"]]],
+    ["two edits away", { CLOCKSKEWS: "1" }, [["CLOCKSKEWS", "CLOCK_SKEW"]]],
+    ["unrelated variables", { HOME: "/root", PATH: "/bin", MCP_GATE_BIN: "x", TZ: "UTC" }, []],
+    ["set known variables", { LISTEN_ADDR: ":1", JWKS_URI: "x", LOG_LEVEL: "debug" }, []],
+  ];
+  for (const [name, env, want] of rows) {
+    await t.step(name, () => {
+      const got = unknownVariableWarnings(env);
+      assert.deepEqual(got.map((w) => w.id), want.map(() => "unknown_variable"));
+      got.forEach((w, i) => {
+        assert.equal(w.variable, want[i][0]);
+        assert.ok(w.message.includes(`did you mean ${want[i][1]}?`), w.message);
+      });
+    });
+  }
+  await t.step("a Go mcp-gate variable without a row here", () => {
+    const unsupported = GO_MCP_GATE_VARIABLES.filter((n) => !known.has(n));
+    for (const name of unsupported) {
+      assert.deepEqual(ids(unknownVariableWarnings({ [name]: "1" })), ["unsupported_go_variable"]);
+    }
+    // Those with a row are known: read off CONFIG_ROWS, not a second list.
+    for (const name of GO_MCP_GATE_VARIABLES.filter((n) => known.has(n))) {
+      assert.deepEqual(unknownVariableWarnings({ [name]: "1" }), []);
+    }
+  });
+  await t.step("every row's name in lower case is caught, and names the row", () => {
+    for (const name of known) {
+      const got = unknownVariableWarnings({ [name.toLowerCase()]: "1" });
+      assert.equal(got.length, 1, name);
+      assert.ok(got[0].message.endsWith(`did you mean ${name}?`), got[0].message);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // check: the report
 
-Deno.test("runCheck() prints the effective config, the metadata document and the key set, exit 0", async () => {
+/** A TCP listener standing in for the upstream (the probe only connects). */
+function upstreamListener(): Deno.TcpListener {
+  return Deno.listen({ hostname: "127.0.0.1", port: 0 });
+}
+
+Deno.test("runCheck() prints the configuration by variable name, the metadata, the upstream and the key set, exit 0", async () => {
   await using issuer = await startTestIssuer({ path: "/realms/mcp" });
-  const config = parseConfig(cleanEnv({ AUTHORIZATION_SERVER: issuer.issuer }));
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+  });
+  const config = parseConfig(env);
   const io = memoryIo();
-  const code = await runCheck(config, { io });
+  const code = await runCheck(config, { io, env });
   assert.equal(code, 0, io.err());
   const out = io.out();
-  assert.ok(out.includes(`"resourceUri": "${RESOURCE}"`), out);
-  assert.ok(out.includes(`"authorizationServer": "${issuer.issuer}"`));
+  assert.match(out, new RegExp(`\\n  RESOURCE_URI +${RESOURCE.replaceAll(".", "\\.")}\\n`), out);
+  assert.match(out, /\n {2}LISTEN_ADDR +0\.0\.0\.0:8080 {2}\(default\)\n/);
+  assert.match(out, /\n {2}JWKS_URI +\(not set\) {2}\(default\)\n/);
+  assert.ok(!out.includes("resourceUri"), "no config field names");
   assert.ok(
     out.includes(
       "Protected resource metadata (RFC 9728), served at " +
@@ -135,26 +212,81 @@ Deno.test("runCheck() prints the effective config, the metadata document and the
     ),
   );
   assert.ok(out.includes(`"authorization_servers": [\n      "${issuer.issuer}"\n    ]`), out);
+  assert.ok(out.includes(`Upstream:\n  /mcp → http://127.0.0.1:${upstream.addr.port}/mcp\n`), out);
+  assert.match(
+    out,
+    new RegExp(
+      `  reachable: yes \\(TCP connect to 127\\.0\\.0\\.1:${upstream.addr.port} in \\d+ ms\\)\\n`,
+    ),
+  );
   assert.ok(out.includes(`  issuer tokens must carry: ${issuer.issuer}\n`));
+  assert.ok(out.includes(`  discovered issuer:        ${issuer.issuer}\n`));
   assert.ok(out.includes(`  jwks_uri:                 ${issuer.jwksUri}\n`));
   assert.ok(out.includes("  keys:                     1 usable\n"));
   assert.ok(out.includes(`    kid "${issuer.current.kid}" RSA RS256\n`), out);
-  assert.ok(out.includes("Warnings: none\n"));
-  assert.ok(out.endsWith("\nOK: configuration valid, key set loaded\n"));
+  assert.ok(out.endsWith("\nWarnings: none\n\nOK: configuration valid, key set loaded\n"), out);
   assert.equal(io.err(), "");
   assert.equal(issuer.discoveryFetchCount > 0, true, "discovery ran");
   assert.equal(issuer.jwksFetchCount, 1, "the key set was fetched once");
 });
 
+Deno.test("runCheck() shows where the resource path lands upstream and warns on /mcp/mcp", async () => {
+  await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}/mcp`,
+  });
+  const io = memoryIo();
+  assert.equal(await runCheck(parseConfig(env), { io, env }), 0, io.err());
+  assert.ok(
+    io.out().includes(`  /mcp → http://127.0.0.1:${upstream.addr.port}/mcp/mcp\n`),
+    io.out(),
+  );
+  assert.match(
+    io.out(),
+    /Warnings \(1\):\n {2}- \[upstream_path_repeats_resource_path\] UPSTREAM_URL/,
+  );
+  assert.ok(
+    io.out().includes(
+      `set UPSTREAM_URL to the server's base URL ("http://127.0.0.1:${upstream.addr.port}")`,
+    ),
+  );
+});
+
+Deno.test("runCheck() warns, and still exits 0, when the upstream accepts no connection", async () => {
+  await using issuer = await startTestIssuer();
+  const port = closedPort();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${port}`,
+  });
+  const io = memoryIo();
+  assert.equal(await runCheck(parseConfig(env), { io, env }), 0, io.err());
+  assert.match(
+    io.out(),
+    new RegExp(`  reachable: no \\(TCP connect to 127\\.0\\.0\\.1:${port}: .+\\)\\n`),
+  );
+  assert.match(io.out(), /Warnings \(1\):\n {2}- \[upstream_unreachable\] UPSTREAM_URL/);
+  assert.ok(io.out().endsWith("\nOK: configuration valid, key set loaded\n"));
+});
+
 Deno.test("runCheck() exits 1 and says why when the key set cannot be fetched", async () => {
   await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
   issuer.jwksMode("503");
-  const config = parseConfig(cleanEnv({ AUTHORIZATION_SERVER: issuer.issuer }));
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+  });
   const io = memoryIo();
-  const code = await runCheck(config, { io, fetchTimeoutMs: 2000 });
+  const code = await runCheck(parseConfig(env), { io, env, fetchTimeoutMs: 2000 });
   assert.equal(code, 1);
   assert.match(io.err(), /^mcp-gate: check failed: .*503.*\n$/m);
-  assert.ok(io.out().includes("Effective configuration:\n"), "the config is printed anyway");
+  assert.ok(
+    io.out().includes("Configuration (from the environment):\n"),
+    "the config is printed anyway",
+  );
   assert.ok(!io.out().includes("OK:"));
 });
 
@@ -162,7 +294,7 @@ Deno.test("runCheck() exits 1 when discovery finds no authorization server", asy
   await using issuer = await startTestIssuer({ discovery: "none" });
   const config = parseConfig(cleanEnv({ AUTHORIZATION_SERVER: issuer.issuer }));
   const io = memoryIo();
-  assert.equal(await runCheck(config, { io, fetchTimeoutMs: 2000 }), 1);
+  assert.equal(await runCheck(config, { io, fetchTimeoutMs: 2000, probeTimeoutMs: 500 }), 1);
   assert.ok(
     io.out().includes("  issuer tokens must carry: (unknown: discovery failed)\n"),
     io.out(),
@@ -170,40 +302,176 @@ Deno.test("runCheck() exits 1 when discovery finds no authorization server", asy
   assert.match(io.err(), /^mcp-gate: check failed: /m);
 });
 
-Deno.test("runCheck() warns when the discovered issuer differs from AUTHORIZATION_SERVER", async () => {
+Deno.test("runCheck() fails when EXPECTED_ISSUER contradicts the discovered issuer: every token would be rejected", async () => {
   await using issuer = await startTestIssuer();
-  // EXPECTED_ISSUER overrides what tokens must carry; clients still compare the AS metadata.
-  const config = parseConfig(cleanEnv({
+  using upstream = upstreamListener();
+  const env = cleanEnv({
     AUTHORIZATION_SERVER: issuer.issuer,
-    JWKS_URI: issuer.jwksUri,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
     EXPECTED_ISSUER: `${issuer.issuer}/other`,
-  }));
+  });
   const io = memoryIo();
-  assert.equal(await runCheck(config, { io }), 0, io.err());
-  assert.ok(io.out().includes("[issuer_differs_from_authorization_server]"), io.out());
-  assert.ok(io.out().includes("Warnings (1):\n"));
+  assert.equal(await runCheck(parseConfig(env), { io, env }), 1);
+  assert.match(
+    io.err(),
+    new RegExp(
+      `^mcp-gate: check failed: EXPECTED_ISSUER "${issuer.issuer}/other" differs from the issuer "${issuer.issuer}" .* every token is rejected`,
+      "m",
+    ),
+  );
+  assert.ok(!io.out().includes("OK:"));
 });
 
-Deno.test("runCheck() lists every configuration warning in the report, still exit 0", async () => {
+Deno.test("runCheck() warns when keys come from JWKS_URI and EXPECTED_ISSUER is not AUTHORIZATION_SERVER", async () => {
   await using issuer = await startTestIssuer();
-  const config = parseConfig(cleanEnv({
+  using upstream = upstreamListener();
+  // Nothing is discovered: tokens must carry EXPECTED_ISSUER; clients still compare the AS metadata.
+  const env = cleanEnv({
     AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+    JWKS_URI: issuer.jwksUri,
+    EXPECTED_ISSUER: `${issuer.issuer}/other`,
+  });
+  const io = memoryIo();
+  assert.equal(await runCheck(parseConfig(env), { io, env }), 0, io.err());
+  assert.ok(
+    io.out().includes("Warnings (1):\n  - [issuer_differs_from_authorization_server]"),
+    io.out(),
+  );
+});
+
+Deno.test("runCheck() lists every warning at the end, unknown variables included, still exit 0", async () => {
+  await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
     RESOURCE_URI: `${RESOURCE}/`,
     SCOPES_SUPPORTED: "",
     REQUIRED_SCOPES: "",
-  }));
+    JWKS_URL: "https://typo.example.com/jwks",
+  });
   const io = memoryIo();
-  assert.equal(await runCheck(config, { io }), 0);
-  assert.ok(io.out().includes("Warnings (2):\n"), io.out());
-  assert.ok(io.out().includes("  - [resource_trailing_slash] RESOURCE_URI"));
-  assert.ok(io.out().includes("  - [no_scopes_supported] SCOPES_SUPPORTED is empty"));
+  assert.equal(await runCheck(parseConfig(env), { io, env }), 0);
+  const out = io.out();
+  const at = out.indexOf("Warnings (3):\n");
+  assert.ok(at > out.indexOf("Authorization server:\n"), out);
+  assert.ok(out.includes("  - [resource_trailing_slash] RESOURCE_URI"));
+  assert.ok(out.includes("  - [no_scopes_supported] SCOPES_SUPPORTED is empty"));
+  assert.ok(out.includes("  - [unknown_variable] JWKS_URL is not a variable of this gate"));
+});
+
+// ---------------------------------------------------------------------------------------------
+// check --token
+
+Deno.test("runCheck() with a token explains each rule against a real issuer, never printing the token", async (t) => {
+  await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+  });
+  const config = parseConfig(env);
+  const now = Math.floor(Date.now() / 1000);
+  const stranger = await generateTestKey("RS256");
+  const rows: [string, () => Promise<string>, number, string[], string][] = [
+    ["a good token", () => issuer.mint({ scope: "mcp:tools" }), 0, [], 'accepted for sub "user-1"'],
+    [
+      "the wrong audience",
+      () => issuer.mint({ scope: "mcp:tools", aud: "https://other.example.com" }),
+      1,
+      ["aud"],
+      "refused: 401 invalid_token (reason audience)",
+    ],
+    [
+      "expired",
+      () => issuer.mint({ scope: "mcp:tools", iat: now - 7200, exp: now - 3600 }),
+      1,
+      ["exp/nbf/iat"],
+      "refused: 401 invalid_token (reason expired)",
+    ],
+    [
+      "an algorithm not allowed (HS256 keyed with the kid of a real key)",
+      () =>
+        hmacJws({
+          header: { alg: "HS256", kid: issuer.current.kid, typ: "at+jwt" },
+          payload: {
+            iss: issuer.issuer,
+            aud: RESOURCE,
+            sub: "u",
+            exp: now + 300,
+            scope: "mcp:tools",
+          },
+          secret: new TextEncoder().encode("secret"),
+        }),
+      1,
+      ["alg allowed"],
+      "refused: 401 invalid_token (reason alg)",
+    ],
+    [
+      "a missing scope",
+      () => issuer.mint({ scope: "other" }),
+      1,
+      ["scopes"],
+      "refused: 403 insufficient_scope (reason scope)",
+    ],
+    [
+      "an unknown kid",
+      () => issuer.mint({ scope: "mcp:tools" }, { key: stranger }),
+      1,
+      ["key"],
+      "refused: 401 invalid_token (reason unknown_kid)",
+    ],
+  ];
+  for (const [name, mint, wantCode, wantFailed, verdict] of rows) {
+    await t.step(name, async () => {
+      const token = await mint();
+      const io = memoryIo();
+      const code = await runCheck(config, { io, env, token });
+      assert.equal(code, wantCode, io.out() + io.err());
+      const out = io.out();
+      const section = out.slice(out.indexOf("Token (read from stdin, never printed):\n"));
+      const failed = [...section.matchAll(/\[FAIL\] (\S+(?: \S+)?) {2,}/g)].map((m) => m[1].trim());
+      assert.deepEqual(failed, wantFailed, section);
+      assert.ok(section.includes(`  verdict: ${verdict}\n`), section);
+      for (
+        const rule of [
+          "form",
+          "alg allowed",
+          "typ",
+          "kid",
+          "key",
+          "signature",
+          "iss",
+          "aud",
+          "exp/nbf/iat",
+          "scopes",
+        ]
+      ) {
+        assert.match(
+          section,
+          new RegExp(`\\[(pass|FAIL|skip)\\] ${rule.replace("/", "\\/")} `),
+          rule,
+        );
+      }
+      const everything = out + io.err();
+      assert.ok(!everything.includes(token), "the token is never printed");
+      assert.ok(!everything.includes(token.split(".")[2]), "nor its signature");
+      if (wantCode === 0) {
+        assert.ok(out.endsWith("OK: configuration valid, key set loaded, token accepted\n"));
+      } else assert.match(io.err(), /^mcp-gate: check failed: the token would be refused/m);
+    });
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
 // check and healthcheck as a process
 
-/** `mcp-gate <args>` as a child process: the binary when MCP_GATE_BIN is set, else deno run. */
-async function mcpGate(args: string[], env: Env) {
+/**
+ * `mcp-gate <args>` as a child process: the binary when MCP_GATE_BIN is set, else deno run;
+ * `stdin` is written to its standard input (else it has none).
+ */
+async function mcpGate(args: string[], env: Env, stdin?: string) {
   const full: Record<string, string> = { NO_COLOR: "1" };
   if (!GATE_BIN) {
     // Only what Deno itself needs to find its cache; the binary gets nothing of ours.
@@ -216,15 +484,21 @@ async function mcpGate(args: string[], env: Env) {
   const [program, argv] = GATE_BIN
     ? [GATE_BIN, args]
     : [Deno.execPath(), ["run", "--allow-net", "--allow-env", "--allow-read", "main.ts", ...args]];
-  const { code, stdout, stderr } = await new Deno.Command(program, {
+  const child = new Deno.Command(program, {
     args: argv,
     cwd: ROOT,
     clearEnv: true,
     env: full,
-    stdin: "null",
+    stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
   const d = new TextDecoder();
   return { code, stdout: d.decode(stdout), stderr: d.decode(stderr) };
 }
@@ -257,8 +531,100 @@ Deno.test("mcp-gate check exits 0 with a reachable issuer, 1 with an unreachable
   await t.step("2: stray arguments", async () => {
     const r = await mcpGate(["check", "now"], {});
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /^mcp-gate: check takes no arguments, got "now"\n/);
+    assert.match(r.stderr, /^mcp-gate: check: unexpected argument "now"\n/);
   });
+  await t.step("2: a token on the command line is refused", async () => {
+    const r = await mcpGate(["check", "--token=eyJhbGciOi.x.y"], {});
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /^mcp-gate: check: --token takes no value: the token is read from stdin\n/,
+    );
+    assert.ok(!r.stderr.includes("eyJhbGciOi"));
+  });
+});
+
+Deno.test("mcp-gate check --env-file reads systemd EnvironmentFile= syntax, the file winning over the environment", async (t) => {
+  await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/mcp-gate.env`;
+    await Deno.writeTextFile(
+      path,
+      [
+        "# systemd EnvironmentFile=",
+        "; another comment",
+        `AUTHORIZATION_SERVER="${issuer.issuer}"`,
+        `UPSTREAM_URL='http://127.0.0.1:${upstream.addr.port}'`,
+        "SCOPES_SUPPORTED=mcp:tools \\",
+        "  mcp:admin",
+        "export LOG_LEVEL=debug",
+        "",
+      ].join("\n"),
+    );
+    const env = {
+      RESOURCE_URI: RESOURCE,
+      AUTHORIZATION_SERVER: "https://overridden.example.com",
+      REQUIRED_SCOPES: "mcp:tools",
+    };
+    await t.step(
+      "0: the file's values are used, its export line ignored with a warning",
+      async () => {
+        const r = await mcpGate(["check", "--env-file", path], env);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(
+          r.stdout.includes(`the environment and ${JSON.stringify(path)}, whose values win`),
+        );
+        assert.match(
+          r.stdout,
+          new RegExp(
+            `\\n  AUTHORIZATION_SERVER +${issuer.issuer.replaceAll(".", "\\.")}  \\(env file\\)\\n`,
+          ),
+        );
+        assert.match(r.stdout, /\n {2}SCOPES_SUPPORTED +mcp:tools,mcp:admin {2}\(env file\)\n/);
+        assert.match(r.stdout, /\n {2}LOG_LEVEL +info {2}\(default\)\n/);
+        assert.ok(
+          r.stdout.includes(`- [env_file_ignored] ${path} line 7: "export LOG_LEVEL"`),
+          r.stdout,
+        );
+      },
+    );
+    await t.step("2: a file that cannot be read", async () => {
+      const r = await mcpGate(["check", "--env-file", `${dir}/missing.env`], env);
+      assert.equal(r.code, 2);
+      assert.match(
+        r.stderr,
+        /^mcp-gate: check: cannot read env file ".*missing\.env": not found\n$/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("mcp-gate check --token reads the token from stdin and exits 1 when it would be refused", async () => {
+  await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+  });
+  const good = await issuer.mint({ scope: "mcp:tools" });
+  const ok = await mcpGate(["check", "--token"], env, `Bearer ${good}\n`);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.ok(ok.stdout.includes('  verdict: accepted for sub "user-1"\n'));
+  const bad = await issuer.mint({ scope: "mcp:tools", aud: "https://other.example.com" });
+  const refused = await mcpGate(["check", "--token"], env, bad);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stdout, /\[FAIL\] aud +expected aud/);
+  for (const text of [ok.stdout + ok.stderr, refused.stdout + refused.stderr]) {
+    assert.ok(!text.includes(good) && !text.includes(bad), "no token in the output");
+    assert.ok(!text.includes(good.split(".")[2]) && !text.includes(bad.split(".")[2]));
+  }
+  const empty = await mcpGate(["check", "--token"], env, "");
+  assert.equal(empty.code, 2);
+  assert.match(empty.stderr, /stdin was empty/);
 });
 
 /** Waits until the gate answers /readyz with 200. */
@@ -465,4 +831,53 @@ Deno.test("runHealthcheck() speaks TLS to loopback and accepts exactly the certi
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// serve logs what check knows
+
+Deno.test("serve logs the upstream mapping and check's warnings once at start", async () => {
+  await using issuer = await startTestIssuer();
+  await using gate = await startGate({
+    UPSTREAM_URL: "http://127.0.0.1:9/mcp",
+    RESOURCE_URI: RESOURCE,
+    AUTHORIZATION_SERVER: issuer.issuer,
+    SCOPES_SUPPORTED: "mcp:tools",
+    JWKS_URL: "https://typo.example.com/jwks",
+  });
+  await gate.waitForLog((l) => l.msg === "key set loaded", 10_000);
+  const logs = gate.logs();
+  const mapping = logs.filter((l) => l.msg === "upstream mapping");
+  assert.deepEqual(mapping.map((l) => [l.level, l.mapping]), [[
+    "info",
+    "/mcp → http://127.0.0.1:9/mcp/mcp",
+  ]]);
+  const warnings = logs.filter((l) => l.msg === "configuration warning");
+  assert.deepEqual(warnings.map((l) => [l.level, l.warning, l.variable]), [
+    ["warn", "upstream_path_repeats_resource_path", "UPSTREAM_URL"],
+    ["warn", "unknown_variable", "JWKS_URL"],
+  ]);
+  assert.ok(String(warnings[1].reason).endsWith("did you mean JWKS_URI?"));
+  assert.ok(!logs.some((l) => l.level === "error"), gate.logText());
+});
+
+Deno.test("serve logs an error once discovery shows EXPECTED_ISSUER rejects every token", async () => {
+  await using issuer = await startTestIssuer();
+  await using gate = await startGate({
+    UPSTREAM_URL: "http://127.0.0.1:9",
+    RESOURCE_URI: RESOURCE,
+    AUTHORIZATION_SERVER: issuer.issuer,
+    SCOPES_SUPPORTED: "mcp:tools",
+    EXPECTED_ISSUER: `${issuer.issuer}/other`,
+  });
+  const line = await gate.waitForLog((l) => l.msg === "configuration error", 10_000);
+  assert.equal(line.level, "error");
+  assert.equal(line.warning, "expected_issuer_differs_from_discovered");
+  assert.equal(line.variable, "EXPECTED_ISSUER");
+  assert.match(String(line.reason), /every token is rejected/);
+  // Discovery ran first: the line names what it found.
+  const order = gate.logs().map((l) => l.msg);
+  assert.ok(
+    order.indexOf("authorization server metadata loaded") < order.indexOf("configuration error"),
+  );
 });

@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { IMAGE_BINARY_PATH, IMAGE_RUNTIME_BASE, IMAGE_USER } from "./helpers/rootfs.ts";
-import { parseConfig } from "../src/config/mod.ts";
-import { configWarnings } from "../src/cli/mod.ts";
+import { configWarnings, parseConfig } from "../src/config/mod.ts";
 
 const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const read = (path: string) => Deno.readTextFileSync(`${repo}/${path}`);

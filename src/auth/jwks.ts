@@ -9,7 +9,7 @@
  * `crypto.subtle.verify` runs off the event loop, so concurrent requests verify in parallel (2-4x
  * the throughput on two cores) and streams are not stalled behind RSA math.
  */
-import { type Config, type IssuerConfig, issuersOf } from "../config/mod.ts";
+import { type Config, type IssuerConfig, issuerMismatch, issuersOf } from "../config/mod.ts";
 import { describeError, redactSecrets } from "../errors.ts";
 import type { LogFields, Logger } from "../ops/mod.ts";
 import type { VerificationKey } from "./jwk_import.ts";
@@ -69,6 +69,8 @@ export interface KeyStore extends AsyncDisposable {
   readonly issuer: string | undefined;
   /** JWKS_URI, or the discovered `jwks_uri` once known. */
   readonly jwksUri: string | undefined;
+  /** The `issuer` of the discovered metadata; undefined until discovery ran (never with JWKS_URI). */
+  readonly discoveredIssuer: string | undefined;
   /** Begins discovery and loading in the background with backoff. Never throws, never blocks. */
   start(): void;
   /** Stops timers and aborts in-flight fetches. */
@@ -148,6 +150,15 @@ async function loadKeys(
       issuer: d.issuer,
       jwks_uri: redactSecrets(d.jwksUri),
     });
+    // Every token would fail the iss check: say so once, loudly, where the operator looks.
+    const mismatch = issuerMismatch(config, d.issuer);
+    if (mismatch) {
+      log.error("configuration error", {
+        warning: mismatch.id,
+        variable: mismatch.variable,
+        reason: mismatch.message,
+      });
+    }
   }
   const jwksUri = state.discovered.jwksUri;
   state.stats.fetches++;
@@ -281,6 +292,9 @@ export function createKeyStore(
     },
     get jwksUri() {
       return state.discovered?.jwksUri;
+    },
+    get discoveredIssuer() {
+      return state.discovered?.metadataUrl ? state.discovered.issuer : undefined;
     },
     start() {
       if (started || state.closed) return;

@@ -206,24 +206,111 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   );
 }
 
+/** What the claim checks are run against. */
+export interface ClaimContext {
+  readonly policy: Policy;
+  readonly issuer: string | undefined;
+  readonly nowMs: number;
+}
+
+/** One named claim check: `rule` and `passed` say what it accepted, for `mcp-gate check --token`. */
+export interface ClaimRule {
+  readonly rule: string;
+  check(claims: Readonly<Record<string, unknown>>, ctx: ClaimContext): CheckResult;
+  passed(claims: Readonly<Record<string, unknown>>, ctx: ClaimContext): string;
+}
+
 /**
  * The claim checks in docs/contract.md §4 order, after the signature: time, `iss`, `aud`, `sub`,
- * then scopes and required claims (403). Returns the parsed time claims on success, for the cache.
+ * then scopes and required claims (403). The one list both {@linkcode checkClaims} (first failure
+ * wins) and {@linkcode explainClaims} (every rule) walk.
+ */
+export const CLAIM_RULES: readonly ClaimRule[] = Object.freeze([
+  {
+    rule: "exp/nbf/iat",
+    check(claims, ctx) {
+      const time = readTimeClaims(claims);
+      if (time instanceof GateError) return time;
+      return checkTime(time, ctx.nowMs, ctx.policy.clockSkewMs);
+    },
+    passed(claims, ctx) {
+      const left = Math.round(((claims.exp as number) * 1000 - ctx.nowMs) / 1000);
+      const skew = `CLOCK_SKEW ${ctx.policy.clockSkewMs / 1000} s`;
+      return left >= 0
+        ? `expires in ${left} s (${skew})`
+        : `expired ${-left} s ago, within ${skew}`;
+    },
+  },
+  {
+    rule: "iss",
+    check: (claims, ctx) => checkIssuer(claims.iss, ctx.issuer),
+    passed: (claims) => `iss ${describe(claims.iss)}`,
+  },
+  {
+    rule: "aud",
+    check: (claims, ctx) => checkAudience(claims.aud, ctx.policy.audiences),
+    passed: (claims) => `aud ${describe(claims.aud)} names this resource`,
+  },
+  {
+    rule: "sub",
+    check: (claims) => checkSubject(claims.sub),
+    passed: (claims) => `sub ${describe(claims.sub)}`,
+  },
+  {
+    rule: "scopes",
+    check: (claims, ctx) => checkScopes(claims, ctx.policy),
+    passed: (_, ctx) =>
+      ctx.policy.requiredScopes.length === 0
+        ? "no REQUIRED_SCOPES"
+        : `granted ${describe(ctx.policy.requiredScopes)}`,
+  },
+  {
+    rule: "required claims",
+    check: (claims, ctx) => checkRequiredClaims(claims, ctx.policy),
+    passed: (_, ctx) =>
+      ctx.policy.requiredClaims.length === 0
+        ? "no REQUIRED_CLAIMS"
+        : `${describe(ctx.policy.requiredClaims.map(([n]) => n))} match`,
+  },
+]);
+
+/**
+ * Runs {@linkcode CLAIM_RULES} in order and stops at the first failure. Returns the parsed time
+ * claims on success, for the cache.
  */
 export function checkClaims(
   claims: Readonly<Record<string, unknown>>,
-  options: { policy: Policy; issuer: string | undefined; nowMs: number },
+  options: ClaimContext,
 ): TimeClaims | GateError {
-  const { policy } = options;
-  const time = readTimeClaims(claims);
-  if (time instanceof GateError) return time;
-  return checkTime(time, options.nowMs, policy.clockSkewMs) ??
-    checkIssuer(claims.iss, options.issuer) ??
-    checkAudience(claims.aud, policy.audiences) ??
-    checkSubject(claims.sub) ??
-    checkScopes(claims, policy) ??
-    checkRequiredClaims(claims, policy) ??
-    time;
+  for (const r of CLAIM_RULES) {
+    const err = r.check(claims, options);
+    if (err) return err;
+  }
+  return readTimeClaims(claims);
+}
+
+/** Every rule of {@linkcode CLAIM_RULES} with its result, for `mcp-gate check --token`. */
+export function explainClaims(
+  claims: Readonly<Record<string, unknown>>,
+  options: ClaimContext,
+): RuleOutcome[] {
+  return CLAIM_RULES.map((r) => {
+    const error = r.check(claims, options);
+    return error
+      ? { rule: r.rule, ok: false, detail: error.detail ?? error.code, error }
+      : { rule: r.rule, ok: true, detail: r.passed(claims, options) };
+  });
+}
+
+/**
+ * One rule's result for `mcp-gate check --token`: passed, failed with the rejection, or not
+ * checked (`ok` undefined) because an earlier step failed. `detail` never holds token bytes.
+ */
+export interface RuleOutcome {
+  readonly rule: string;
+  readonly ok: boolean | undefined;
+  readonly detail: string;
+  readonly error?: GateError;
 }
 
 /** A short JSON rendering of a token value for a log detail (bounded, never the token). */

@@ -20,7 +20,9 @@ import {
   checkTime,
   checkTyp,
   createPolicy,
+  explainClaims,
   type Policy,
+  type RuleOutcome,
   type TimeClaims,
 } from "./policy.ts";
 import { createTokenCache, type TokenCacheOptions } from "./token_cache.ts";
@@ -117,29 +119,76 @@ function readHeader(token: string): Record<string, unknown> {
   }
 }
 
+/** One named header check; `passed` says what was accepted, for `mcp-gate check --token`. */
+interface HeaderRule {
+  readonly rule: string;
+  check(header: Record<string, unknown>, allowedAlgs: ReadonlySet<string>): GateError | undefined;
+  passed(header: Record<string, unknown>): string;
+}
+
+function invalid(reason: GateError["reason"], detail: string): GateError {
+  return new GateError("invalid_token", { reason, detail });
+}
+
 /**
  * Header policy, in this order: an `alg` from the allow-list (RFC 8725 §3.1; `none` and HS* are
  * never in it, RFC 9068 §4), no `crit` and no `b64` (RFC 7515 §4.1.11: no extension is understood
  * here, so even the RFC 7797 unencoded payload jose accepts is refused), an accepted `typ`
  * (policy.ts), and a `kid` that is a string when present.
  */
+const HEADER_RULES: readonly HeaderRule[] = [
+  {
+    rule: "alg allowed",
+    check(header, allowedAlgs) {
+      const alg = header.alg;
+      if (typeof alg !== "string") return invalid("malformed", "token header has no alg");
+      if (!allowedAlgs.has(alg)) {
+        return invalid("alg", `alg ${JSON.stringify(alg.slice(0, 32))} is not allowed`);
+      }
+      return undefined;
+    },
+    passed: (header) => `alg ${JSON.stringify(header.alg)} is in ALLOWED_ALGS`,
+  },
+  {
+    rule: "crit",
+    check(header) {
+      if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) {
+        return invalid("crit", "token header has crit or b64, which are not supported");
+      }
+      return undefined;
+    },
+    passed: () => "no crit or b64 extension",
+  },
+  {
+    rule: "typ",
+    check: (header) => checkTyp(header.typ),
+    passed: (header) =>
+      header.typ === undefined ? "typ absent" : `typ ${JSON.stringify(header.typ)}`,
+  },
+  {
+    rule: "kid",
+    check(header) {
+      const kid = header.kid;
+      if (kid !== undefined && typeof kid !== "string") {
+        return invalid("malformed", "kid is not a string");
+      }
+      return undefined;
+    },
+    passed: (header) =>
+      header.kid === undefined ? "no kid: every key is tried" : `kid ${JSON.stringify(header.kid)}`,
+  },
+];
+
+/** Runs {@linkcode HEADER_RULES} in order; throws the first failure. */
 function checkHeader(
   header: Record<string, unknown>,
   allowedAlgs: ReadonlySet<string>,
 ): { alg: string; kid: string | undefined } {
-  const alg = header.alg;
-  if (typeof alg !== "string") reject("malformed", "token header has no alg");
-  if (!allowedAlgs.has(alg)) {
-    reject("alg", `alg ${JSON.stringify(alg.slice(0, 32))} is not allowed`);
+  for (const r of HEADER_RULES) {
+    const err = r.check(header, allowedAlgs);
+    if (err) throw err;
   }
-  if (header.crit !== undefined || (header.b64 !== undefined && header.b64 !== true)) {
-    reject("crit", "token header has crit or b64, which are not supported");
-  }
-  const typErr = checkTyp(header.typ);
-  if (typErr) throw typErr;
-  const kid = header.kid;
-  if (kid !== undefined && typeof kid !== "string") reject("malformed", "kid is not a string");
-  return { alg, kid };
+  return { alg: header.alg as string, kid: header.kid as string | undefined };
 }
 
 /**
@@ -222,6 +271,44 @@ function readClaims(payload: Uint8Array): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/** The algorithms a token may use: ALLOWED_ALGS, never `none` or HS* (RFC 8725 §3.1). */
+function allowedAlgsOf(config: Config): ReadonlySet<string> {
+  return new Set(config.allowedAlgs.filter((a) => a !== "none" && !a.startsWith("HS")));
+}
+
+/**
+ * Each issuer of the configuration with its key store and policy, and the choice of the one whose
+ * keys may verify a token: the only one, or with several the one its unverified `iss` names
+ * exactly (a token naming none is refused, `issuer`, before any key is looked up).
+ */
+function issuerEntries(
+  config: Config,
+  keys: KeyStore | KeyStores,
+): { readonly entries: readonly IssuerEntry[]; choose(token: string): IssuerEntry } {
+  const stores = "stores" in keys ? keys.stores : [keys];
+  const issuers = issuersOf(config);
+  if (stores.length !== issuers.length) {
+    throw new TypeError(`Expected ${issuers.length} key stores, got ${stores.length}`);
+  }
+  const entries: IssuerEntry[] = issuers.map((source, i) => ({
+    source,
+    keys: stores[i],
+    policy: createPolicy({ ...config, expectedAudience: source.audiences }),
+  }));
+  const byIssuer = new Map(entries.map((e) => [e.source.issuer, e]));
+  return {
+    entries,
+    choose(token) {
+      if (entries.length === 1) return entries[0];
+      const iss = unverifiedIssuer(token);
+      const entry = typeof iss === "string" ? byIssuer.get(iss) : undefined;
+      if (entry) return entry;
+      const shown = typeof iss === "string" ? JSON.stringify(iss.slice(0, 200)) : typeof iss;
+      reject("issuer", `iss ${shown} names no configured issuer`);
+    },
+  };
+}
+
 /**
  * Creates the verifier over one key store (the first issuer's) or every issuer's
  * ({@linkcode KeyStores}). The policy of each issuer (its audiences, and the scopes, claims and
@@ -235,31 +322,10 @@ export function createVerifier(
   deps: VerifierDeps = {},
 ): TokenVerifier {
   const now = deps.now ?? Date.now;
-  const stores = "stores" in keys ? keys.stores : [keys];
-  const issuers = issuersOf(config);
-  if (stores.length !== issuers.length) {
-    throw new TypeError(`Expected ${issuers.length} key stores, got ${stores.length}`);
-  }
-  const entries: IssuerEntry[] = issuers.map((source, i) => ({
-    source,
-    keys: stores[i],
-    policy: createPolicy({ ...config, expectedAudience: source.audiences }),
-  }));
-  const byIssuer = new Map(entries.map((e) => [e.source.issuer, e]));
-  const allowedAlgs: ReadonlySet<string> = new Set(
-    config.allowedAlgs.filter((a) => a !== "none" && !a.startsWith("HS")),
-  );
+  const issuers = issuerEntries(config, keys);
+  const allowedAlgs = allowedAlgsOf(config);
   const cache = deps.cache === false ? undefined : createTokenCache<CacheEntry>(deps.cache);
-
-  /** The issuer whose keys may verify `token`; see createVerifier. */
-  function issuerFor(token: string): IssuerEntry {
-    if (entries.length === 1) return entries[0];
-    const iss = unverifiedIssuer(token);
-    const entry = typeof iss === "string" ? byIssuer.get(iss) : undefined;
-    if (entry) return entry;
-    const shown = typeof iss === "string" ? JSON.stringify(iss.slice(0, 200)) : typeof iss;
-    reject("issuer", `iss ${shown} names no configured issuer`);
-  }
+  const issuerFor = (token: string) => issuers.choose(token);
 
   const algorithms = [...allowedAlgs];
 
@@ -367,4 +433,146 @@ export function createVerifier(
       }
     },
   };
+}
+
+/** What {@linkcode explainToken} found: each rule's outcome and the verifier's own verdict. */
+export interface TokenExplanation {
+  readonly rules: readonly RuleOutcome[];
+  /** What {@linkcode createVerifier}'s `verify` decided for the same token, at the same time. */
+  readonly verdict: { readonly ok: true; readonly sub: string } | {
+    readonly ok: false;
+    readonly error: GateError;
+  };
+}
+
+/**
+ * Every rule of docs/contract.md §4 applied to `token` one by one, for `mcp-gate check --token`:
+ * the compact form, the header rules, the key found by `kid`/`alg`, the signature, then
+ * {@linkcode explainClaims} (run on the decoded claims even when the signature failed, so every
+ * reason shows at once). Uses the same named checks as the verifier and then asks the verifier
+ * itself for the verdict, so the two cannot disagree unnoticed. No outcome holds token bytes.
+ */
+export async function explainToken(
+  token: string,
+  deps: { config: Config; keys: KeyStore | KeyStores; now?: () => number },
+): Promise<TokenExplanation> {
+  const { config } = deps;
+  const nowMs = (deps.now ?? Date.now)();
+  const allowedAlgs = allowedAlgsOf(config);
+  const issuers = issuerEntries(config, deps.keys);
+  const rules: RuleOutcome[] = [];
+  const fail = (rule: string, e: unknown) => {
+    if (!(e instanceof GateError)) throw e;
+    rules.push({ rule, ok: false, detail: e.detail ?? e.code, error: e });
+  };
+  const skipped = (rule: string, why: string) => rules.push({ rule, ok: undefined, detail: why });
+
+  const verifier = createVerifier(config, deps.keys, { cache: false, now: () => nowMs });
+  const verdict = await verifier.verify(token).then(
+    (t) => ({ ok: true as const, sub: t.sub }),
+    (error: GateError) => ({ ok: false as const, error }),
+  );
+
+  try {
+    checkCompactForm(token);
+    rules.push({ rule: "form", ok: true, detail: "three base64url segments (JWS compact form)" });
+  } catch (e) {
+    fail("form", e);
+    return { rules, verdict };
+  }
+  let issuer: IssuerEntry;
+  try {
+    issuer = issuers.choose(token);
+    if (issuers.entries.length > 1) {
+      rules.push({
+        rule: "issuer's key set",
+        ok: true,
+        detail: `iss ${JSON.stringify(issuer.source.issuer)} chooses its key set`,
+      });
+    }
+  } catch (e) {
+    fail("issuer's key set", e);
+    return { rules, verdict };
+  }
+  const keys = issuer.keys;
+  if (!keys.ready) {
+    fail(
+      "key",
+      new GateError("not_ready", {
+        reason: "keys_not_loaded",
+        detail: `the key set of ${JSON.stringify(issuer.source.issuer)} is not loaded`,
+      }),
+    );
+    return { rules, verdict };
+  }
+  let header: Record<string, unknown>;
+  try {
+    header = readHeader(token);
+  } catch (e) {
+    fail("header", e);
+    return { rules, verdict };
+  }
+  let headerOk = true;
+  for (const r of HEADER_RULES) {
+    const err = r.check(header, allowedAlgs);
+    if (err) {
+      headerOk = false;
+      fail(r.rule, err);
+    } else rules.push({ rule: r.rule, ok: true, detail: r.passed(header) });
+  }
+
+  let signed = false;
+  if (!headerOk) {
+    skipped("key", "not looked up: the header failed a rule");
+    skipped("signature", "not checked: no key");
+  } else {
+    const { alg, kid } = checkHeader(header, allowedAlgs);
+    let candidates: readonly VerificationKey[] = [];
+    try {
+      candidates = await selectKeys(keys, kid, alg);
+      const names = candidates.map((k) => JSON.stringify(k.kid ?? null)).join(", ");
+      rules.push({ rule: "key", ok: true, detail: `${alg} key(s) in the key set: kid ${names}` });
+    } catch (e) {
+      fail("key", e);
+      skipped("signature", "not checked: no key");
+    }
+    if (candidates.length > 0) {
+      let failure: GateError | undefined;
+      for (const key of candidates) {
+        try {
+          await compactVerify(token, key.cryptoKey(alg)!, { algorithms: [...allowedAlgs] });
+          signed = true;
+          rules.push({
+            rule: "signature",
+            ok: true,
+            detail: `verifies with kid ${JSON.stringify(key.kid ?? null)}`,
+          });
+          break;
+        } catch (e) {
+          failure = e instanceof GateError ? e : fromJose(e);
+        }
+      }
+      if (!signed) fail("signature", failure!);
+    }
+  }
+
+  let claims: Record<string, unknown>;
+  try {
+    const d1 = token.indexOf(".");
+    const payload = token.slice(d1 + 1, token.indexOf(".", d1 + 1));
+    claims = readClaims(Uint8Array.fromBase64(payload, { alphabet: "base64url" }));
+  } catch (e) {
+    fail("claims", e instanceof GateError ? e : invalid("malformed", "payload is not base64url"));
+    return { rules, verdict };
+  }
+  const context = { policy: issuer.policy, issuer: issuer.source.issuer, nowMs };
+  for (const outcome of explainClaims(claims, context)) {
+    rules.push(
+      signed || !outcome.ok ? outcome : {
+        ...outcome,
+        detail: `${outcome.detail} (not trusted: the signature did not verify)`,
+      },
+    );
+  }
+  return { rules, verdict };
 }

@@ -3,7 +3,16 @@
  * Never exits and never reads Deno.args or Deno.env: main.ts passes them in, so tests call
  * runCli().
  */
-import { type Config, type Env, invalidValue, parseConfig, VARIABLES } from "../config/mod.ts";
+import {
+  type Config,
+  type Env,
+  type EnvFile,
+  invalidValue,
+  mergeEnvFile,
+  parseConfig,
+  parseEnvFile,
+  VARIABLES,
+} from "../config/mod.ts";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import { createLogger } from "../ops/mod.ts";
 import { startServer } from "../server.ts";
@@ -15,6 +24,8 @@ import { VERSION, versionLine } from "../version.ts";
 export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** Standard input as text, for `check --token`; absent where there is none. */
+  readStdin?(): Promise<string>;
 }
 
 /** Exit codes (docs/contract.md §6). */
@@ -50,6 +61,7 @@ export interface Command {
 export const stdio: CliIo = {
   stdout: (text) => writeAll(Deno.stdout, text),
   stderr: (text) => writeAll(Deno.stderr, text),
+  readStdin: () => new Response(Deno.stdin.readable).text(),
 };
 
 /**
@@ -89,7 +101,7 @@ const serve: Command = {
     const log = createLogger({ level: config.logLevel });
     let server;
     try {
-      server = await startServer(config, { log, handleSignals: true, tls });
+      server = await startServer(config, { log, handleSignals: true, tls, env: ctx.env });
     } catch (err) {
       log.flush();
       // TLS material that Deno refuses (bad encoding, key/certificate mismatch) is bad config.
@@ -116,11 +128,25 @@ const serve: Command = {
 
 const check: Command = {
   names: ["check"],
-  usage: "mcp-gate check",
-  summary: "validate config, fetch the key set, print metadata and warnings",
+  usage: "mcp-gate check [--env-file PATH] [--token]",
+  summary: "validate config, probe the upstream, fetch the key set, print metadata and " +
+    "warnings; --token explains a token read from stdin",
   async run(ctx) {
-    if (!noArguments(ctx, "check")) return EXIT.config;
-    const config = loadConfig(ctx);
+    const options = parseCheckArgs(ctx);
+    if (!options) return EXIT.config;
+    let env = ctx.env;
+    let envFile;
+    if (options.envFile !== undefined) {
+      envFile = await readEnvFile(ctx.io, options.envFile);
+      if (!envFile) return EXIT.config;
+      env = mergeEnvFile(ctx.env, envFile.file);
+    }
+    let token: string | undefined;
+    if (options.token) {
+      token = await readToken(ctx.io);
+      if (token === undefined) return EXIT.config;
+    }
+    const config = loadConfig({ ...ctx, env });
     if (!config) return EXIT.config;
     try {
       await readTlsFiles(config);
@@ -129,9 +155,63 @@ const check: Command = {
       reportConfigError(ctx.io, err);
       return EXIT.config;
     }
-    return await runCheck(config, { io: ctx.io });
+    return await runCheck(config, { io: ctx.io, env, envFile, token });
   },
 };
+
+/** `check [--env-file PATH | --env-file=PATH] [--token]`; undefined after reporting misuse. */
+function parseCheckArgs(
+  ctx: CommandContext,
+): { envFile?: string; token: boolean } | undefined {
+  const out: { envFile?: string; token: boolean } = { token: false };
+  const args = [...ctx.args];
+  const misuse = (what: string) => {
+    ctx.io.stderr(`mcp-gate: check: ${what}\n${HELP_HINT}\n`);
+    return undefined;
+  };
+  while (args.length > 0) {
+    const arg = args.shift()!;
+    if (arg === "--token") out.token = true;
+    else if (arg.startsWith("--token=")) {
+      // A token in argv lands in shell history and the process list.
+      return misuse("--token takes no value: the token is read from stdin");
+    } else if (arg === "--env-file" || arg.startsWith("--env-file=")) {
+      const path = arg === "--env-file" ? args.shift() : arg.slice("--env-file=".length);
+      if (path === undefined || path === "") return misuse("--env-file needs a path");
+      out.envFile = path;
+    } else if (arg.startsWith("-")) return misuse(`unknown option ${JSON.stringify(arg)}`);
+    else return misuse(`unexpected argument ${JSON.stringify(arg)}`);
+  }
+  return out;
+}
+
+/** Reads and parses a systemd EnvironmentFile=, or reports why not and returns undefined. */
+async function readEnvFile(
+  io: CliIo,
+  path: string,
+): Promise<{ path: string; file: EnvFile } | undefined> {
+  let text: string;
+  try {
+    // systemd refuses a file that is not UTF-8, so a strict decoder.
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await Deno.readFile(path));
+  } catch (err) {
+    const why = err instanceof TypeError ? "not UTF-8" : fsReason(err);
+    io.stderr(`mcp-gate: check: cannot read env file ${JSON.stringify(path)}: ${why}\n`);
+    return undefined;
+  }
+  return { path, file: parseEnvFile(text) };
+}
+
+/** The token from stdin (surrounding blanks and a "Bearer " prefix removed), or undefined. */
+async function readToken(io: CliIo): Promise<string | undefined> {
+  const text = io.readStdin ? await io.readStdin() : "";
+  const token = text.trim().replace(/^bearer\s+/i, "");
+  if (token === "") {
+    io.stderr("mcp-gate: check: --token reads the token from stdin, and stdin was empty\n");
+    return undefined;
+  }
+  return token;
+}
 
 const healthcheck: Command = {
   // -health / --health: the Go gate's flag (Go's flag package takes one dash or two).

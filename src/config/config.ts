@@ -7,7 +7,7 @@
  * Adding a variable is one row plus its Config field. Pure: the caller passes the environment.
  */
 import { ConfigError, type ConfigProblem, redactSecrets } from "../errors.ts";
-import type { Cidr } from "../net/mod.ts";
+import { type Cidr, isLoopbackHost } from "../net/mod.ts";
 import {
   ASYMMETRIC_ALGS,
   type ClaimHeader,
@@ -768,6 +768,26 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
           texts.AS_METADATA_MIRROR ?? "",
         ),
       ];
+    },
+  },
+  {
+    // Discovery fetches the metadata from AUTHORIZATION_SERVER: over plain http only where no
+    // network is crossed, the rule JWKS_URI follows (parseJwksUri). With JWKS_URI set nothing is
+    // fetched from it; `check` still warns (clients want an https issuer, RFC 8414 §2).
+    name: "discovery-over-https",
+    check({ values: { authorizationServers }, texts }) {
+      // Unset or invalid: reported by its row; JWKS_URI set (even if invalid): no discovery.
+      if (!authorizationServers || texts.JWKS_URI !== undefined) return [];
+      return authorizationServers.filter((entry) => {
+        const url = new URL(entry);
+        return url.protocol === "http:" && !isLoopbackHost(url.hostname);
+      }).map((entry) =>
+        invalidValue(
+          "AUTHORIZATION_SERVER",
+          "expected an https URL for discovery (http only for a loopback host, or set JWKS_URI)",
+          entry,
+        )
+      );
     },
   },
   {

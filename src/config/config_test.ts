@@ -396,6 +396,38 @@ Deno.test("parseConfig() refuses a JWKS_URI over http to a host that is not loop
   }
 });
 
+Deno.test("parseConfig() refuses discovery over http from an AUTHORIZATION_SERVER that is not loopback", async (t) => {
+  // The loopback rule is JWKS_URI's (isLoopbackHost), and so is the message's shape.
+  for (const value of ["http://auth.example.com/realms/mcp", "http://10.0.0.1", "http://[::2]"]) {
+    await t.step(value, () => {
+      assert.equal(
+        messageFor("AUTHORIZATION_SERVER", value),
+        `Invalid "AUTHORIZATION_SERVER": expected an https URL for discovery (http only for a ` +
+          `loopback host, or set JWKS_URI), got ${JSON.stringify(value)}`,
+      );
+    });
+  }
+  await t.step("loopback hosts may use http", () => {
+    for (const value of ["http://127.0.0.1:8080", "http://localhost/realms/x", "http://[::1]"]) {
+      assert.equal(parse({ AUTHORIZATION_SERVER: value }).authorizationServer, value);
+    }
+  });
+  await t.step("with JWKS_URI set nothing is discovered, so http is accepted", () => {
+    const c = parse({
+      AUTHORIZATION_SERVER: "http://auth.example.com",
+      JWKS_URI: "https://auth.example.com/jwks",
+    });
+    assert.equal(c.authorizationServer, "http://auth.example.com");
+  });
+  await t.step("a bad JWKS_URI is reported alone", () => {
+    const found = problems({
+      AUTHORIZATION_SERVER: "http://auth.example.com",
+      JWKS_URI: "http://auth.example.com/jwks",
+    });
+    assert.deepEqual(found.map((p) => p.variable), ["JWKS_URI"]);
+  });
+});
+
 Deno.test("parseConfig() keeps EXPECTED_ISSUER verbatim and refuses surrounding spaces", () => {
   assert.equal(parse({ EXPECTED_ISSUER: "https://a/x/" }).expectedIssuer, "https://a/x/");
   assert.equal(parse({ EXPECTED_ISSUER: "acme" }).expectedIssuer, "acme");
@@ -1201,6 +1233,7 @@ Deno.test("CONFIG_ROWS: only the three required rows are required; derived defau
     "tls-files-in-pairs",
     "introspection-needs-credentials",
     "mirror-needs-one-authorization-server",
+    "discovery-over-https",
     "metrics-port-apart-from-listener",
   ]);
 });

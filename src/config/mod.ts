@@ -5,3 +5,5 @@
  */
 export * from "./config.ts";
 export * from "./config_parsers.ts";
+export * from "./warnings.ts";
+export * from "./env_file.ts";

@@ -180,6 +180,22 @@ export function upstreamTarget(basePath: string, target: RequestTarget): string 
 }
 
 /**
+ * Where a request for RESOURCE_URI's path lands upstream, through {@linkcode upstreamTarget} (the
+ * forwarder's own joining): what `serve` logs at start and `check` prints, so an UPSTREAM_URL that
+ * repeats the resource path shows as `/mcp → http://127.0.0.1:3000/mcp/mcp`.
+ */
+export function upstreamMapping(config: Config): { readonly from: string; readonly to: string } {
+  const target = parseRequestUrl(config.resourceUri);
+  // RESOURCE_URI passed the URL checks of config, so it parses; its query is not a path.
+  const path = typeof target === "string" ? new URL(config.resourceUri).pathname : target.path;
+  const { protocol, host, basePath } = config.upstream;
+  const to = `${protocol}//${host}${
+    upstreamTarget(basePath, { authority: host, path, query: "" })
+  }`;
+  return { from: path, to };
+}
+
+/**
  * Removes `access_token` parameters from a raw query ("?a=1&..."), also when the name is
  * percent-encoded, as URLSearchParams (and so the bearer extractor) would decode it. Returns the
  * query unchanged (same string) when there is none; "" when nothing is left.

@@ -100,7 +100,7 @@ async function startInProcessGate(env: Record<string, string>): Promise<TestGate
   const capture = new LogCapture();
   const sink: LogSink = { write: (line) => capture.append(line), flush: () => {} };
   const log = createLogger({ level: config.logLevel, sink });
-  const server = await startServer(config, { log });
+  const server = await startServer(config, { log, env });
   return api(capture, server.addr.port, () => server.shutdown());
 }
 
