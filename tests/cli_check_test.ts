@@ -11,7 +11,10 @@ import {
   configWarnings,
   type Env,
   GO_MCP_GATE_VARIABLES,
+  mergeEnvFile,
   parseConfig,
+  parseEnvFile,
+  startupWarnings,
   unknownVariableWarnings,
 } from "../src/config/mod.ts";
 import { healthcheckTarget, localHostFor, runCheck, runHealthcheck } from "../src/cli/mod.ts";
@@ -601,6 +604,16 @@ Deno.test("mcp-gate check --env-file reads systemd EnvironmentFile= syntax, the 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the shipped systemd env file reads cleanly by EnvironmentFile= rules and draws no warning", async () => {
+  const path = "deploy/systemd/mcp-gate.env.example";
+  const file = parseEnvFile(await Deno.readTextFile(new URL(path, ROOT)));
+  assert.deepEqual(file.ignored, []);
+  assert.deepEqual(file.commentContinuations, []);
+  assert.ok("UPSTREAM_URL" in file.vars && "RESOURCE_URI" in file.vars);
+  const env = mergeEnvFile({}, file);
+  assert.deepEqual(ids(startupWarnings(parseConfig(env), env)), []);
 });
 
 Deno.test("mcp-gate check --token reads the token from stdin and exits 1 when it would be refused", async () => {

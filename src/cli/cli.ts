@@ -128,9 +128,8 @@ const serve: Command = {
 
 const check: Command = {
   names: ["check"],
-  usage: "mcp-gate check [--env-file PATH] [--token]",
-  summary: "validate config, probe the upstream, fetch the key set, print metadata and " +
-    "warnings; --token explains a token read from stdin",
+  usage: "mcp-gate check [options]",
+  summary: "validate config, probe the upstream and key set, print warnings",
   async run(ctx) {
     const options = parseCheckArgs(ctx);
     if (!options) return EXIT.config;
@@ -274,9 +273,14 @@ export function helpText(): string {
     "Environment:",
     ...variables,
     "",
+    "Options of check:",
+    "  --env-file PATH  read a systemd EnvironmentFile= first; its values win over the",
+    "                   environment, as they do for the service",
+    "  --token          explain rule by rule whether the token on stdin would be accepted",
+    "",
     "Exit codes:",
     "  0  ok",
-    "  1  runtime failure (e.g. the listen address is in use)",
+    "  1  runtime failure (e.g. the listen address is in use), or a failed check",
     "  2  bad configuration or usage",
     "  130, 143  a second SIGINT or SIGTERM ended the drain early",
     "",

@@ -27,8 +27,8 @@ export interface ConfigWarning {
 }
 
 /**
- * Variables of the Go mcp-gate (its `cmd/mcp-gate/main.go` loadConfig, `.env.example` and
- * docs/setup.md; see docs/identity-providers.md, "Migrating from the Go mcp-gate"). Those this gate
+ * Variables of the Go mcp-gate (its `cmd/mcp-gate/main.go` loadConfig and `.env.example`; see
+ * docs/identity-providers.md, "Migrating from the Go mcp-gate"). Those this gate
  * has no row for are ignored here, so an env file carried over gets a warning for each, not silence.
  * Which are unsupported is read off CONFIG_ROWS at run time: a row added later ends the warning.
  */
