@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { explainToken } from "./verify.ts";
+import { parseRequiredClaims } from "../config/mod.ts";
 import {
   configFor,
   createInMemoryKeyStore,
@@ -25,7 +26,7 @@ Deno.test("explainToken() agrees with the verifier: first failed rule = its reas
   const config = configFor(ISS, {
     jwksUri: "https://as.example/jwks",
     requiredScopes: ["read"],
-    requiredClaims: { tenant: "acme" },
+    requiredClaims: parseRequiredClaims('{"tenant":"acme"}', () => assert.fail())!,
   });
   await using keys = await createInMemoryKeyStore({
     config,
@@ -87,7 +88,7 @@ Deno.test("explainToken() agrees with the verifier: first failed rule = its reas
 
 Deno.test("explainToken() names every rule and says why each failed", async () => {
   const key = await generateTestKey("RS256");
-  const nowMs = Date.now();
+  const nowMs = Math.floor(Date.now() / 1000) * 1000;
   const config = configFor(ISS, { jwksUri: "https://as.example/jwks", requiredScopes: ["read"] });
   await using keys = await createInMemoryKeyStore({
     config,

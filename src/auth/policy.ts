@@ -270,7 +270,7 @@ export const CLAIM_RULES: readonly ClaimRule[] = Object.freeze([
     passed: (_, ctx) =>
       ctx.policy.requiredClaims.length === 0
         ? "no REQUIRED_CLAIMS"
-        : `${describe(ctx.policy.requiredClaims.map(([n]) => n))} match`,
+        : `${describe(ctx.policy.requiredClaims.map((r) => r.claim.text))} match`,
   },
 ]);
 
