@@ -274,6 +274,55 @@ Deno.test("runCheck() warns, and still exits 0, when the upstream accepts no con
   assert.ok(io.out().endsWith("\nOK: configuration valid, key set loaded\n"));
 });
 
+Deno.test("runCheck() probes an https upstream with the TLS handshake, its certificate verified", async (t) => {
+  if (!HAVE_OPENSSL) {
+    await t.step({ name: "openssl is not available", ignore: true, fn() {} });
+    return;
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const files = await selfSignedCert({
+      dir,
+      commonName: "127.0.0.1",
+      subjectAltName: "IP:127.0.0.1",
+    });
+    const cert = await Deno.readTextFile(files.cert);
+    await using upstream = Deno.serve(
+      {
+        hostname: "127.0.0.1",
+        port: 0,
+        cert,
+        key: await Deno.readTextFile(files.key),
+        onListen() {},
+      },
+      () => new Response("ok"),
+    );
+    await using issuer = await startTestIssuer();
+    const env = cleanEnv({
+      AUTHORIZATION_SERVER: issuer.issuer,
+      UPSTREAM_URL: `https://127.0.0.1:${upstream.addr.port}`,
+    });
+    const config = parseConfig(env);
+    await t.step("a certificate nobody trusts: unreachable, a warning", async () => {
+      const io = memoryIo();
+      assert.equal(await runCheck(config, { io, env }), 0, io.err());
+      assert.match(io.out(), / {2}reachable: no \(TLS handshake with 127\.0\.0\.1:\d+: .*\)\n/);
+      assert.ok(io.out().includes("[upstream_unreachable]"));
+    });
+    await t.step("the same certificate trusted: reachable", async () => {
+      const io = memoryIo();
+      assert.equal(await runCheck(config, { io, env, upstreamCaCerts: [cert] }), 0, io.err());
+      assert.match(
+        io.out(),
+        / {2}reachable: yes \(TLS handshake with 127\.0\.0\.1:\d+ in \d+ ms\)\n/,
+      );
+      assert.ok(io.out().includes("Warnings: none\n"), io.out());
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runCheck() exits 1 and says why when the key set cannot be fetched", async () => {
   await using issuer = await startTestIssuer();
   using upstream = upstreamListener();
