@@ -409,15 +409,24 @@ Deno.test("parseConfig() refuses discovery over http from an AUTHORIZATION_SERVE
   }
   await t.step("loopback hosts may use http", () => {
     for (const value of ["http://127.0.0.1:8080", "http://localhost/realms/x", "http://[::1]"]) {
-      assert.equal(parse({ AUTHORIZATION_SERVER: value }).authorizationServer, value);
+      assert.deepEqual(parse({ AUTHORIZATION_SERVER: value }).authorizationServers, [value]);
     }
+  });
+  await t.step("each plain-http entry of several issuers is named", () => {
+    const found = problems({
+      AUTHORIZATION_SERVER: "https://a.example.com,http://b.example.com,http://127.0.0.1:1",
+    });
+    assert.deepEqual(found.map((p) => p.message), [
+      'Invalid "AUTHORIZATION_SERVER": expected an https URL for discovery (http only for a ' +
+      'loopback host, or set JWKS_URI), got "http://b.example.com"',
+    ]);
   });
   await t.step("with JWKS_URI set nothing is discovered, so http is accepted", () => {
     const c = parse({
       AUTHORIZATION_SERVER: "http://auth.example.com",
       JWKS_URI: "https://auth.example.com/jwks",
     });
-    assert.equal(c.authorizationServer, "http://auth.example.com");
+    assert.deepEqual(c.authorizationServers, ["http://auth.example.com"]);
   });
   await t.step("a bad JWKS_URI is reported alone", () => {
     const found = problems({
