@@ -309,3 +309,26 @@ Deno.test("JWTs keep their own path beside introspection, unless INTROSPECT_ALL"
     assert.equal(endpoint.state.calls, 1);
   }
 });
+
+Deno.test("a flood of distinct garbage tokens from one client costs the introspection endpoint at most its rate-limit bucket", async () => {
+  await using endpoint = startEndpoint();
+  endpoint.state.mode = "inactive";
+  await using rig = await startRig({
+    env: {
+      INTROSPECTION_CLIENT_ID: "gate",
+      INTROSPECTION_CLIENT_SECRET: "s3cret",
+      INTROSPECTION_URL: endpoint.url,
+      RATE_LIMIT_RPS: "0.1",
+      RATE_LIMIT_BURST: "3",
+    },
+  });
+  const statuses: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    const res = await fetch(rig.url, { headers: { authorization: `Bearer garbage-${i}` } });
+    await drain(res);
+    statuses.push(res.status);
+  }
+  assert.deepEqual(statuses.slice(0, 3), [401, 401, 401]);
+  assert.ok(statuses.slice(3).every((s) => s === 429), statuses.join(","));
+  assert.equal(endpoint.state.calls, 3, "the empty bucket refuses before any introspection call");
+});

@@ -10,7 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Config } from "../config/mod.ts";
-import { describeError } from "../errors.ts";
+import { describeError, redactSecrets } from "../errors.ts";
 import type { Logger } from "../ops/mod.ts";
 import { discoveryUrls, isAcceptableKeyUrl } from "./discovery.ts";
 import { KeySetError } from "./key_fetch.ts";
@@ -153,7 +153,7 @@ export function createAsMetadataSource(
         return doc;
       }, (e: unknown) => {
         if (closer.signal.aborted) throw e;
-        lastError = e instanceof Error ? e : new Error(String(e));
+        lastError = new Error(redactSecrets(e instanceof Error ? e.message : String(e)));
         deps.log.warn(
           current
             ? "authorization server metadata refresh failed"

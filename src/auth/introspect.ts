@@ -17,7 +17,7 @@
  */
 import { createHash } from "node:crypto";
 import { type Config, issuersOf } from "../config/mod.ts";
-import { GateError } from "../errors.ts";
+import { GateError, redactSecrets } from "../errors.ts";
 import type { Logger } from "../ops/mod.ts";
 import {
   type AsMetadataSource,
@@ -382,7 +382,8 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       body = await call(await endpoint(), token, signal);
     } catch (e) {
       if (e instanceof GateError) throw e;
-      const message = e instanceof Error ? e.message : String(e);
+      // The endpoint's URL is configuration: a credential in its query stays out of the log.
+      const message = redactSecrets(e instanceof Error ? e.message : String(e));
       if (!signal.aborted) failed(message);
       throw unavailable(message);
     } finally {

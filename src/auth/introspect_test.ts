@@ -561,3 +561,12 @@ Deno.test("the introspector's cache holds neither the token nor a member echoing
     .then((e) => assert.ok(!String(e.detail).includes(token)));
   assert.ok(!sink.text().includes(token));
 });
+
+Deno.test("a failure names the endpoint with credentials in its URL redacted", async () => {
+  await using ep = startEndpoint(() => new Response("no", { status: 500 }));
+  const { introspector, sink } = introspectorFor(`${ep.url}?client_secret=hunter2`);
+  const err = await refusal(introspector.verify("tok"));
+  assert.match(err.detail ?? "", /HTTP 500 from introspection endpoint/);
+  assert.ok(!String(err.detail).includes("hunter2"), err.detail);
+  assert.ok(!sink.text().includes("hunter2"));
+});
