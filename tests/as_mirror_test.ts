@@ -134,7 +134,7 @@ Deno.test("the mirror serves the authorization server's metadata byte for byte, 
   assert.equal(res.status, 200);
   assert.deepEqual(bytes, originalBytes);
   assert.equal(res.headers.get("content-type"), "application/json");
-  assert.equal(res.headers.get("cache-control"), "public, max-age=300");
+  assert.equal(res.headers.get("cache-control"), "public, max-age=300, no-transform");
   assert.equal(res.headers.get("access-control-allow-origin"), "*");
   const etag = res.headers.get("etag");
   assert.match(etag ?? "", /^"[A-Za-z0-9_-]{43}"$/);
@@ -173,6 +173,9 @@ Deno.test("the mirror answers 503 with Retry-After while the authorization serve
     assert.equal(res.headers.get("retry-after"), "5");
     assert.equal((await res.json()).error, "temporarily_unavailable");
   }
+  await stack.gate.waitForLog((l) => l.msg === "authorization server metadata fetch failed");
+  // Three requests were answered above: had each fetched, their lines would be in by now.
+  await stack.gate.requestLogs(3);
   const failures = stack.gate.logs().filter((l) =>
     l.msg === "authorization server metadata fetch failed"
   );

@@ -144,7 +144,7 @@ export interface MirroredDocument {
 
 /**
  * The answer at {@linkcode AS_METADATA_PATH}: the authorization server's metadata byte for byte,
- * with the protected resource metadata's caching and CORS, an `ETag` and 304 for a matching
+ * with the protected resource metadata's caching (plus `no-transform`) and CORS, an `ETag` and 304 for a matching
  * `If-None-Match` (RFC 9110 §13.1.2); `undefined` (never fetched) is 503 with Retry-After.
  */
 export function mirrorResponse(req: Request, doc: MirroredDocument | undefined): Response {
@@ -172,9 +172,12 @@ export function mirrorResponse(req: Request, doc: MirroredDocument | undefined):
           },
         );
       }
+      // no-transform (RFC 9111 §5.2.2.6): the bytes are the authorization server's, and stay
+      // so; it also keeps Deno 2.7's automatic compression (the compiled binary's runtime) from
+      // re-encoding them and weakening the ETag.
       const validators: [string, string][] = [
         ...common,
-        ["cache-control", "public, max-age=300"],
+        ["cache-control", "public, max-age=300, no-transform"],
         ["etag", doc.etag],
       ];
       if (ifNoneMatch(req.headers.get("if-none-match"), doc.etag)) {
