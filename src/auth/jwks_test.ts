@@ -3,6 +3,7 @@ import type { Config } from "../config/mod.ts";
 import {
   backoffDelay,
   createKeyStore,
+  createKeyStores,
   discoveryUrls,
   importKeySet,
   isAcceptableKeyUrl,
@@ -559,4 +560,51 @@ Deno.test("refetchForUnknownKid() never rejects and logs a failed refetch once",
   equal(failed.length, 1, "one line for one failed fetch");
   equal(failed[0].reason, `HTTP 500 fetching key set "${JWKS}"`);
   equal(s.stats().refreshErrors, 1);
+});
+
+Deno.test("createKeyStores(): one store per issuer; ready once one is loaded and every first load finished", async () => {
+  const A = "https://a.example/realms/a";
+  const B = "https://b.example/tenant/v2.0";
+  const key = await generateTestKey("RS256");
+  const requested: string[] = [];
+  const fetchFake = ((input: string | URL | Request) => {
+    const url = String(input instanceof Request ? input.url : input);
+    requested.push(url);
+    const json = (body: unknown) =>
+      Promise.resolve(new Response(JSON.stringify(body), { status: 200 }));
+    if (url === "https://a.example/.well-known/oauth-authorization-server/realms/a") {
+      return json({ issuer: A, jwks_uri: "https://a.example/keys" });
+    }
+    if (url === "https://a.example/keys") return json({ keys: [key.publicJwk] });
+    return Promise.resolve(new Response("down", { status: 503 }));
+  }) as typeof fetch;
+  const timers = manualTimers();
+  const sink = createMemorySink();
+  await using set = createKeyStores(configFor(A, { authorizationServers: [A, B] }), {
+    log: createLogger({ sink }),
+    fetch: fetchFake,
+    timers,
+    random: () => 0.5,
+  });
+  equal(set.stores.length, 2);
+  assertEquals(set.stores.map((s) => s.source.issuer), [A, B]);
+  equal(set.forIssuer(A), set.stores[0]);
+  equal(set.forIssuer(B), set.stores[1]);
+  equal(set.forIssuer(`${A}/`), undefined);
+  equal(set.forIssuer(42), undefined);
+
+  set.start();
+  equal(set.ready, false);
+  await timers.fire(); // A's first load
+  equal(set.stores[0].ready, true);
+  equal(set.ready, false, "B's first load has not finished");
+  await timers.fire(); // B's first load fails
+  equal(set.stores[1].ready, false);
+  equal(set.ready, true, "A loaded, B tried");
+  // B's requests never went to A's URLs and the other way round.
+  assert(requested.some((u) => u.startsWith("https://b.example/")));
+  assertEquals(set.stats().keys, 1);
+  // B's log lines name it.
+  const failed = sink.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "key set load failed");
+  equal(failed?.authorization_server, B);
 });
