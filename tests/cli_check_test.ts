@@ -943,3 +943,55 @@ Deno.test("serve logs an error once discovery shows EXPECTED_ISSUER rejects ever
     order.indexOf("authorization server metadata loaded") < order.indexOf("configuration error"),
   );
 });
+
+Deno.test("runCheck() with introspection leaves an opaque token to the endpoint and says so", async () => {
+  await using issuer = await startTestIssuer();
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: issuer.issuer,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+    INTROSPECTION_CLIENT_ID: "gate",
+    INTROSPECTION_CLIENT_SECRET: "s3cret",
+    INTROSPECTION_URL: `${issuer.origin}/introspect`,
+  });
+  const token = "opaque-" + crypto.randomUUID();
+  const io = memoryIo();
+  assert.equal(await runCheck(parseConfig(env), { io, env, token }), 0, io.err());
+  assert.ok(
+    io.out().includes("  not checked: the introspection endpoint decides this token at run time"),
+    io.out(),
+  );
+  assert.ok(!(io.out() + io.err()).includes(token));
+  assert.ok(!io.out().includes("s3cret"), "the client secret is redacted");
+});
+
+Deno.test("runCheck() with several issuers explains a token against the key set its iss chooses", async (t) => {
+  await using first = await startTestIssuer();
+  await using second = await startTestIssuer();
+  using upstream = upstreamListener();
+  const env = cleanEnv({
+    AUTHORIZATION_SERVER: `${first.issuer},${second.issuer}`,
+    UPSTREAM_URL: `http://127.0.0.1:${upstream.addr.port}`,
+  });
+  const config = parseConfig(env);
+  await t.step("a token of the second issuer", async () => {
+    const io = memoryIo();
+    const token = await second.mint({ scope: "mcp:tools" });
+    assert.equal(await runCheck(config, { io, env, token }), 0, io.out() + io.err());
+    assert.ok(io.out().includes(`Authorization server "${second.issuer}":\n`), io.out());
+    assert.ok(
+      io.out().includes(`[pass] issuer's key set  iss ${JSON.stringify(second.issuer)} chooses`),
+      io.out(),
+    );
+  });
+  await t.step("a token naming neither", async () => {
+    const io = memoryIo();
+    const token = await second.mint({ scope: "mcp:tools", iss: "https://elsewhere.example.com" });
+    assert.equal(await runCheck(config, { io, env, token }), 1);
+    assert.match(
+      io.out(),
+      /\[FAIL\] issuer's key set {2}iss "https:\/\/elsewhere\.example\.com" names no configured issuer/,
+    );
+    assert.ok(io.out().includes("verdict: refused: 401 invalid_token (reason issuer)"), io.out());
+  });
+});

@@ -287,9 +287,11 @@ Deno.test("examples: `check` passes every shipped configuration, run as the docs
         path: issuerPath(shipped.AUTHORIZATION_SERVER),
         audience: shipped.RESOURCE_URI,
       });
+      // check probes the upstream (an unreachable one is a warning): something must listen.
+      using upstream = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const env: Record<string, string> = {
         ...shipped,
-        UPSTREAM_URL: moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${closedPort()}`),
+        UPSTREAM_URL: moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${upstream.addr.port}`),
         AUTHORIZATION_SERVER: moveUrl(shipped.AUTHORIZATION_SERVER, issuer.origin),
       };
       for (const name of DENO_PASS_THROUGH) {

@@ -28,6 +28,7 @@ import { describeError, redactSecrets } from "../errors.ts";
 import {
   createKeyStores,
   explainToken,
+  isJwsShaped,
   type KeyStore,
   type TokenExplanation,
 } from "../auth/mod.ts";
@@ -139,7 +140,17 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
       if (mismatch) failures.push(mismatch.message);
     });
     if (deps.token !== undefined) {
-      if (loaded > 0) {
+      const introspected = config.introspectionClientId !== undefined &&
+        (config.introspectAll || !isJwsShaped(deps.token));
+      if (introspected) {
+        // The answer is the authorization server's (RFC 7662), given per call: not judged here.
+        io.stdout(
+          "Token (read from stdin, never printed):\n  not checked: the introspection endpoint " +
+            "decides this token at run time (INTROSPECTION_*" +
+            (config.introspectAll ? ", INTROSPECT_ALL" : ", not a JWT") +
+            "); check does not call it\n\n",
+        );
+      } else if (loaded > 0) {
         tokenReport = await explainToken(deps.token, { config, keys: set, now: deps.now });
         io.stdout(tokenSection(tokenReport));
         if (!tokenReport.verdict.ok) failures.push("the token would be refused (see above)");
