@@ -10,7 +10,8 @@
  *   refused by policy) for {@linkcode NEGATIVE_TTL_MS}; both bounded in entries;
  * - concurrent requests with the same token share one call (single flight);
  * - at most {@linkcode MAX_CONCURRENT_CALLS} calls run at once; a bounded number wait for a slot
- *   within the call's deadline, more are refused at once;
+ *   within the call's deadline, more are refused at once; while the endpoint fails, one call at a
+ *   time (a probe) and the other new tokens are refused at once;
  * - the handler consults the client IP's rate-limit bucket before any of this (src/handler.ts).
  * When the endpoint cannot answer, cached answers keep working and new tokens get 503 with
  * Retry-After (`introspection_unavailable`), never 401: the token may be good.
@@ -301,6 +302,8 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
   );
   const closer = new AbortController();
   let state: IntrospectionStatus = { state: "unknown" };
+  /** Whether the one call allowed while failing is in flight. */
+  let probing = false;
 
   const endpoint = async (): Promise<string> => {
     if (config.introspectionUrl !== undefined) return config.introspectionUrl;
@@ -373,6 +376,16 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
   const introspect = async (token: string): Promise<VerifiedToken> => {
     const signal = closer.signal;
     if (signal.aborted) throw unavailable("the gate is shutting down");
+    // While the endpoint fails, one call at a time probes it and every other new token is
+    // refused at once: a failure is no answer, so neither the negative cache nor the client's
+    // bucket stops a flood of distinct tokens, and a failing server would get all of them.
+    const probe = state.state === "failing";
+    if (probe && probing) {
+      throw unavailable(
+        `introspection is failing (${state.error}); one call at a time until it answers`,
+      );
+    }
+    if (probe) probing = true;
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), timeoutMs);
     let release: (() => void) | undefined;
@@ -387,6 +400,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       if (!signal.aborted) failed(message);
       throw unavailable(message);
     } finally {
+      if (probe) probing = false;
       clearTimeout(timer);
       release?.();
     }

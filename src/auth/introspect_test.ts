@@ -570,3 +570,29 @@ Deno.test("a failure names the endpoint with credentials in its URL redacted", a
   assert.ok(!String(err.detail).includes("hunter2"), err.detail);
   assert.ok(!sink.text().includes("hunter2"));
 });
+
+Deno.test("while the endpoint fails, one call at a time probes it and other new tokens get 503 at once", async () => {
+  const c = clock();
+  let failing = true;
+  await using ep = startEndpoint(async () => {
+    await new Promise((r) => setTimeout(r, 50));
+    return failing ? new Response("down", { status: 500 }) : json(activeBody(c.seconds));
+  });
+  const { introspector } = introspectorFor(ep.url, {}, { now: c.now });
+  await refusal(introspector.verify("first"));
+  assert.equal(ep.calls.length, 1);
+  const flood = await Promise.allSettled(
+    Array.from({ length: 10 }, (_, i) => introspector.verify(`flood-${i}`)),
+  );
+  assert.equal(ep.calls.length, 2, "one probe, not ten calls");
+  const details = flood.map((r) => ((r as PromiseRejectedResult).reason as GateError).detail);
+  assert.equal(details.filter((d) => /one call at a time/.test(d ?? "")).length, 9);
+  failing = false;
+  await introspector.verify("probe");
+  const after = await Promise.all(
+    Array.from({ length: 5 }, (_, i) => introspector.verify(`after-${i}`)),
+  );
+  assert.equal(after.length, 5);
+  assert.equal(ep.calls.length, 8, "answering again: calls run side by side");
+  assert.ok(ep.stats.maxActive > 1);
+});
