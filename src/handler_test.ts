@@ -62,6 +62,7 @@ interface Fixture {
 function fixture(
   env: Record<string, string> = {},
   forward?: (req: Request, ctx: ForwardContext) => Promise<Response>,
+  extra: Partial<HandlerDeps> = {},
 ): Fixture {
   const config = parseConfig({ ...BASE_ENV, ...env });
   const sink = createMemorySink();
@@ -79,7 +80,7 @@ function fixture(
     close() {},
   };
   const keys = { ready: true };
-  const deps: HandlerDeps = { config, keys, verifier: stubVerifier, forwarder, log };
+  const deps: HandlerDeps = { config, keys, verifier: stubVerifier, forwarder, log, ...extra };
   const handler = createHandler(deps);
   return {
     handle: (req, ip = "203.0.113.7") =>
@@ -538,4 +539,49 @@ Deno.test("handler answers 501 for a transfer coding other than chunked, before 
   assert.equal(f.logs().at(-1)!.reason, "unsupported_transfer_coding");
   assert.equal(f.forwarded.length, 0);
   await res.body?.cancel();
+});
+
+Deno.test("handler serves the AS metadata mirror only with AS_METADATA_MIRROR, unauthenticated", async () => {
+  const bytes = new TextEncoder().encode('{"issuer":"https://auth.example.com/realms/demo"}');
+  let gets = 0;
+  let fail = false;
+  const asMetadata = {
+    get() {
+      gets++;
+      return fail
+        ? Promise.reject(new Error("Failed fetching authorization server metadata"))
+        : Promise.resolve({ bytes, etag: '"abc"' });
+    },
+  };
+  const path = url("/.well-known/oauth-authorization-server");
+  const on = fixture({ AS_METADATA_MIRROR: "true" }, undefined, { asMetadata });
+  const res = await on.handle(new Request(path));
+  assert.equal(res.status, 200);
+  assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes);
+  assert.equal(res.headers.get("etag"), '"abc"');
+  const post = await on.handle(new Request(path, { method: "POST" }));
+  await post.body?.cancel();
+  assert.equal(post.status, 405);
+  assert.equal(gets, 1, "only GET and HEAD read the document");
+  fail = true;
+  const down = await on.handle(new Request(path));
+  await down.body?.cancel();
+  assert.equal(down.status, 503);
+  const line = on.logs().filter((l) => l.msg === "request").at(-1)!;
+  assert.equal(line.auth, "exempt");
+  assert.match(String(line.detail), /Failed fetching authorization server metadata/);
+  assert.equal(on.forwarded.length, 0);
+
+  const off = fixture({}, undefined, { asMetadata });
+  const protectedRes = await off.handle(new Request(path));
+  await protectedRes.body?.cancel();
+  assert.equal(protectedRes.status, 401);
+  assert.equal(gets, 2);
+});
+
+Deno.test("handler adds healthDetails to /readyz without changing its status", async () => {
+  const f = fixture({}, undefined, { healthDetails: () => ({ introspection: "failing" }) });
+  const res = await f.handle(new Request(url("/readyz")));
+  assert.equal(res.status, 200);
+  assert.deepEqual(await res.json(), { status: "ok", introspection: "failing" });
 });
