@@ -223,8 +223,8 @@ export function describeError(error: unknown): string {
     }
   };
   walk(error, 0);
-  // A wrapper that ends with its cause's message (reqwest's do) adds nothing once the cause is
-  // there; the same message twice is kept once.
+  // A cause whose message its wrapper already ends with (reqwest's wrappers quote it) is not
+  // repeated; the same message twice is kept once.
   const kept = messages.filter((m, i) =>
     messages.indexOf(m) === i && !messages.some((other) => other.endsWith(`: ${m}`))
   );

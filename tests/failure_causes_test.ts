@@ -10,6 +10,7 @@ import { startTestIssuer } from "./helpers/issuer.ts";
 import { GATE_BIN } from "./helpers/gate.ts";
 import { closedPort } from "./helpers/net.ts";
 import { spawnGate } from "./helpers/process.ts";
+import { runHealthcheck } from "../src/cli/mod.ts";
 import { HAVE_OPENSSL, selfSignedCert } from "./helpers/tls.ts";
 
 const ROOT = new URL("..", import.meta.url);
@@ -208,6 +209,36 @@ Deno.test({
         r.stdout,
         `ok: GET https://mcp.example.com/readyz via 127.0.0.1:${gate.port}: 200\n`,
       );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "runHealthcheck() over TLS gives up at its deadline and says so when the listener never " +
+    "completes a handshake",
+  ignore: !HAVE_OPENSSL,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const files = await selfSignedCert({ dir });
+      // Accepts and then stays silent: no ServerHello ever comes.
+      using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const accepted = listener.accept();
+      let err = "";
+      const code = await runHealthcheck([], {
+        UPSTREAM_URL: "http://127.0.0.1:9",
+        RESOURCE_URI: RESOURCE,
+        AUTHORIZATION_SERVER: "https://as.example.com",
+        LISTEN_ADDR: `127.0.0.1:${listener.addr.port}`,
+        METRICS_ADDR: "",
+        TLS_CERT_FILE: files.cert,
+        TLS_KEY_FILE: files.key,
+      }, { io: { stdout: () => {}, stderr: (t) => void (err += t) }, timeoutMs: 300 });
+      (await accepted).close();
+      assert.equal(code, 1);
+      assert.match(err, /: Timed out after 300 ms\n$/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

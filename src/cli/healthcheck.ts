@@ -181,7 +181,7 @@ async function probeTls(
     rejectUnauthorized: false,
   });
   const timer = setTimeout(
-    () => socket.destroy(new Error(`no response within ${timeoutMs} ms`)),
+    () => socket.destroy(new Error(`Timed out after ${timeoutMs} ms`)),
     timeoutMs,
   );
   try {
