@@ -317,3 +317,58 @@ Deno.test("examples: `check` passes every shipped configuration, run as the docs
     });
   }
 });
+
+Deno.test("examples: `check --env-file` reads the systemd environment file as shipped (hosts moved) and passes it", async () => {
+  const shippedText = read("deploy/systemd/mcp-gate.env.example");
+  const shipped = envFile(shippedText);
+  await using issuer = await startTestIssuer({
+    path: issuerPath(shipped.AUTHORIZATION_SERVER),
+    audience: shipped.RESOURCE_URI,
+  });
+  // check probes the upstream with a TCP connect: something must listen there.
+  using upstream = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // Only the two URLs' scheme, host and port change, in place: the file keeps its syntax.
+  const moved = shippedText
+    .replace(
+      /^UPSTREAM_URL=.*$/m,
+      `UPSTREAM_URL=${moveUrl(shipped.UPSTREAM_URL, `http://127.0.0.1:${upstream.addr.port}`)}`,
+    )
+    .replace(
+      /^AUTHORIZATION_SERVER=.*$/m,
+      `AUTHORIZATION_SERVER=${moveUrl(shipped.AUTHORIZATION_SERVER, issuer.origin)}`,
+    );
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/mcp-gate.env`;
+    await Deno.writeTextFile(path, moved);
+    const env: Record<string, string> = {};
+    for (const name of DENO_PASS_THROUGH) {
+      const v = Deno.env.get(name);
+      if (v !== undefined) env[name] = v;
+    }
+    // The documented command (docs/deploy.md#systemd), from source or as the binary.
+    const [cmd, args] = GATE_BIN
+      ? [GATE_BIN, ["check", "--env-file", path]]
+      : [Deno.execPath(), ["task", "--quiet", "start", "check", "--env-file", path]];
+    const out = await new Deno.Command(cmd, {
+      args,
+      cwd: repo,
+      env,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /OK: configuration valid, key set loaded/);
+    assert.match(text, /Warnings: none/);
+    assert.ok(text.includes(shipped.RESOURCE_URI), "the file's RESOURCE_URI was read");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.ok(
+    read("docs/deploy.md").includes("mcp-gate check --env-file /etc/mcp-gate/mcp-gate.env"),
+  );
+  assert.ok(!/set -a;/.test(read("docs/deploy.md")), "no shell-sourcing of an EnvironmentFile");
+});
