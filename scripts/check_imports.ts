@@ -29,7 +29,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ["net", "headers"],
   ["config"],
   ["ops"],
-  ["http1"],
+  ["http1", "ratelimit"],
   ["http"],
   ["auth"],
   ["proxy"],

@@ -31,12 +31,12 @@ import {
   healthResponse,
   internalErrorResponse,
   isUriHost,
+  type Limiter,
   loggedStatusOf,
   type MirroredDocument,
   mirrorResponse,
   outcomeOf,
   parseRequestUrl,
-  type RateLimiter,
   requestIdFor,
   type RequestTarget,
   upstreamErrorOf,
@@ -67,6 +67,11 @@ export interface HandlerDeps {
   asMetadata?: { get(): Promise<MirroredDocument> };
   /** What `/readyz` reports without deciding readiness (the introspection endpoint's state). */
   healthDetails?: () => Readonly<Record<string, unknown>>;
+  /**
+   * The per-IP and per-subject limiters when their buckets are shared (RATE_LIMIT_REDIS_URL,
+   * built by server.ts); else, with RATE_LIMIT_RPS set, in-memory ones are made here.
+   */
+  rateLimiters?: { readonly ip: Limiter; readonly subject: Limiter };
 }
 
 /** The peer address as Deno.serve reports it. */
@@ -109,11 +114,11 @@ export function createHandler(deps: HandlerDeps): Handler {
   const trusted = config.trustedProxies;
   const resolveClientIp = createClientIpResolver(trusted);
   const limiting = config.rateLimitRps > 0;
-  const ipLimiter: RateLimiter | undefined = limiting
-    ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
-    : undefined;
-  const subjectLimiter: RateLimiter | undefined = limiting
-    ? createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst })
+  const inMemory = () =>
+    createRateLimiter({ rps: config.rateLimitRps, burst: config.rateLimitBurst });
+  const ipLimiter: Limiter | undefined = limiting ? deps.rateLimiters?.ip ?? inMemory() : undefined;
+  const subjectLimiter: Limiter | undefined = limiting
+    ? deps.rateLimiters?.subject ?? inMemory()
     : undefined;
   const inflight = createInflightLimits({
     perIp: config.maxConcurrentRequests,
@@ -215,15 +220,14 @@ export function createHandler(deps: HandlerDeps): Handler {
 
   /**
    * What an authenticated request may do: it is counted as authenticated, then the subject's
-   * bucket decides.
+   * bucket decides. Returns a promise only when a shared bucket has to answer over the network.
    */
-  const authorize = (verified: VerifiedToken): void => {
+  const authorize = (verified: VerifiedToken): void | Promise<void> => {
     recordAuth("ok", undefined, verified.sub);
     if (subjectLimiter) {
       const wait = subjectLimiter.take(verified.sub);
-      if (wait > 0) {
-        throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
-      }
+      if (typeof wait !== "number") return wait.then(refuseWhenEmpty);
+      refuseWhenEmpty(wait);
     }
     // The body limit (413) has one owner, the forwarder, which checks a declared length before
     // it reads anything and cuts a chunked body that grows past it.
@@ -339,7 +343,8 @@ export function createHandler(deps: HandlerDeps): Handler {
         ? claimFieldValues(claimHeaders, verified.claims)
         : undefined;
       sub = verified.sub;
-      authorize(verified);
+      const authorized = authorize(verified);
+      if (authorized) await authorized;
 
       const ctx: ForwardContext = {
         clientIp,
@@ -388,7 +393,8 @@ export function createHandler(deps: HandlerDeps): Handler {
         ? subjectLimiter
         : undefined;
       if (limiter !== undefined) {
-        const wait = limiter.take(charge === "ip" ? clientIp : refusedSubject!);
+        let wait = limiter.take(charge === "ip" ? clientIp : refusedSubject!);
+        if (typeof wait !== "number") wait = await wait;
         if (wait > 0) {
           final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
         }
@@ -413,6 +419,13 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
   };
   return handle;
+}
+
+/** A subject's bucket was empty: 429 with `Retry-After` of `wait` seconds. */
+function refuseWhenEmpty(wait: number): void {
+  if (wait > 0) {
+    throw new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
+  }
 }
 
 /** Splits an absolute request URL into path and raw query without a URL parse. */

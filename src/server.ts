@@ -39,6 +39,7 @@ import {
   upstreamMapping,
 } from "./proxy/mod.ts";
 import { healthResponse, internalErrorResponse } from "./http/mod.ts";
+import { createRedisRateLimiting, type RedisRateLimiting } from "./ratelimit/mod.ts";
 import { createHandler, type Handler } from "./handler.ts";
 import { buildInfo } from "./version.ts";
 
@@ -105,7 +106,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   }
 
   const stages = buildStages(config, deps);
-  const { keys, forwarder, metrics, introspector, asMetadata } = stages;
+  const { keys, forwarder, metrics, introspector, asMetadata, rateLimiting } = stages;
   const onError = unexpectedErrorHandler(log);
   const supervision = { log, metrics };
   let gate: Listener;
@@ -118,6 +119,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     });
   } catch (err) {
     forwarder.close();
+    void rateLimiting?.close();
     return Promise.reject(
       (deps.tls ? tlsConfigError(config, err) : undefined) ??
         new ListenError("LISTEN_ADDR", formatListenAddr(config.listen), err),
@@ -134,6 +136,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     });
   } catch (err) {
     forwarder.close();
+    void rateLimiting?.close();
     const named = new ListenError("METRICS_ADDR", formatListenAddr(config.metricsListen!), err);
     return gate.shutdown().then(() => Promise.reject(named));
   }
@@ -155,6 +158,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     introspector,
     asMetadata,
     forwarder,
+    rateLimiting,
     gate,
     metricsServer,
     handleSignals: deps.handleSignals === true,
@@ -180,6 +184,8 @@ interface Stages {
   asMetadata?: AsMetadataSource;
   /** What `/readyz` adds to its body on both listeners. */
   healthDetails?: () => Readonly<Record<string, unknown>>;
+  /** The shared buckets' connection (RATE_LIMIT_REDIS_URL), closed after the drain. */
+  rateLimiting?: RedisRateLimiting;
 }
 
 /** Builds the key store, verifier, forwarder, metrics and the request handler over them. */
@@ -219,6 +225,10 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     keyStats: () => keys.stats(),
     processStats: createProcessStatsReader(),
   });
+  const rateLimiting = createRedisRateLimiting(config, {
+    log,
+    onFailOpen: () => metrics.rateLimitFailOpen(),
+  });
   const handler = createHandler({
     config,
     keys,
@@ -229,8 +239,18 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     tls: deps.tls !== undefined,
     asMetadata,
     healthDetails,
+    rateLimiters: rateLimiting,
   });
-  return { keys, forwarder, metrics, handler, introspector, asMetadata, healthDetails };
+  return {
+    keys,
+    forwarder,
+    metrics,
+    handler,
+    introspector,
+    asMetadata,
+    healthDetails,
+    rateLimiting,
+  };
 }
 
 /** Deno.serve's `onError` for both listeners: logs, then answers the fixed 500. */
@@ -323,6 +343,7 @@ function createShutdown(
     introspector?: Introspector;
     asMetadata?: AsMetadataSource;
     forwarder: StreamingForwarder;
+    rateLimiting: RedisRateLimiting | undefined;
     gate: Listener;
     metricsServer: Listener | undefined;
     handleSignals: boolean;
@@ -358,6 +379,7 @@ function createShutdown(
       // After the drain: exchanges still in flight may need an introspection answer.
       await ctx.introspector?.[Symbol.asyncDispose]();
       await ctx.asMetadata?.[Symbol.asyncDispose]();
+      await ctx.rateLimiting?.close();
       await metricsServer?.shutdown();
       if (ctx.handleSignals) { for (const [s, l] of listeners) Deno.removeSignalListener(s, l); }
       log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });

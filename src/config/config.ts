@@ -32,6 +32,7 @@ import {
   parseOrigins,
   type Parser,
   parseRate,
+  parseRedisUrl,
   parseRequiredClaims,
   parseScopes,
   parseSize,
@@ -125,6 +126,13 @@ export interface Config {
   /** 0 = off. */
   readonly rateLimitRps: number;
   readonly rateLimitBurst: number;
+  /**
+   * RATE_LIMIT_REDIS_URL: where the buckets live when replicas share one limit; undefined keeps
+   * them in memory. May hold a password: shown only through `redactSecrets` (src/errors.ts).
+   */
+  readonly rateLimitRedisUrl?: string;
+  /** Budget of one shared-bucket call; past it the request is admitted (fail open). */
+  readonly rateLimitRedisTimeoutMs: number;
   /** Requests in flight per client IP (MAX_CONCURRENT_REQUESTS); 0 = unlimited. */
   readonly maxConcurrentRequests: number;
   /**
@@ -566,6 +574,25 @@ const ROWS = deepFreeze([
     description: "token bucket size; 0 = max(1, ceil(RATE_LIMIT_RPS))",
   }),
   row({
+    name: "RATE_LIMIT_REDIS_URL",
+    field: "rateLimitRedisUrl",
+    default: fixed(undefined),
+    parse: parseRedisUrl,
+    // "as-is" shows a string through redactSecrets: the user info becomes "[redacted]".
+    display: "as-is",
+    description: "redis:// or rediss:// URL of a Redis or Valkey that holds the buckets, so " +
+      "replicas share one limit; unset = in memory per process",
+  }),
+  row({
+    name: "RATE_LIMIT_REDIS_TIMEOUT",
+    field: "rateLimitRedisTimeoutMs",
+    default: text("50ms"),
+    parse: duration({ zero: false }),
+    display: "as-is",
+    description: "budget of one Redis call; past it, or with Redis down, the request is " +
+      "admitted and counted in mcpgate_rate_limit_redis_failopen_total",
+  }),
+  row({
     name: "MAX_CONCURRENT_REQUESTS",
     field: "maxConcurrentRequests",
     default: text("100"),
@@ -917,8 +944,9 @@ export function issuersOf(
 /**
  * The effective configuration as a plain JSON-able object, for the start log line and
  * `mcp-gate check`: one key per row of {@linkcode CONFIG_ROWS}, in table order, shown as the
- * row's `display` says; `null` means not set. The one credential, INTROSPECTION_CLIENT_SECRET, is
- * shown as "[redacted]"; URLs with user info are refused.
+ * row's `display` says; `null` means not set. The credentials are hidden: INTROSPECTION_CLIENT_SECRET
+ * and the user info of RATE_LIMIT_REDIS_URL are shown as "[redacted]"; other URLs with user info
+ * are refused.
  */
 export function redactedConfig(config: Config): Record<string, unknown> {
   return Object.fromEntries(

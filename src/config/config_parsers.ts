@@ -194,6 +194,42 @@ export function parseJwksUri(text: string, fail: Fail): string | undefined {
   return text;
 }
 
+/**
+ * A Redis or Valkey URL for the shared rate limiter: `redis://` or `rediss://` (TLS), a host, an
+ * optional port, user info (`user:password@`, percent-encoded) and database number (`/2`); no
+ * query or fragment. Problems quote the URL with its user info hidden, and the user info must be
+ * percent-encoded so that redactSecrets (src/errors.ts) hides all of it wherever the URL is shown.
+ */
+export function parseRedisUrl(text: string, fail: Fail): string | undefined {
+  const start = text.indexOf("//");
+  const at = text.lastIndexOf("@");
+  const userinfo = start >= 0 && at > start;
+  const shown = userinfo ? text.slice(0, start + 2) + "[redacted]" + text.slice(at) : text;
+  if (/[\s\\\p{Cc}]/u.test(text)) {
+    fail("expected a URL without whitespace, control characters or backslashes", shown);
+    return undefined;
+  }
+  if (userinfo && /[@/?#]/.test(text.slice(start + 2, at))) {
+    fail('expected the user info percent-encoded ("%40" for "@", "%2F" for "/")', shown);
+    return undefined;
+  }
+  let url: URL | undefined;
+  try {
+    if (/^rediss?:\/\/[^/?#]/i.test(text)) url = new URL(text);
+  } catch { /* reported below */ }
+  if (!url || url.hostname === "") {
+    fail("expected a redis:// or rediss:// URL with a host", shown);
+    return undefined;
+  }
+  if (text.includes("?") || text.includes("#")) {
+    fail("expected a URL without a query or fragment", shown);
+  }
+  if (!/^\/?(\d{1,5})?$/.test(url.pathname)) {
+    fail('expected no path but a database number like "/0"', shown);
+  }
+  return text;
+}
+
 /** `host:port`, `:port` (all IPv4 interfaces), `[IPv6]:port`. */
 export function parseListenAddr(text: string, fail: Fail): ListenAddr | undefined {
   const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());

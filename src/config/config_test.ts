@@ -1025,6 +1025,68 @@ Deno.test("parseConfig() reads the rate limit and derives the default burst", as
   }
 });
 
+const PERCENT_ENCODED = 'expected the user info percent-encoded ("%40" for "@", "%2F" for "/")';
+
+Deno.test("parseConfig() reads RATE_LIMIT_REDIS_URL and never repeats its password", async (t) => {
+  assert.equal(parse().rateLimitRedisUrl, undefined, "unset: buckets in memory");
+  assert.equal(parse().rateLimitRedisTimeoutMs, 50);
+  for (
+    const url of [
+      "redis://127.0.0.1:6379",
+      "rediss://cache.internal",
+      "redis://:pw@[::1]:6380/2",
+      "redis://gate:pw@valkey:6379/0",
+    ]
+  ) {
+    await t.step(
+      `accepts ${url}`,
+      () => assert.equal(parse({ RATE_LIMIT_REDIS_URL: url }).rateLimitRedisUrl, url),
+    );
+  }
+  const refused: [string, string, string][] = [
+    [
+      "http://127.0.0.1:6379",
+      "expected a redis:// or rediss:// URL with a host",
+      "http://127.0.0.1:6379",
+    ],
+    ["redis://", "expected a redis:// or rediss:// URL with a host", "redis://"],
+    ["redis://h/db", 'expected no path but a database number like "/0"', "redis://h/db"],
+    [
+      "redis://u:s3cret@h?x=1",
+      "expected a URL without a query or fragment",
+      "redis://[redacted]@h?x=1",
+    ],
+    ["redis://u:s3/cret@h", PERCENT_ENCODED, "redis://[redacted]@h"],
+    ["redis://u:s3@cret@h", PERCENT_ENCODED, "redis://[redacted]@h"],
+    [
+      "redis://s3cret@h:x",
+      "expected a redis:// or rediss:// URL with a host",
+      "redis://[redacted]@h:x",
+    ],
+  ];
+  for (const [value, detail, shown] of refused) {
+    await t.step(`refuses ${shown}`, () => {
+      assert.equal(
+        messageFor("RATE_LIMIT_REDIS_URL", value),
+        `Invalid "RATE_LIMIT_REDIS_URL": ${detail}, got "${shown}"`,
+      );
+    });
+  }
+  await t.step("the redacted view hides the password", () => {
+    const config = parse({ RATE_LIMIT_REDIS_URL: "rediss://gate:s3cret@cache:6380/1" });
+    const shown = JSON.stringify(redactedConfig(config));
+    assert.ok(!shown.includes("s3cret"));
+    assert.equal(redactedConfig(config).rateLimitRedisUrl, "rediss://[redacted]@cache:6380/1");
+  });
+  await t.step("RATE_LIMIT_REDIS_TIMEOUT is a duration above zero", () => {
+    assert.equal(parse({ RATE_LIMIT_REDIS_TIMEOUT: "250ms" }).rateLimitRedisTimeoutMs, 250);
+    assert.equal(
+      messageFor("RATE_LIMIT_REDIS_TIMEOUT", "0"),
+      'Invalid "RATE_LIMIT_REDIS_TIMEOUT": expected a duration greater than zero, got "0"',
+    );
+  });
+});
+
 Deno.test("parseConfig() reads the in-flight caps, 0 meaning unlimited", async (t) => {
   const cases: [Env, number, number][] = [
     [{}, 100, 1000],
@@ -1181,6 +1243,7 @@ Deno.test("VARIABLES shows the defaults parseConfig() applies", () => {
     "METRICS_ADDR",
     "PRESERVE_HOST",
     "RATE_LIMIT_BURST",
+    "RATE_LIMIT_REDIS_TIMEOUT",
     "RATE_LIMIT_RPS",
     "READ_TIMEOUT",
     "SCOPE_CLAIMS",

@@ -15,7 +15,18 @@ export interface RateLimiterOptions {
   now?: () => number;
 }
 
-export interface RateLimiter {
+/**
+ * What the handler needs of a limiter: this in-memory one, or one whose buckets are shared by
+ * the replicas (src/ratelimit/), whose `take` answers after a round trip.
+ */
+export interface Limiter {
+  /** 0 to admit, else whole seconds (≥ 1) for `Retry-After`. */
+  take(key: string): number | Promise<number>;
+  /** What `take` would answer, taking nothing; never waits. */
+  peek(key: string): number;
+}
+
+export interface RateLimiter extends Limiter {
   /**
    * Takes one token from `key`'s bucket. Returns 0 when the request may proceed, else the whole
    * number of seconds (≥ 1) until a token is available, for `Retry-After`.

@@ -58,6 +58,11 @@ export interface Metrics {
   listenerFailed(listener: ListenerName): void;
   /** SSE_IDLE_TIMEOUT closed a silent response stream: `mcpgate_stream_idle_closed_total`. */
   streamIdleClosed(): void;
+  /**
+   * A request admitted because the shared rate limit store did not answer in time or at all:
+   * `mcpgate_rate_limit_redis_failopen_total`.
+   */
+  rateLimitFailOpen(): void;
   /** The whole exposition text (ends with a newline). */
   render(): string;
 }
@@ -190,6 +195,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     LISTENERS.map((k) => [k, { labels: `listener="${k}"`, value: 0 }]),
   );
   let inFlight = 0;
+  let rateLimitFailOpen = 0;
   let streamIdleClosed = 0;
   const buildInfo = `mcpgate_build_info{version="${escapeLabelValue(opts.version)}",` +
     `revision="${escapeLabelValue(opts.revision ?? "unknown")}",` +
@@ -258,6 +264,10 @@ export function createMetrics(opts: MetricsOptions): Metrics {
 
     streamIdleClosed() {
       streamIdleClosed++;
+    },
+
+    rateLimitFailOpen() {
+      rateLimitFailOpen++;
     },
 
     render() {
@@ -335,6 +345,15 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         "Streamed responses closed by SSE_IDLE_TIMEOUT after no bytes from the upstream",
       );
       out.push(`mcpgate_stream_idle_closed_total ${formatNumber(streamIdleClosed)}\n`);
+
+      header(
+        out,
+        "mcpgate_rate_limit_redis_failopen_total",
+        "counter",
+        "Requests admitted without a rate limit decision because RATE_LIMIT_REDIS_URL's server " +
+          "did not answer within RATE_LIMIT_REDIS_TIMEOUT or was unreachable",
+      );
+      out.push(`mcpgate_rate_limit_redis_failopen_total ${formatNumber(rateLimitFailOpen)}\n`);
 
       if (opts.keyStats) {
         const k = opts.keyStats();

@@ -103,6 +103,7 @@ Deno.test("render() announces every family with HELP and TYPE before its samples
     mcpgate_inflight_rejected_total: "counter",
     mcpgate_listener_failures_total: "counter",
     mcpgate_stream_idle_closed_total: "counter",
+    mcpgate_rate_limit_redis_failopen_total: "counter",
     mcpgate_jwks_keys_loaded: "gauge",
     mcpgate_jwks_last_refresh_timestamp_seconds: "gauge",
     mcpgate_jwks_refresh_errors_total: "counter",
@@ -406,4 +407,14 @@ Deno.test("render() exposes the process_* families from a scrape-time reader, de
   assert.equal(second.get("process_cpu_seconds_total")?.samples[0].value, "2");
   assert.equal(second.get("process_open_fds")?.samples[0].value, "9");
   assert.equal(second.get("process_max_fds")?.samples[0].value, "1024");
+});
+
+Deno.test("rateLimitFailOpen() counts requests admitted without the shared store's answer", () => {
+  const m = createMetrics({ version: "1" });
+  const name = "mcpgate_rate_limit_redis_failopen_total";
+  const read = () => sample(family(m.render(), name), name, {});
+  assert.equal(read(), "0", "exposed from the start, for dashboards and alerts");
+  m.rateLimitFailOpen();
+  m.rateLimitFailOpen();
+  assert.equal(read(), "2");
 });
