@@ -73,6 +73,8 @@ interface Options {
   logLevel: string;
   cpuProfDir?: string;
   jsonFile?: string;
+  /** Extra gate variables (`--gate-env`), e.g. to bench with the rate limiter on. */
+  gateEnv: Record<string, string>;
 }
 
 /** Sizes that differ between the default run and `--quick`. */
@@ -128,6 +130,8 @@ const USAGE = `Usage: deno task bench [options]
   --log-level=LEVEL    the gate's LOG_LEVEL (default info; its stdout goes to /dev/null)
   --cpu-prof=DIR       run the gate with deno's --cpu-prof, profiles written to DIR
   --json=FILE          also write the raw results as JSON
+  --gate-env=NAME=VALUE  one more variable for the gate (repeatable), e.g.
+                       --gate-env=RATE_LIMIT_RPS=1000000 --gate-env=RATE_LIMIT_REDIS_URL=redis://...
 Environment: MCP_GATE_BIN=path benches a compiled binary instead of \`deno run main.ts\`.`;
 
 function parseOptions(args: string[]): Options {
@@ -137,6 +141,7 @@ function parseOptions(args: string[]): Options {
     loadgen: "auto",
     pin: true,
     logLevel: "info",
+    gateEnv: {},
   };
   for (const arg of args) {
     const [name, value] = arg.includes("=")
@@ -156,6 +161,9 @@ function parseOptions(args: string[]): Options {
     else if (name === "--cpu-prof" && value) {
       options.cpuProfDir = value.startsWith("/") ? value : `${Deno.cwd()}/${value}`;
     } else if (name === "--json" && value) options.jsonFile = value;
+    else if (name === "--gate-env" && /^[A-Z_][A-Z0-9_]*=/.test(value)) {
+      options.gateEnv[value.slice(0, value.indexOf("="))] = value.slice(value.indexOf("=") + 1);
+    }
     else if (name === "--help" || name === "-h") {
       console.log(USAGE);
       Deno.exit(0);
@@ -334,6 +342,7 @@ async function startGate(
     METRICS_ADDR: "",
     LOG_LEVEL: ctx.options.logLevel,
     SHUTDOWN_TIMEOUT: "1s",
+    ...ctx.options.gateEnv,
   };
   // A clean environment, so gate variables set in the caller's shell do not leak in.
   for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR", "NO_COLOR"]) {
