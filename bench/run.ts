@@ -163,8 +163,7 @@ function parseOptions(args: string[]): Options {
     } else if (name === "--json" && value) options.jsonFile = value;
     else if (name === "--gate-env" && /^[A-Z_][A-Z0-9_]*=/.test(value)) {
       options.gateEnv[value.slice(0, value.indexOf("="))] = value.slice(value.indexOf("=") + 1);
-    }
-    else if (name === "--help" || name === "-h") {
+    } else if (name === "--help" || name === "-h") {
       console.log(USAGE);
       Deno.exit(0);
     } else throw new Error(`Invalid argument "${arg}"\n${USAGE}`);
