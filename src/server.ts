@@ -210,12 +210,6 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
   const verifier = introspector
     ? withIntrospection(jwtVerifier, introspector, { all: config.introspectAll })
     : jwtVerifier;
-  const healthDetails = introspector
-    ? () => {
-      const s = introspector.status();
-      return { introspection: s.state };
-    }
-    : undefined;
   const forwarder = createForwarder(config, { log, caCerts: deps.upstreamCaCerts });
   const build = buildInfo();
   const metrics = createMetrics({
@@ -229,6 +223,15 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     log,
     onFailOpen: () => metrics.rateLimitFailOpen(),
   });
+  // Reported, never deciding readiness: a gate whose Redis is down still serves (fail open).
+  const healthDetails = introspector || rateLimiting
+    ? () => ({
+      ...(introspector ? { introspection: introspector.status().state } : {}),
+      ...(rateLimiting
+        ? { rate_limit_store: rateLimiting.store.ready ? "connected" : "unavailable" }
+        : {}),
+    })
+    : undefined;
   const handler = createHandler({
     config,
     keys,

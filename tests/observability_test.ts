@@ -25,7 +25,7 @@ const ALERTS = "deploy/prometheus/alerts.yml";
  * Metrics other parts of the gate are adding, named here before they land: allowed while the gate
  * does not export them, checked like any other once it does. Empty this list when they have landed.
  */
-const PENDING_METRICS = new Set(["mcpgate_rate_limit_redis_failopen_total"]);
+const PENDING_METRICS = new Set<string>([]);
 
 /**
  * Metric names the gate's metrics code defines (as string literals in src/ops/, tests left out).

@@ -257,13 +257,19 @@ Deno.test({
       ...BUDGET,
       METRICS_ADDR: "127.0.0.1:0",
     });
-    // Ready without the server (gateFor waited for /readyz), and requests pass, counted.
+    // Ready without the server (gateFor waited for /readyz), which /readyz reports without
+    // deciding on it; requests pass, counted.
+    const readyz = await fetch(`${gate.origin}/readyz`);
+    assert.equal(readyz.status, 200);
+    assert.deepEqual(await readyz.json(), { status: "ok", rate_limit_store: "unavailable" });
     const erin = await b.issuer.mint({ sub: "erin" });
     for (let i = 0; i < 4; i++) assert.equal((await call(gate, erin)).status, 200);
     assert.equal(await failOpens(gate), 4);
 
     await using redis = await startRedis({ own: true, port });
     await gate.waitForLog((l) => l.msg === "rate limit store connected", 20_000);
+    const after = await fetch(`${gate.origin}/readyz`);
+    assert.deepEqual(await after.json(), { status: "ok", rate_limit_store: "connected" });
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await call(gate, erin)).status);
     assert.deepEqual(statuses, [200, 200, 429]);
