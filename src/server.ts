@@ -217,6 +217,7 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     revision: build.revision,
     deno: build.deno,
     keyStats: () => keys.stats(),
+    introspectionStats: introspector ? () => introspector.stats() : undefined,
     processStats: createProcessStatsReader(),
   });
   const rateLimiting = createRedisRateLimiting(config, {

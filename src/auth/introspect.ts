@@ -19,7 +19,7 @@
 import { createHash } from "node:crypto";
 import { type Config, issuersOf } from "../config/mod.ts";
 import { GateError, redactSecrets } from "../errors.ts";
-import type { Logger } from "../ops/mod.ts";
+import type { IntrospectionStats, Logger } from "../ops/mod.ts";
 import {
   type AsMetadataSource,
   boundedFetch,
@@ -148,6 +148,8 @@ export interface IntrospectionStatus {
 /** Checks opaque tokens by introspection; see {@linkcode createIntrospector}. */
 export interface Introspector extends TokenVerifier, AsyncDisposable {
   status(): IntrospectionStatus;
+  /** Counters for `/metrics`. */
+  stats(): IntrospectionStats;
   /** The answer cache (tests inspect its keys). */
   readonly cache: IntrospectionCache;
   /** Aborts calls in flight; later tokens get 503. */
@@ -304,6 +306,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
   let state: IntrospectionStatus = { state: "unknown" };
   /** Whether the one call allowed while failing is in flight. */
   let probing = false;
+  const counts = { answered: 0, failed: 0, shed: 0, cacheHits: 0 };
 
   const endpoint = async (): Promise<string> => {
     if (config.introspectionUrl !== undefined) return config.introspectionUrl;
@@ -381,6 +384,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
     // bucket stops a flood of distinct tokens, and a failing server would get all of them.
     const probe = state.state === "failing";
     if (probe && probing) {
+      counts.shed++;
       throw unavailable(
         `introspection is failing (${state.error}); one call at a time until it answers`,
       );
@@ -394,7 +398,11 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       release = await slots.acquire(AbortSignal.any([signal, deadline.signal]));
       body = await call(await endpoint(), token, signal);
     } catch (e) {
-      if (e instanceof GateError) throw e;
+      if (e instanceof GateError) {
+        counts.shed++;
+        throw e;
+      }
+      counts.failed++;
       // The endpoint's URL is configuration: a credential in its query stays out of the log.
       const message = redactSecrets(e instanceof Error ? e.message : String(e));
       if (!signal.aborted) failed(message);
@@ -404,6 +412,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       clearTimeout(timer);
       release?.();
     }
+    counts.answered++;
     answered();
     const nowMs = now();
     const checked = checkIntrospection(body, {
@@ -443,6 +452,11 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
   const introspector: Introspector = {
     cache,
     status: () => state,
+    stats: () => ({
+      ...counts,
+      cacheEntries: cache.size,
+      ...(state.state === "unknown" ? {} : { up: state.state === "ok" ? 1 : 0 }),
+    }),
     verify(token) {
       if (token.length > MAX_TOKEN_BYTES) {
         return Promise.reject(
@@ -452,6 +466,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       const nowMs = now();
       const hit = cache.get(token, nowMs);
       if (hit !== undefined) {
+        counts.cacheHits++;
         if (!hit.ok) return Promise.reject(hit.error);
         // docs/contract.md §4: time is re-checked on every use, as for a cached JWT.
         const err = checkTime(hit.time, nowMs, policy.clockSkewMs);

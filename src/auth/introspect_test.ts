@@ -388,9 +388,18 @@ Deno.test("an endpoint that is down: cached answers keep working, new tokens get
     state: "failing",
     error: `HTTP 503 from introspection endpoint "${ep.url}"`,
   });
+  assert.deepEqual(introspector.stats(), {
+    answered: 1,
+    failed: 1,
+    shed: 0,
+    cacheHits: 1,
+    cacheEntries: 1,
+    up: 0,
+  });
   up = true;
   await introspector.verify("new");
   assert.equal(introspector.status().state, "ok");
+  assert.equal(introspector.stats().up, 1);
   assert.match(sink.text(), /introspection answering again/);
   await introspector[Symbol.asyncDispose]();
 });
@@ -587,6 +596,7 @@ Deno.test("while the endpoint fails, one call at a time probes it and other new 
   assert.equal(ep.calls.length, 2, "one probe, not ten calls");
   const details = flood.map((r) => ((r as PromiseRejectedResult).reason as GateError).detail);
   assert.equal(details.filter((d) => /one call at a time/.test(d ?? "")).length, 9);
+  assert.equal(introspector.stats().shed, 9);
   failing = false;
   await introspector.verify("probe");
   const after = await Promise.all(

@@ -42,6 +42,22 @@ export interface KeyStats {
   fetches: number;
 }
 
+/** Token introspection state read at scrape time (see auth/introspect.ts). */
+export interface IntrospectionStats {
+  /** Calls the endpoint answered (active or not). */
+  answered: number;
+  /** Calls that got no answer (down, slow, an HTTP error, not JSON...). */
+  failed: number;
+  /** New tokens refused without a call: the wait queue was full, or a probe was in flight. */
+  shed: number;
+  /** Requests answered from the cache. */
+  cacheHits: number;
+  /** Answers held (positive and negative). */
+  cacheEntries: number;
+  /** 1 when the latest call was answered, 0 when it failed; absent before the first call. */
+  up?: 0 | 1;
+}
+
 /** The gate's metrics registry. */
 export interface Metrics {
   /** A request arrived: in-flight + 1. */
@@ -77,6 +93,8 @@ export interface MetricsOptions {
   deno?: string;
   /** Key set state, read on each scrape. */
   keyStats?: () => KeyStats;
+  /** Token introspection state, read on each scrape (only when introspection is configured). */
+  introspectionStats?: () => IntrospectionStats;
   /**
    * Upper bounds of the duration histogram in seconds, ascending. The default reaches 300 s
    * because MCP tool calls and SSE streams legitimately run for minutes (Claude.ai allows 300 s).
@@ -376,11 +394,50 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         out.push(`mcpgate_jwks_fetches_total ${formatNumber(k.fetches)}\n`);
       }
 
+      if (opts.introspectionStats) renderIntrospection(out, opts.introspectionStats());
+
       if (opts.processStats) renderProcess(out, opts.processStats());
 
       return out.join("");
     },
   };
+}
+
+/** The `mcpgate_introspection_*` families (RFC 7662 token introspection). */
+function renderIntrospection(out: string[], i: IntrospectionStats): void {
+  header(
+    out,
+    "mcpgate_introspection_calls_total",
+    "counter",
+    "Introspection calls by result: answered (active or not) or failed (no answer)",
+  );
+  out.push(`mcpgate_introspection_calls_total{result="answered"} ${formatNumber(i.answered)}\n`);
+  out.push(`mcpgate_introspection_calls_total{result="failed"} ${formatNumber(i.failed)}\n`);
+  header(
+    out,
+    "mcpgate_introspection_shed_total",
+    "counter",
+    "New tokens refused without an introspection call (queue full, or probing a failing endpoint)",
+  );
+  out.push(`mcpgate_introspection_shed_total ${formatNumber(i.shed)}\n`);
+  header(
+    out,
+    "mcpgate_introspection_cache_hits_total",
+    "counter",
+    "Requests answered from the introspection cache",
+  );
+  out.push(`mcpgate_introspection_cache_hits_total ${formatNumber(i.cacheHits)}\n`);
+  header(out, "mcpgate_introspection_cache_entries", "gauge", "Introspection answers held");
+  out.push(`mcpgate_introspection_cache_entries ${formatNumber(i.cacheEntries)}\n`);
+  if (i.up !== undefined) {
+    header(
+      out,
+      "mcpgate_introspection_up",
+      "gauge",
+      "1 when the latest introspection call was answered, 0 when it failed",
+    );
+    out.push(`mcpgate_introspection_up ${i.up}\n`);
+  }
 }
 
 /** The `process_*` families, named as the Prometheus client libraries name them. */

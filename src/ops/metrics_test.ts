@@ -418,3 +418,30 @@ Deno.test("rateLimitFailOpen() counts requests admitted without the shared store
   m.rateLimitFailOpen();
   assert.equal(read(), "2");
 });
+
+Deno.test("render() exposes introspection counters only when introspection is configured", () => {
+  assert.ok(!createMetrics({ version: "0.1.0" }).render().includes("mcpgate_introspection"));
+  let up: 0 | 1 | undefined;
+  const m = createMetrics({
+    version: "0.1.0",
+    introspectionStats: () => ({
+      answered: 7,
+      failed: 2,
+      shed: 3,
+      cacheHits: 40,
+      cacheEntries: 5,
+      up,
+    }),
+  });
+  let text = m.render();
+  assert.match(text, /^mcpgate_introspection_calls_total\{result="answered"\} 7$/m);
+  assert.match(text, /^mcpgate_introspection_calls_total\{result="failed"\} 2$/m);
+  assert.match(text, /^mcpgate_introspection_shed_total 3$/m);
+  assert.match(text, /^mcpgate_introspection_cache_hits_total 40$/m);
+  assert.match(text, /^mcpgate_introspection_cache_entries 5$/m);
+  assert.ok(!text.includes("mcpgate_introspection_up"), "no up before the first call");
+  up = 0;
+  text = m.render();
+  assert.match(text, /^# TYPE mcpgate_introspection_up gauge$/m);
+  assert.match(text, /^mcpgate_introspection_up 0$/m);
+});
