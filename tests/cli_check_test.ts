@@ -207,6 +207,8 @@ Deno.test("runCheck() prints the configuration by variable name, the metadata, t
   assert.match(out, new RegExp(`\\n  RESOURCE_URI +${RESOURCE.replaceAll(".", "\\.")}\\n`), out);
   assert.match(out, /\n {2}LISTEN_ADDR +0\.0\.0\.0:8080 {2}\(default\)\n/);
   assert.match(out, /\n {2}JWKS_URI +\(not set\) {2}\(default\)\n/);
+  assert.match(out, /\n {2}CLOCK_SKEW +30s {2}\(default\)\n/);
+  assert.match(out, /\n {2}JWKS_REFRESH_INTERVAL +10m {2}\(default\)\n/);
   assert.ok(!out.includes("resourceUri"), "no config field names");
   assert.ok(
     out.includes(

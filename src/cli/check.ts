@@ -186,7 +186,11 @@ function configurationSection(
     : "the environment";
   const width = Math.max(...CONFIG_ROWS.map((r) => r.name.length)) + 2;
   const lines = CONFIG_ROWS.map((r) => {
-    const shown = showValue(displayValue(r.display, config[r.field]));
+    const value = displayValue(r.display, config[r.field]);
+    // Durations in the unit operators write them in (Config holds milliseconds).
+    const shown = r.field.endsWith("Ms") && typeof value === "number"
+      ? formatDuration(value)
+      : showValue(value);
     const set = env[r.name] !== undefined && env[r.name]!.trim() !== "";
     const source = envFile && r.name in envFile.file.vars
       ? "  (env file)"
@@ -196,6 +200,15 @@ function configurationSection(
     return `  ${r.name.padEnd(width)}${shown}${source}\n`;
   });
   return `Configuration (from ${from}):\n${lines.join("")}\n`;
+}
+
+/** Milliseconds in Go duration syntax, the largest whole unit: 30000 → "30s", 600000 → "10m". */
+function formatDuration(ms: number): string {
+  if (ms === 0) return "0s";
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }
 
 function showValue(v: unknown): string {
