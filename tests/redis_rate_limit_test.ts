@@ -10,8 +10,10 @@ import { startTestIssuer, type TestIssuer } from "./helpers/issuer.ts";
 import { startUpstream, type Upstream } from "./helpers/upstream.ts";
 import { startGate, type TestGate } from "./helpers/gate.ts";
 import { gateEnv, ready, RESOURCE } from "./helpers/rig.ts";
-import { announceSkip, startRedis } from "./helpers/redis.ts";
+import { announceSkip, redisTlsFiles, startRedis } from "./helpers/redis.ts";
 import { closedPort } from "./helpers/net.ts";
+import { spawnGate } from "./helpers/process.ts";
+import { HAVE_OPENSSL } from "./helpers/tls.ts";
 
 const skip = announceSkip("tests/redis_rate_limit_test.ts");
 const skipOwn = announceSkip("tests/redis_rate_limit_test.ts (tests that stop the server)", {
@@ -316,5 +318,56 @@ Deno.test({
       config: Record<string, unknown>;
     };
     assert.equal(start.config.rateLimitRedisUrl, `redis://[redacted]@127.0.0.1:${redis.port}`);
+  },
+});
+
+Deno.test({
+  name:
+    "redis rate limit: rediss:// verifies the server against DENO_CERT and refuses one it does not trust",
+  ignore: skipOwn || !HAVE_OPENSSL,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const tls = await redisTlsFiles(dir);
+      await using redis = await startRedis({ own: true, tls });
+      assert.match(redis.url, /^rediss:/);
+      await using b = await backends();
+      // A child process: DENO_CERT is read by the runtime at start, as an operator would set it.
+      const env = {
+        ...gateEnv(b.issuer, b.upstream, {
+          ...BUDGET,
+          RATE_LIMIT_RPS: "0.05",
+          RATE_LIMIT_BURST: "1",
+          RATE_LIMIT_REDIS_URL: redis.url,
+        }),
+        LOG_LEVEL: "info",
+      };
+      await using trusted = await spawnGate({ ...env, DENO_CERT: tls.ca });
+      await trusted.waitForLog((l) => l.msg === "rate limit store connected", 20_000);
+      await using untrusted = await spawnGate(env);
+      const refused = await untrusted.waitForLog(
+        (l) => l.msg === "rate limit store unavailable, admitting requests",
+        20_000,
+      );
+      assert.match(String(refused.error), /certificate/i);
+      const henry = await b.issuer.mint({ sub: "henry" });
+      const get = async (port: number) => {
+        const deadline = Date.now() + 20_000;
+        while (true) {
+          const res = await fetch(`http://127.0.0.1:${port}/mcp`, {
+            headers: { authorization: `Bearer ${henry}` },
+          });
+          await res.arrayBuffer();
+          if (res.status !== 503 || Date.now() > deadline) return res.status;
+          await new Promise((r) => setTimeout(r, 100)); // key set still loading
+        }
+      };
+      // Over TLS the bucket is shared and enforced; the gate that cannot verify the server
+      // admits (fail open) rather than talk to it unverified.
+      assert.deepEqual([await get(trusted.port), await get(trusted.port)], [200, 429]);
+      assert.equal(await get(untrusted.port), 200);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

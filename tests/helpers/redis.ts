@@ -47,22 +47,32 @@ export function announceSkip(file: string, options: { own?: boolean } = {}): boo
   return why !== undefined;
 }
 
+/** PEM files for a server that speaks only TLS (`rediss://`). */
+export interface RedisTls {
+  cert: string;
+  key: string;
+  /** The CA file (also what the helper's own probe trusts). */
+  ca: string;
+}
+
 /**
  * A server for one test. `own`: start a private one even when MCP_GATE_TEST_REDIS_URL is set
  * (to kill it, or to require a password). `password`: started with `requirepass`. `port`: listen
- * there (a port a gate was already told about) instead of a free one.
+ * there (a port a gate was already told about) instead of a free one. `tls`: TLS only.
  */
 export async function startRedis(
-  options: { own?: boolean; password?: string; port?: number } = {},
+  options: { own?: boolean; password?: string; port?: number; tls?: RedisTls } = {},
 ): Promise<TestRedis> {
-  if (SHARED_URL && !options.own && options.password === undefined && !options.port) {
+  if (
+    SHARED_URL && !options.own && options.password === undefined && !options.port && !options.tls
+  ) {
     const url = new URL(SHARED_URL);
     const port = Number(url.port || 6379);
     const noop = () => Promise.resolve();
     return {
       url: SHARED_URL,
       port,
-      command: (...args) => sendCommand(port, args, url.password || undefined),
+      command: (...args) => sendCommand({ port }, args, url.password || undefined),
       kill: () => Promise.reject(new Error("a shared test server cannot be killed")),
       pause: () => {
         throw new Error("a shared test server cannot be paused");
@@ -76,9 +86,27 @@ export async function startRedis(
   if (!REDIS_BIN) throw new Error(redisUnavailable({ own: true }));
   const bin = REDIS_BIN;
   const port = options.port ?? closedPort();
+  const tls = options.tls;
+  const caCerts = tls ? [await Deno.readTextFile(tls.ca)] : undefined;
+  const target = { port, caCerts };
+  const listen = tls
+    ? [
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      tls.cert,
+      "--tls-key-file",
+      tls.key,
+      "--tls-ca-cert-file",
+      tls.ca,
+      "--tls-auth-clients",
+      "no",
+    ]
+    : ["--port", String(port)];
   const args = [
-    "--port",
-    String(port),
+    ...listen,
     "--bind",
     "127.0.0.1",
     "--save",
@@ -98,7 +126,7 @@ export async function startRedis(
     const deadline = Date.now() + 10_000;
     while (true) {
       try {
-        const reply = await sendCommand(port, ["PING"], options.password);
+        const reply = await sendCommand(target, ["PING"], options.password);
         if (reply.startsWith("+PONG")) return;
       } catch { /* not listening yet */ }
       if (Date.now() > deadline) throw new Error(`${bin} did not start on port ${port}`);
@@ -119,9 +147,9 @@ export async function startRedis(
   const auth = options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`;
   const close = stop;
   return {
-    url: `redis://${auth}127.0.0.1:${port}`,
+    url: `${tls ? "rediss" : "redis"}://${auth}127.0.0.1:${port}`,
     port,
-    command: (...a) => sendCommand(port, a, options.password),
+    command: (...a) => sendCommand(target, a, options.password),
     kill: stop,
     pause: () => child?.kill("SIGSTOP"),
     resume: () => child?.kill("SIGCONT"),
@@ -134,9 +162,15 @@ export async function startRedis(
   };
 }
 
-/** One command over a fresh connection (RESP2); the reply's raw text. */
-async function sendCommand(port: number, args: string[], password?: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+/** One command over a fresh connection (RESP2, TLS when `caCerts`); the reply's raw text. */
+async function sendCommand(
+  to: { port: number; caCerts?: string[] },
+  args: string[],
+  password?: string,
+): Promise<string> {
+  const conn = to.caCerts
+    ? await Deno.connectTls({ hostname: "127.0.0.1", port: to.port, caCerts: to.caCerts })
+    : await Deno.connect({ hostname: "127.0.0.1", port: to.port });
   try {
     const encode = (a: string[]) =>
       `*${a.length}\r\n` + a.map((x) => `$${new TextEncoder().encode(x).length}\r\n${x}\r\n`)
@@ -197,4 +231,64 @@ function findBinary(names: string[]): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * A throwaway CA and a server certificate it signed for 127.0.0.1 (openssl CLI), in `dir`: what a
+ * `rediss://` server needs, and the CA a client must trust.
+ */
+export async function redisTlsFiles(dir: string): Promise<RedisTls> {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    if (!out.success) {
+      throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await run(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=mcp-gate test redis ca",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  );
+  await run("req", ...ec, "-keyout", "redis.key", "-out", "redis.csr", "-subj", "/CN=127.0.0.1");
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+  );
+  await run(
+    "x509",
+    "-req",
+    "-in",
+    "redis.csr",
+    "-CA",
+    "ca.crt",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "redis.crt",
+    "-days",
+    "1",
+    "-extfile",
+    "ext.cnf",
+  );
+  return { cert: `${dir}/redis.crt`, key: `${dir}/redis.key`, ca: `${dir}/ca.crt` };
 }
