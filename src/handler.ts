@@ -14,7 +14,9 @@ import {
   jsonString,
   type Logger,
   type Metrics,
+  type RequestSpan,
   type Route,
+  type Tracing,
   truncateBytes,
 } from "./ops/mod.ts";
 import {
@@ -28,6 +30,7 @@ import {
   createMetadata,
   createRateLimiter,
   createResponder,
+  HEALTH_PATHS,
   healthResponse,
   internalErrorResponse,
   isUriHost,
@@ -59,6 +62,8 @@ export interface HandlerDeps {
   forwarder: Forwarder;
   log: Logger;
   metrics?: Metrics;
+  /** The gate's own tracer, when OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+  tracing?: Tracing;
   /** Whether the listener serves TLS itself (then X-Forwarded-Proto is https). */
   tls?: boolean;
   /** Monotonic clock in ms, for durations. */
@@ -106,7 +111,7 @@ interface Outcome {
 
 /** Builds the gate's request handler. All per-config work happens here, once. */
 export function createHandler(deps: HandlerDeps): Handler {
-  const { config, keys, verifier, forwarder, log, metrics } = deps;
+  const { config, keys, verifier, forwarder, log, metrics, tracing } = deps;
   const now = deps.now ?? (() => performance.now());
   const responder = createResponder(config);
   const metadata = createMetadata(config);
@@ -133,9 +138,16 @@ export function createHandler(deps: HandlerDeps): Handler {
    * active); its end goes to the log line and the request metrics together (`finish`, once the
    * exchange is over, for a stream when it ends).
    */
-  const recordAuth = (outcome: AuthOutcome, reason?: RejectReason, sub?: string) => {
+  const recordAuth = (
+    span: RequestSpan | undefined,
+    outcome: AuthOutcome,
+    reason?: RejectReason,
+    sub?: string,
+  ) => {
     metrics?.authOutcome(outcome, reason);
-    annotateAuth({ outcome, reason, sub });
+    // The gate's own span (OTEL_EXPORTER_OTLP_ENDPOINT), else Deno's active one, if any.
+    if (span !== undefined) span.annotate({ outcome, reason, sub });
+    else annotateAuth({ outcome, reason, sub });
   };
   const finish = (x: Exchange, o: Outcome) => {
     const durationMs = now() - x.started;
@@ -222,8 +234,11 @@ export function createHandler(deps: HandlerDeps): Handler {
    * What an authenticated request may do: it is counted as authenticated, then the subject's
    * bucket decides. Returns a promise only when a shared bucket has to answer over the network.
    */
-  const authorize = (verified: VerifiedToken): void | Promise<void> => {
-    recordAuth("ok", undefined, verified.sub);
+  const authorize = (
+    verified: VerifiedToken,
+    span: RequestSpan | undefined,
+  ): void | Promise<void> => {
+    recordAuth(span, "ok", undefined, verified.sub);
     if (subjectLimiter) {
       const wait = subjectLimiter.take(verified.sub);
       if (typeof wait !== "number") return wait.then(refuseWhenEmpty);
@@ -270,11 +285,24 @@ export function createHandler(deps: HandlerDeps): Handler {
       requestId,
       fields,
     };
+    // The gate's server span (OTEL_EXPORTER_OTLP_ENDPOINT), for every request but health probes.
+    const span = tracing !== undefined && !HEALTH_PATHS.has(path)
+      ? tracing.start({
+        method: req.method,
+        path,
+        clientIp,
+        requestId,
+        userAgent: fields.userAgent,
+        traceparent: fields.traceparent,
+        tracestate: fields.tracestate,
+      })
+      : undefined;
     // The in-flight slot is held until the exchange is over (a stream: until it ends).
     let release: (() => void) | undefined;
     const done = (o: Outcome) => {
       release?.();
       finish(exchange, o);
+      span?.end(o.status, o.reason);
     };
 
     // What reaches the upstream is built from these: refuse what cannot be passed on as it is,
@@ -292,7 +320,7 @@ export function createHandler(deps: HandlerDeps): Handler {
           : "bad_request",
         { reason: malformed },
       );
-      recordAuth(outcomeOf(err.code), malformed);
+      recordAuth(span, outcomeOf(err.code), malformed);
       const res = reject(err, null);
       done({ route: "rejected", status: res.status, auth: outcomeOf(err.code), reason: malformed });
       return res;
@@ -339,11 +367,16 @@ export function createHandler(deps: HandlerDeps): Handler {
       const verified = await authenticate(fields, checked.query, clientIp);
       // Claim fields come before the request counts as authenticated: a claim that cannot be
       // sent faithfully refuses it (403, charged to the subject like any other 403).
-      const setHeaders = claimHeaders.length > 0
+      const claimed = claimHeaders.length > 0
         ? claimFieldValues(claimHeaders, verified.claims)
         : undefined;
+      // With the gate's span, the upstream gets its trace context (the inbound one is dropped:
+      // src/headers/managed.ts TRACE_CONTEXT_HEADERS).
+      const setHeaders = span === undefined || span.propagate.length === 0
+        ? claimed
+        : [...(claimed ?? []), ...span.propagate];
       sub = verified.sub;
-      const authorized = authorize(verified);
+      const authorized = authorize(verified, span);
       if (authorized) await authorized;
 
       const ctx: ForwardContext = {
@@ -404,7 +437,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       const outcome = outcomeOf(final.code);
       // A verified request was already counted as "ok" above.
       if (sub === undefined) {
-        recordAuth(outcome, final.reason);
+        recordAuth(span, outcome, final.reason);
       }
       const res = reject(final, origin);
       done({

@@ -17,10 +17,12 @@ import { ConfigError, ListenError } from "./errors.ts";
 import {
   createMetrics,
   createProcessStatsReader,
+  createTracing,
   type ListenerName,
   type Logger,
   type Metrics,
   METRICS_CONTENT_TYPE,
+  type Tracing,
 } from "./ops/mod.ts";
 import {
   type AsMetadataSource,
@@ -104,8 +106,26 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   for (const w of runtimeLimits(config, Deno.version.deno)) {
     log.warn("setting not fully applied", { variable: w.variable, detail: w.detail });
   }
+  // OTEL_EXPORTER_OTLP_ENDPOINT: the gate's own spans, at run time (src/ops/tracing.ts); the SDK
+  // is loaded only then.
+  if (config.otelEndpoint === undefined) return startStages(config, deps, undefined);
+  return createTracing({
+    endpoint: config.otelEndpoint,
+    serviceName: config.otelServiceName,
+    sampleRate: config.otelSampleRate,
+    version: build.version,
+    onExportError: (error) => log.warn("trace export failed", { error }),
+  }).then((tracing) => startStages(config, deps, tracing));
+}
 
-  const stages = buildStages(config, deps);
+/** {@linkcode startServer} once the tracer, if any, is built. */
+function startStages(
+  config: Config,
+  deps: ServerDeps,
+  tracing: Tracing | undefined,
+): Promise<RunningServer> {
+  const { log } = deps;
+  const stages = buildStages(config, deps, tracing);
   const { keys, forwarder, metrics, introspector, asMetadata, rateLimiting } = stages;
   const onError = unexpectedErrorHandler(log);
   const supervision = { log, metrics };
@@ -120,6 +140,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   } catch (err) {
     forwarder.close();
     void rateLimiting?.close();
+    void tracing?.shutdown();
     return Promise.reject(
       (deps.tls ? tlsConfigError(config, err) : undefined) ??
         new ListenError("LISTEN_ADDR", formatListenAddr(config.listen), err),
@@ -137,6 +158,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
   } catch (err) {
     forwarder.close();
     void rateLimiting?.close();
+    void tracing?.shutdown();
     const named = new ListenError("METRICS_ADDR", formatListenAddr(config.metricsListen!), err);
     return gate.shutdown().then(() => Promise.reject(named));
   }
@@ -157,6 +179,7 @@ export function startServer(config: Config, deps: ServerDeps): Promise<RunningSe
     keys,
     introspector,
     asMetadata,
+    tracing,
     forwarder,
     rateLimiting,
     gate,
@@ -186,10 +209,12 @@ interface Stages {
   healthDetails?: () => Readonly<Record<string, unknown>>;
   /** The shared buckets' connection (RATE_LIMIT_REDIS_URL), closed after the drain. */
   rateLimiting?: RedisRateLimiting;
+  /** The gate's own tracer (OTEL_EXPORTER_OTLP_ENDPOINT set). */
+  tracing?: Tracing;
 }
 
 /** Builds the key store, verifier, forwarder, metrics and the request handler over them. */
-function buildStages(config: Config, deps: ServerDeps): Stages {
+function buildStages(config: Config, deps: ServerDeps, tracing: Tracing | undefined): Stages {
   const { log } = deps;
   const keys = createKeyStores(config, { log, fetch: deps.fetch });
   const introspecting = config.introspectionClientId !== undefined;
@@ -240,6 +265,7 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     forwarder,
     log,
     metrics,
+    tracing,
     tls: deps.tls !== undefined,
     asMetadata,
     healthDetails,
@@ -254,6 +280,7 @@ function buildStages(config: Config, deps: ServerDeps): Stages {
     asMetadata,
     healthDetails,
     rateLimiting,
+    tracing,
   };
 }
 
@@ -346,6 +373,7 @@ function createShutdown(
     keys: KeyStores;
     introspector?: Introspector;
     asMetadata?: AsMetadataSource;
+    tracing?: Tracing;
     forwarder: StreamingForwarder;
     rateLimiting: RedisRateLimiting | undefined;
     gate: Listener;
@@ -384,6 +412,8 @@ function createShutdown(
       await ctx.introspector?.[Symbol.asyncDispose]();
       await ctx.asMetadata?.[Symbol.asyncDispose]();
       await ctx.rateLimiting?.close();
+      // The spans of the drained exchanges are exported before the process goes.
+      await ctx.tracing?.shutdown().catch(() => {});
       await metricsServer?.shutdown();
       if (ctx.handleSignals) { for (const [s, l] of listeners) Deno.removeSignalListener(s, l); }
       log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });

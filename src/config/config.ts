@@ -34,6 +34,7 @@ import {
   parseRate,
   parseRedisUrl,
   parseRequiredClaims,
+  parseSampleRate,
   parseScopes,
   parseSize,
   parseTrustedProxies,
@@ -115,6 +116,11 @@ export interface Config {
   readonly streamIdleTimeoutMs: number;
   /** MAX_HEADER_BYTES: the request head as the gate sees it, request line included. */
   readonly maxHeaderBytes: number;
+  /** OTEL_EXPORTER_OTLP_ENDPOINT: OTLP/HTTP base URL; undefined = the gate exports no traces. */
+  readonly otelEndpoint?: string;
+  readonly otelServiceName: string;
+  /** OTEL_TRACE_SAMPLE_RATE, 0 to 1: the share of new traces recorded. */
+  readonly otelSampleRate: number;
   readonly shutdownTimeoutMs: number;
   readonly maxRequestBodyBytes: number;
   readonly trustedProxies: readonly Cidr[];
@@ -634,6 +640,31 @@ const ROWS = deepFreeze([
     parse: (t) => t,
     display: "as-is",
     description: "PEM private key for TLS_CERT_FILE",
+  }),
+  row({
+    name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    field: "otelEndpoint",
+    default: fixed(undefined, "none (no traces)"),
+    parse: (t, fail) => httpUrl(t, fail, { query: false }) && trimTrailingSlashes(t),
+    display: "as-is",
+    description: "OTLP/HTTP collector base URL; set, the gate sends a span per request to " +
+      "<URL>/v1/traces (JSON)",
+  }),
+  row({
+    name: "OTEL_SERVICE_NAME",
+    field: "otelServiceName",
+    default: text("mcp-gate"),
+    parse: (t) => t.trim(),
+    display: "as-is",
+    description: "service.name of the exported spans",
+  }),
+  row({
+    name: "OTEL_TRACE_SAMPLE_RATE",
+    field: "otelSampleRate",
+    default: text("1.0"),
+    parse: parseSampleRate,
+    display: "as-is",
+    description: "share of new traces recorded, 0 to 1; a sampled parent traceparent is followed",
   }),
   row({
     name: "LOG_LEVEL",

@@ -1241,6 +1241,8 @@ Deno.test("VARIABLES shows the defaults parseConfig() applies", () => {
     "MAX_REQUEST_BODY",
     "MAX_TOTAL_CONNECTIONS",
     "METRICS_ADDR",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACE_SAMPLE_RATE",
     "PRESERVE_HOST",
     "RATE_LIMIT_BURST",
     "RATE_LIMIT_REDIS_TIMEOUT",
@@ -1575,6 +1577,39 @@ Deno.test("the Go gate's timeout and header variables parse with its units", asy
     assert.equal(
       found.at(-1)!.message,
       'Invalid "MAX_HEADER_BYTES": expected a size in bytes or with a KiB, MiB or GiB suffix, like "10MiB", got "64KB"',
+    );
+  });
+});
+
+Deno.test("the Go gate's tracing variables: endpoint, service name and sample rate", async (t) => {
+  await t.step("defaults: no endpoint, so no traces", () => {
+    const c = parse();
+    assert.equal(c.otelEndpoint, undefined);
+    assert.equal(c.otelServiceName, "mcp-gate");
+    assert.equal(c.otelSampleRate, 1);
+  });
+  await t.step("set values", () => {
+    const c = parse({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://otel-collector:4318/",
+      OTEL_SERVICE_NAME: "gate-a",
+      OTEL_TRACE_SAMPLE_RATE: "0.25",
+    });
+    assert.equal(c.otelEndpoint, "http://otel-collector:4318");
+    assert.equal(c.otelServiceName, "gate-a");
+    assert.equal(c.otelSampleRate, 0.25);
+  });
+  await t.step("bad values", () => {
+    const found = problems({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "grpc://collector:4317",
+      OTEL_TRACE_SAMPLE_RATE: "1.5",
+    });
+    assert.deepEqual(found.map((p) => p.variable), [
+      "OTEL_EXPORTER_OTLP_ENDPOINT",
+      "OTEL_TRACE_SAMPLE_RATE",
+    ]);
+    assert.equal(
+      found[1].message,
+      'Invalid "OTEL_TRACE_SAMPLE_RATE": expected a number from 0 to 1, got "1.5"',
     );
   });
 });

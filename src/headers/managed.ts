@@ -78,6 +78,18 @@ export const CLIENT_ADDRESS_HEADERS: readonly string[] = Object.freeze([
 ]);
 
 /**
+ * The W3C Trace Context fields (W3C Trace Context §3.2, §3.3). One rule: when the gate exports a
+ * span for the request (OTEL_EXPORTER_OTLP_ENDPOINT set), the inbound copies are dropped and the
+ * upstream gets the gate's span's context instead (its parent being the inbound one), so the
+ * upstream's spans hang under the gate's; otherwise they pass through unchanged, like any
+ * end-to-end field. Never a claim header name.
+ */
+export const TRACE_CONTEXT_HEADERS: readonly string[] = Object.freeze([
+  "traceparent",
+  "tracestate",
+]);
+
+/**
  * A field name as CGI, WSGI, Rack and PHP see it: they map `-` and `_` both to `_`, so
  * `X_Auth_Email` reaches them as the same variable as `X-Auth-Email`. The managed set is matched
  * on this spelling.
@@ -109,5 +121,6 @@ export const MANAGED_PREFIXES: readonly string[] = Object.freeze([
 export function isReservedForClaims(name: string): boolean {
   const key = managedKey(name.toLowerCase());
   return MANAGED_HEADERS.has(key) || key === "authorization" || key === "cookie" ||
+    TRACE_CONTEXT_HEADERS.includes(key) ||
     MANAGED_PREFIXES.some((p) => key.startsWith(p));
 }

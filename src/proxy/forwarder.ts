@@ -26,7 +26,12 @@ import {
 import type { Logger } from "../ops/mod.ts";
 import { claimAt, claimStrings } from "../auth/mod.ts";
 import { isAccessTokenParam, parseRequestUrl, type RequestTarget } from "../http/mod.ts";
-import { HOP_BY_HOP_HEADERS, MANAGED_HEADERS, managedKey } from "../headers/mod.ts";
+import {
+  HOP_BY_HOP_HEADERS,
+  MANAGED_HEADERS,
+  managedKey,
+  TRACE_CONTEXT_HEADERS,
+} from "../headers/mod.ts";
 import { Deadlines } from "./deadlines.ts";
 
 /** What the handler knows about the request, for the upstream and for the log. */
@@ -157,6 +162,8 @@ export function createPlan(config: Config): Plan {
     drop.add("authorization");
     drop.add("cookie");
   }
+  // With the gate's own tracing on, its span's trace context replaces the client's (managed.ts).
+  if (config.otelEndpoint !== undefined) { for (const h of TRACE_CONTEXT_HEADERS) drop.add(h); }
   // Inbound copies of claim headers are always removed (docs/contract.md §1 CLAIM_HEADERS).
   for (const c of config.claimHeaders) drop.add(managedKey(c.header.toLowerCase()));
   return Object.freeze({
@@ -234,6 +241,8 @@ export interface RequestFields {
   readonly host: string | null;
   readonly transferEncoding: string | null;
   readonly connection: string | null;
+  readonly traceparent: string | null;
+  readonly tracestate: string | null;
   /**
    * The size of the fields as `name: value\r\n` lines (repeated fields as Headers joins them):
    * the head MAX_HEADER_BYTES limits, without its request line.
@@ -270,6 +279,8 @@ export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
     host: null as string | null,
     transferEncoding: null as string | null,
     connection: null as string | null,
+    traceparent: null as string | null,
+    tracestate: null as string | null,
     headBytes: 0,
     readAt: performance.now(),
     forwarded: "",
@@ -309,6 +320,12 @@ export function readRequestFields(plan: Plan, headers: Headers): RequestFields {
         break;
       case "connection":
         f.connection = value;
+        break;
+      case "traceparent":
+        f.traceparent = value;
+        break;
+      case "tracestate":
+        f.tracestate = value;
         break;
     }
     if (drop.has(managedKey(name))) return;
