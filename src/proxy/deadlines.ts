@@ -29,11 +29,16 @@ export class Deadlines {
   #head: Deadline | null = null;
   #count = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** The tick: a tenth of the shortest timeout watched, from 5 ms to 1 s. */
-  #tickMs = 1000;
+  readonly #tickMs: number;
   readonly #now: () => number;
 
-  constructor(now: () => number = () => performance.now()) {
+  /**
+   * `shortestMs`: the shortest timeout the owner configures; the tick is a tenth of it, from 5 ms
+   * to 1 s. Fixed, not taken from each watch: a deadline already (nearly) due, such as a body
+   * deadline spent during authentication, would otherwise shrink the tick for good.
+   */
+  constructor(shortestMs: number, now: () => number = () => performance.now()) {
+    this.#tickMs = Math.min(Math.max(Math.floor(shortestMs / 10), 5), 1000);
     this.#now = now;
   }
 
@@ -43,16 +48,12 @@ export class Deadlines {
   }
 
   /**
-   * Calls `onExpire` once, between `timeoutMs` and one tick after now, unless unwatched first.
+   * Calls `onExpire` once, between `timeoutMs` and one tick (plus timer slack) after now, unless
+   * unwatched first.
    * The returned deadline's `at` may be moved later (an idle timer re-armed by traffic).
    */
   watch(timeoutMs: number, onExpire: () => void): Deadline {
     const d = new Deadline(this.#now() + timeoutMs, onExpire);
-    const tick = Math.min(Math.max(Math.floor(timeoutMs / 10), 5), 1000);
-    if (tick < this.#tickMs) {
-      this.#tickMs = tick;
-      this.#stop();
-    }
     d.watched = true;
     d.next = this.#head;
     if (this.#head !== null) this.#head.prev = d;

@@ -554,7 +554,9 @@ export function createForwarder(config: Config, deps: ForwarderDeps = {}): Strea
   const up = config.upstream;
   const plan = createPlan(config);
   const log = deps.log;
-  const deadlines = new Deadlines();
+  const deadlines = new Deadlines(
+    Math.min(...[config.readTimeoutMs, config.streamIdleTimeoutMs].filter((ms) => ms > 0), 10_000),
+  );
   const client = new Http1Client({
     // URL hostnames keep IPv6 brackets; sockets want the bare address.
     hostname: up.hostname.startsWith("[") ? up.hostname.slice(1, -1) : up.hostname,
