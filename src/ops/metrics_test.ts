@@ -421,6 +421,8 @@ Deno.test("rateLimitFailOpen() counts requests admitted without the shared store
 
 Deno.test("render() exposes introspection counters only when introspection is configured", () => {
   assert.ok(!createMetrics({ version: "0.1.0" }).render().includes("mcpgate_introspection"));
+  // Reassigned below and read by the closure; deno lint 2.9 misses the reassignment.
+  // deno-lint-ignore prefer-const
   let up: 0 | 1 | undefined;
   const m = createMetrics({
     version: "0.1.0",
