@@ -171,3 +171,48 @@ Deno.test("review: with several issuers, the upstream can tell the same sub at t
     "the upstream sees one identity for Mallory@B and Alice@A (no issuer reaches it)",
   );
 });
+
+Deno.test("review: with several issuers, a valid opaque token of the first issuer is not refused 401 while that issuer's discovery is failing", async () => {
+  await using a = await startTestIssuer({ path: "/realms/a", audience: RESOURCE });
+  await using b = await startTestIssuer({ path: "/tenant-b/v2.0", audience: B_AUDIENCE });
+  await a.down("503");
+  const now = Math.floor(Date.now() / 1000);
+  // A's introspection endpoint lives elsewhere (INTROSPECTION_URL) and answers normally.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    await req.text();
+    return Response.json({
+      active: true,
+      iss: a.issuer,
+      aud: RESOURCE,
+      sub: "alice",
+      scope: "mcp:tools",
+      exp: now + 600,
+    });
+  });
+  await using _endpoint = { [Symbol.asyncDispose]: () => server.shutdown() };
+  await using upstream = await startUpstream();
+  await using gate = await startGate({
+    UPSTREAM_URL: upstream.url,
+    RESOURCE_URI: RESOURCE,
+    AUTHORIZATION_SERVER: `${a.issuer},${b.issuer}`,
+    ISSUER_AUDIENCES: `${b.issuer}=${B_AUDIENCE}`,
+    SCOPES_SUPPORTED: "mcp:tools",
+    INTROSPECTION_CLIENT_ID: "gate",
+    INTROSPECTION_CLIENT_SECRET: "s3cret",
+    INTROSPECTION_URL: `http://127.0.0.1:${server.addr.port}/introspect`,
+  });
+  // Ready: B's keys loaded, A's first load failed (docs/identity-providers.md, several issuers).
+  await ready(gate);
+  const res = await fetch(`${gate.origin}/mcp`, {
+    headers: { authorization: "Bearer opaque-token-of-alice-at-a" },
+  });
+  await drain(res);
+  // The issuer A is known from configuration (issuersOf), discovery or not; the introspector reads
+  // keys.stores[0].issuer, which is undefined until A's discovery succeeds, so `iss` never matches.
+  const [line] = await gate.requestLogs(1);
+  assert.notEqual(
+    res.status,
+    401,
+    `a good token was refused (and negatively cached) with 401, reason ${line.reason}: ${line.detail}`,
+  );
+});
