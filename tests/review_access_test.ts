@@ -1,6 +1,6 @@
 /**
  * Security review (branch `review`): findings against the access decision, each a black-box test
- * that fails on main as of 4be93c4 and passes once the finding is fixed. Real sockets, a real gate.
+ * that fails on main as of 63c35c4 and passes once the finding is fixed. Real sockets, a real gate.
  */
 import assert from "node:assert/strict";
 import { startTestIssuer } from "./helpers/issuer.ts";
@@ -72,10 +72,12 @@ Deno.test("review: a token the introspection endpoint refuses with HTTP 400 does
   const alice = await get(GOOD);
   await drain(alice);
   await drain(await probe);
+  const lines = await rig.gate.requestLogs(3);
+  const aliceLine = lines.find((l) => l.status === alice.status && l.detail !== lines[0].detail);
   assert.equal(
     alice.status,
     200,
-    "one client's malformed token made the gate refuse another user's valid token (503)",
+    `one client's malformed token made the gate refuse another user's valid token: ${aliceLine?.detail}`,
   );
 });
 

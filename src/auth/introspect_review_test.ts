@@ -1,6 +1,6 @@
 /**
  * Security review (branch `review`): what an introspection answer must say before the gate treats
- * the presented string as an access token. Fails on main as of 394e2a9.
+ * the presented string as an access token. Fails on main as of 63c35c4.
  */
 import assert from "node:assert/strict";
 import { GateError } from "../errors.ts";

@@ -1,6 +1,6 @@
 /**
  * Security review (branch `review`): REQUIRED_CLAIMS in its JSON ("equals") form. Each test fails
- * on main as of 4be93c4.
+ * on main as of 63c35c4.
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/mod.ts";
