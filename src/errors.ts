@@ -115,6 +115,8 @@ export interface GateErrorOptions {
    * to its rate-limit bucket and the log names it.
    */
   subject?: string;
+  /** The verified `iss` beside `subject`: a subject is unique only within its issuer. */
+  issuer?: string;
   cause?: unknown;
 }
 
@@ -125,6 +127,7 @@ export class GateError extends Error {
   readonly detail?: string;
   readonly retryAfterSeconds?: number;
   readonly subject?: string;
+  readonly issuer?: string;
 
   constructor(code: GateErrorCode, options: GateErrorOptions = {}) {
     super(options.detail ?? options.reason ?? code, { cause: options.cause });
@@ -134,6 +137,7 @@ export class GateError extends Error {
     this.detail = options.detail;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.subject = options.subject;
+    this.issuer = options.issuer;
   }
 }
 

@@ -240,7 +240,7 @@ export function createHandler(deps: HandlerDeps): Handler {
   ): void | Promise<void> => {
     recordAuth(span, "ok", undefined, verified.sub);
     if (subjectLimiter) {
-      const wait = subjectLimiter.take(verified.sub);
+      const wait = subjectLimiter.take(subjectBucket(verified.claims.iss, verified.sub));
       if (typeof wait !== "number") return wait.then(refuseWhenEmpty);
       refuseWhenEmpty(wait);
     }
@@ -426,7 +426,9 @@ export function createHandler(deps: HandlerDeps): Handler {
         ? subjectLimiter
         : undefined;
       if (limiter !== undefined) {
-        let wait = limiter.take(charge === "ip" ? clientIp : refusedSubject!);
+        let wait = limiter.take(
+          charge === "ip" ? clientIp : subjectBucket(gateErr.issuer, refusedSubject!),
+        );
         if (typeof wait !== "number") wait = await wait;
         if (wait > 0) {
           final = new GateError("rate_limited", { reason: "rate_limit", retryAfterSeconds: wait });
@@ -452,6 +454,15 @@ export function createHandler(deps: HandlerDeps): Handler {
     }
   };
   return handle;
+}
+
+/**
+ * The key of a subject's rate-limit bucket. OIDC Core §2: `sub` is unique only within its
+ * issuer, so with several issuers a partner's "alice" must not spend the home issuer's alice's
+ * budget. A JSON pair, so no issuer and subject spellings can meet on one key.
+ */
+function subjectBucket(issuer: unknown, sub: string): string {
+  return typeof issuer === "string" ? JSON.stringify([issuer, sub]) : sub;
 }
 
 /** A subject's bucket was empty: 429 with `Retry-After` of `wait` seconds. */

@@ -9,6 +9,7 @@ import {
   type Env,
   formatListenAddr,
   invalidValue,
+  issuersOf,
   type ListenAddr,
   redactedConfig,
   startupWarnings,
@@ -227,7 +228,9 @@ function buildStages(config: Config, deps: ServerDeps, tracing: Tracing | undefi
       log,
       fetch: deps.fetch,
       // Introspection serves the first issuer (docs/identity-providers.md, several issuers).
-      issuer: () => keys.stores[0].issuer,
+      // Known from configuration before discovery answers: a good opaque token is never
+      // refused for an issuer that is merely not discovered yet.
+      issuer: () => keys.stores[0].issuer ?? issuersOf(config)[0].issuer,
       metadata: asMetadata,
     })
     : undefined;

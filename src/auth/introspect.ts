@@ -179,6 +179,15 @@ function unavailable(detail: string): GateError {
   });
 }
 
+/**
+ * Whether an introspection endpoint's non-200 status refuses the one token asked about (a 4xx
+ * other than the client's own credentials, 401/403, or load, 408/429) rather than saying the
+ * endpoint cannot answer.
+ */
+export function isTokenRefusal(status: number): boolean {
+  return status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
+}
+
 function invalid(reason: GateError["reason"], detail: string): GateError {
   return new GateError("invalid_token", { reason, detail });
 }
@@ -214,6 +223,12 @@ export function checkIntrospection(
   const type = body.token_type;
   if (type !== undefined && (typeof type !== "string" || type.toLowerCase() !== "bearer")) {
     return invalid("typ", `token_type ${JSON.stringify(type)} is not Bearer`.slice(0, 200));
+  }
+  // Some servers (Ory Hydra) introspect refresh tokens too, with the same sub, aud and scope,
+  // and say which kind in `token_use`: only an access token opens the resource.
+  const use = body.token_use;
+  if (use !== undefined && use !== "access_token") {
+    return invalid("typ", `token_use ${JSON.stringify(use)} is not access_token`.slice(0, 200));
   }
   // RFC 7662 §2.2 makes exp optional: without one, the answer stands for the cache TTL only.
   const time = readTimeClaims(
@@ -342,6 +357,16 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       signal,
       what,
     });
+    if (!res.ok && isTokenRefusal(res.status)) {
+      // RFC 7662 §2.3: the endpoint answers 400 (invalid_request) to a request it cannot read,
+      // which a client provokes with its own token (overlong, odd bytes). That refuses this
+      // token only; counting it as the endpoint failing would let one client turn every other
+      // user's new token into a 503.
+      throw invalid(
+        "malformed",
+        `the introspection endpoint refused the token (HTTP ${res.status})`,
+      );
+    }
     if (!res.ok) {
       const hint = res.status === 401 || res.status === 403
         ? ": check INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET and INTROSPECTION_AUTH_METHOD"
@@ -427,6 +452,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
           reason: checked.reason,
           detail: checked.detail,
           subject: body.sub as string,
+          issuer: typeof body.iss === "string" ? body.iss : undefined,
         })
         : checked;
       cache.set(token, { ok: false, error }, nowMs + negativeTtlMs, nowMs);

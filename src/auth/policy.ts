@@ -183,10 +183,13 @@ function claimSatisfies(have: unknown, required: RequiredClaim): boolean {
   return contains(have, want);
 }
 
-/** `have` is an array holding `want`, or `want` is a string in `have`'s list of strings. */
+/**
+ * `have` is an array holding `want`. A string claim is not read as words here: the equals form
+ * is for single-valued claims (tenant, hd, org), where "evil acme" must not pass for "acme";
+ * lists of words are the `claim=a|b` form's, which reads every shape by {@linkcode claimStrings}.
+ */
 function contains(have: unknown, want: unknown): boolean {
-  if (Array.isArray(have) && have.some((h) => jsonEqual(h, want))) return true;
-  return typeof want === "string" && (claimStrings(have)?.includes(want) ?? false);
+  return Array.isArray(have) && have.some((h) => jsonEqual(h, want));
 }
 
 /** Structural equality of JSON values (objects compared by keys, not order). */

@@ -397,6 +397,7 @@ export function createVerifier(
         reason: checked.reason,
         detail: checked.detail,
         subject: claims.sub as string,
+        issuer: claims.iss as string,
       });
     }
 

@@ -334,7 +334,8 @@ const ROWS = deepFreeze([
     default: fixed([]),
     parse: parseRequiredClaims,
     display: { format: displayRequiredClaims },
-    description: 'JSON object, e.g. {"tenant":"acme"} (claim equals the value or contains it), ' +
+    description:
+      'JSON object, e.g. {"tenant":"acme"} (claim equals the value, or is an array holding it), ' +
       "or claim=value|value pairs, e.g. groups=admin|ops (claim holds one of the values); " +
       "claims by name or JSON Pointer",
   }),
@@ -824,6 +825,45 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
           "AS_METADATA_MIRROR",
           'expected false when "AUTHORIZATION_SERVER" names several authorization servers',
           texts.AS_METADATA_MIRROR ?? "",
+        ),
+      ];
+    },
+  },
+  {
+    // OIDC Core §2: `sub` is unique only within its issuer. With several issuers a header that
+    // carries `sub` alone would give the upstream one identity for two users (a partner
+    // issuer's "alice" and the home issuer's "alice"); the issuer must travel with it.
+    name: "subject-header-names-its-issuer",
+    check({ values, texts }) {
+      const as = values.authorizationServers;
+      const headers = values.claimHeaders;
+      if (as === undefined || as.length < 2 || headers === undefined) return [];
+      const maps = (name: string) =>
+        headers.some((h) => h.claim.path.length === 1 && h.claim.path[0] === name);
+      if (!maps("sub") || maps("iss")) return [];
+      return [
+        invalidValue(
+          "CLAIM_HEADERS",
+          'expected "iss" mapped too when it maps "sub" and "AUTHORIZATION_SERVER" names several ' +
+            "authorization servers (a sub is unique only within its issuer)",
+          texts.CLAIM_HEADERS ?? "",
+        ),
+      ];
+    },
+  },
+  {
+    // Introspection serves the first issuer (an opaque token names none). INTROSPECT_ALL would
+    // send every other issuer's tokens to the first one's endpoint: its users refused, their
+    // bearer tokens handed to another trust domain.
+    name: "introspect-all-needs-one-authorization-server",
+    check({ values, texts }) {
+      const as = values.authorizationServers;
+      if (values.introspectAll !== true || as === undefined || as.length < 2) return [];
+      return [
+        invalidValue(
+          "INTROSPECT_ALL",
+          'expected false when "AUTHORIZATION_SERVER" names several authorization servers',
+          texts.INTROSPECT_ALL ?? "",
         ),
       ];
     },

@@ -345,6 +345,13 @@ export function parseRequiredClaims(
     const obj = parseJsonObject(t, () => fail(REQUIRED_CLAIMS_FORMS));
     if (!obj) return undefined;
     for (const [name, value] of Object.entries(obj)) {
+      // An empty array would be "contains every one of nothing": held by any token, even one
+      // without the claim, which is never what a requirement means.
+      if (Array.isArray(value) && value.length === 0) {
+        ok = false;
+        fail("expected a value or a non-empty array", `${name}=[]`);
+        continue;
+      }
       const claim = ref(name, name);
       if (claim) out.push({ claim, kind: "equals", value });
     }

@@ -1307,6 +1307,8 @@ Deno.test("CONFIG_ROWS: only the three required rows are required; derived defau
     "tls-files-in-pairs",
     "introspection-needs-credentials",
     "mirror-needs-one-authorization-server",
+    "subject-header-names-its-issuer",
+    "introspect-all-needs-one-authorization-server",
     "discovery-over-https",
     "metrics-port-apart-from-listener",
   ]);

@@ -450,7 +450,7 @@ export function claimFieldValues(
     else {
       const list = claimStrings(v);
       if (list?.some((s) => s.includes(","))) {
-        throw unrepresentable(claim.text, "has a list element holding a comma", claims.sub);
+        throw unrepresentable(claim.text, "has a list element holding a comma", claims);
       }
       text = list ? list.join(",") : JSON.stringify(v);
     }
@@ -458,20 +458,20 @@ export function claimFieldValues(
     try {
       bytes = toByteString(text);
     } catch {
-      throw unrepresentable(claim.text, "is not well-formed Unicode", claims.sub);
+      throw unrepresentable(claim.text, "is not well-formed Unicode", claims);
     }
     if (bytes.length > MAX_CLAIM_VALUE_BYTES) {
       throw unrepresentable(
         claim.text,
         `is longer than ${MAX_CLAIM_VALUE_BYTES} bytes`,
-        claims.sub,
+        claims,
       );
     }
     if (!isFieldValue(bytes)) {
       throw unrepresentable(
         claim.text,
         "has a control character or surrounding whitespace",
-        claims.sub,
+        claims,
       );
     }
     out.push([header.toLowerCase(), bytes]);
@@ -479,11 +479,17 @@ export function claimFieldValues(
   return out;
 }
 
-function unrepresentable(claim: string, why: string, sub: unknown): GateError {
+function unrepresentable(
+  claim: string,
+  why: string,
+  claims: Readonly<Record<string, unknown>>,
+): GateError {
+  const { sub, iss } = claims;
   return new GateError("claim_unrepresentable", {
     reason: "claim_unrepresentable",
     detail: `claim ${JSON.stringify(claim.slice(0, 64))} ${why}`,
     subject: typeof sub === "string" ? sub : undefined,
+    issuer: typeof iss === "string" ? iss : undefined,
   });
 }
 

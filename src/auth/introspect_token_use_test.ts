@@ -1,6 +1,6 @@
 /**
- * Security review (branch `review`): what an introspection answer must say before the gate treats
- * the presented string as an access token. Fails on main as of 63c35c4.
+ * What an introspection answer must say before the gate treats the presented string as an access
+ * token: a refresh token's answer (`token_use`) is not one.
  */
 import assert from "node:assert/strict";
 import { GateError } from "../errors.ts";
@@ -10,7 +10,7 @@ import { TEST_RESOURCE, testConfig } from "../../tests/helpers/config.ts";
 
 const ISSUER = "https://auth.example.com";
 
-Deno.test("review: an introspection answer for a refresh token (Ory Hydra/fosite token_use) is not accepted as an access token", async () => {
+Deno.test("an introspection answer for a refresh token (Ory Hydra/fosite token_use) is not accepted as an access token", async () => {
   const now = Math.floor(Date.now() / 1000);
   // Hydra introspects every token type whatever token_type_hint says (RFC 7662 §2.1 allows it)
   // and tells them apart by `token_use`; its refresh tokens carry the same sub, aud and scope.

@@ -1,6 +1,5 @@
 /**
- * Security review (branch `review`): REQUIRED_CLAIMS in its JSON ("equals") form. Each test fails
- * on main as of 63c35c4.
+ * REQUIRED_CLAIMS edge cases an independent review found.
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/mod.ts";
@@ -11,7 +10,7 @@ function requiredClaims(json: string) {
   return parseConfig({ ...TEST_ENV, REQUIRED_CLAIMS: json }).requiredClaims;
 }
 
-Deno.test('review: REQUIRED_CLAIMS {"tenant":"acme"} refuses a tenant claim that merely holds the word acme', () => {
+Deno.test('REQUIRED_CLAIMS {"tenant":"acme"} refuses a tenant claim that merely holds the word acme', () => {
   const policy = { requiredClaims: requiredClaims('{"tenant":"acme"}') };
   assert.equal(checkRequiredClaims({ tenant: "acme" }, policy), undefined);
   // A single-valued identity claim (tenant, org, hd, department) is not a scope list: a value the
@@ -21,7 +20,7 @@ Deno.test('review: REQUIRED_CLAIMS {"tenant":"acme"} refuses a tenant claim that
   assert.ok(err, 'tenant "evil acme" satisfies {"tenant":"acme"}');
 });
 
-Deno.test("review: REQUIRED_CLAIMS with an empty array value is refused at start, not satisfied by every token", () => {
+Deno.test("REQUIRED_CLAIMS with an empty array value is refused at start, not satisfied by every token", () => {
   let requiredClaimsOrProblem: unknown;
   try {
     requiredClaimsOrProblem = requiredClaims('{"roles":[]}');
