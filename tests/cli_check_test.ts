@@ -415,9 +415,8 @@ Deno.test("runCheck() lists every warning at the end, unknown variables included
   assert.ok(out.includes("  - [unknown_variable] JWKS_URL is not a variable of this gate"));
 });
 
-// Known failing (docs review, 2026-12-05): serve logs "setting not fully applied" for IDLE_TIMEOUT
-// (src/server.ts runtimeLimits), but check says nothing, though "check and serve know the same
-// things" and the migration guide says check names a Go variable this gate cannot honour.
+// serve logs "setting not fully applied" for IDLE_TIMEOUT (src/server.ts runtimeLimits); check and
+// serve know the same things, and the migration guide says check names what cannot be honoured.
 Deno.test("runCheck() warns that a set IDLE_TIMEOUT is not applied, as serve does at start", async () => {
   await using issuer = await startTestIssuer();
   using upstream = upstreamListener();

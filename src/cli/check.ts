@@ -35,6 +35,7 @@ import {
 import { createLogger, type LogSink } from "../ops/mod.ts";
 import { createMetadata, ERROR_RULES } from "../http/mod.ts";
 import { upstreamMapping } from "../proxy/mod.ts";
+import { runtimeLimits } from "../server.ts";
 
 /** Where the check writes; text is written as given. */
 export interface CheckIo {
@@ -67,7 +68,11 @@ export interface CheckDeps {
 export type CheckWarning =
   | ConfigWarning
   | {
-    readonly id: "upstream_unreachable" | "env_file_ignored" | "env_file_comment_continuation";
+    readonly id:
+      | "upstream_unreachable"
+      | "env_file_ignored"
+      | "env_file_comment_continuation"
+      | "setting_not_applied";
     readonly variable: string;
     readonly message: string;
   };
@@ -82,6 +87,12 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
   const warnings: CheckWarning[] = [
     ...envFileWarnings(deps.envFile),
     ...startupWarnings(config, env),
+    // What the runtime cannot apply, as `serve` logs it at start (one owner: runtimeLimits).
+    ...runtimeLimits(config, Deno.version.deno).map((l): CheckWarning => ({
+      id: "setting_not_applied",
+      variable: l.variable,
+      message: `${l.variable} is not fully applied: ${l.detail}`,
+    })),
   ];
   const failures: string[] = [];
 
