@@ -8,6 +8,7 @@ import {
   type Config,
   type Env,
   formatListenAddr,
+  introspectionEnabled,
   invalidValue,
   issuersOf,
   type ListenAddr,
@@ -202,7 +203,7 @@ interface Stages {
   forwarder: StreamingForwarder;
   metrics: Metrics;
   handler: Handler;
-  /** Token introspection (INTROSPECTION_CLIENT_ID set). */
+  /** Token introspection (INTROSPECTION_CLIENT_ID set, or INTROSPECTION_FORMAT=google_tokeninfo). */
   introspector?: Introspector;
   /** The authorization server's metadata, for the mirror or a discovered introspection endpoint. */
   asMetadata?: AsMetadataSource;
@@ -218,7 +219,7 @@ interface Stages {
 function buildStages(config: Config, deps: ServerDeps, tracing: Tracing | undefined): Stages {
   const { log } = deps;
   const keys = createKeyStores(config, { log, fetch: deps.fetch });
-  const introspecting = config.introspectionClientId !== undefined;
+  const introspecting = introspectionEnabled(config);
   const asMetadata =
     config.asMetadataMirror || (introspecting && config.introspectionUrl === undefined)
       ? createAsMetadataSource(config, { log, fetch: deps.fetch })

@@ -17,7 +17,7 @@
  * Retry-After (`introspection_unavailable`), never 401: the token may be good.
  */
 import { createHash } from "node:crypto";
-import { type Config, issuersOf } from "../config/mod.ts";
+import { type Config, type IntrospectionFormat, issuersOf } from "../config/mod.ts";
 import { GateError, redactSecrets } from "../errors.ts";
 import type { IntrospectionStats, Logger } from "../ops/mod.ts";
 import {
@@ -244,6 +244,109 @@ export function checkIntrospection(
     time;
 }
 
+/**
+ * What differs between introspection endpoints, and nothing else: how the token is sent, what a
+ * refusing 4xx means, and how a 200 answer becomes the RFC 7662 shape that
+ * {@linkcode checkIntrospection} reads. Cache, single flight, slots and failure handling are
+ * shared by every dialect.
+ */
+export interface IntrospectionDialect {
+  /** The form body of the POST and the request headers besides accept and content-type. */
+  request(token: string): { form: URLSearchParams; headers: Record<string, string> };
+  /** The log reason of a 4xx that refuses the token asked about ({@linkcode isTokenRefusal}). */
+  readonly refusalReason: GateError["reason"];
+  readonly refusalDetail: string;
+  /** What to say with a 401/403 from the endpoint (the gate's own credentials). */
+  readonly credentialsHint: string;
+  /** The RFC 7662 shape of a 200 JSON object; throws an Error when it is no answer at all. */
+  normalise(body: Record<string, unknown>, what: string): Record<string, unknown>;
+}
+
+/**
+ * RFC 7662 §2.1: the token in `token` with an `access_token` hint; the gate authenticates as a
+ * confidential client (RFC 6749 §2.3.1), by Basic or in the form.
+ */
+export function rfc7662Dialect(
+  clientId: string,
+  secret: string,
+  method: Config["introspectionAuthMethod"],
+): IntrospectionDialect {
+  const basic = method === "client_secret_basic" ? basicCredentials(clientId, secret) : undefined;
+  return {
+    request(token): { form: URLSearchParams; headers: Record<string, string> } {
+      const form = new URLSearchParams({ token, token_type_hint: "access_token" });
+      if (basic) return { form, headers: { authorization: basic } };
+      form.set("client_id", clientId);
+      form.set("client_secret", secret);
+      return { form, headers: {} };
+    },
+    // RFC 7662 §2.3: the endpoint answers 400 (invalid_request) to a request it cannot read,
+    // which a client provokes with its own token (overlong, odd bytes).
+    refusalReason: "malformed",
+    refusalDetail: "the introspection endpoint refused the token",
+    credentialsHint:
+      ": check INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET and INTROSPECTION_AUTH_METHOD",
+    normalise(body, what) {
+      // RFC 7662 §2.2: `active` is REQUIRED and a boolean; anything else is no answer at all.
+      if (typeof body.active !== "boolean") {
+        throw new Error(`Response from ${what} has no boolean "active"`);
+      }
+      return body;
+    },
+  };
+}
+
+/** A decimal string as Google writes its times (`"1733400000"`), else NaN (refused later). */
+function decimalSeconds(value: unknown): number {
+  return typeof value === "string" && /^[0-9]{1,15}$/.test(value) ? Number(value) : NaN;
+}
+
+/**
+ * Google's tokeninfo (docs/identity-providers.md "Google"), which has no RFC 7662 endpoint: the
+ * token in the form field `access_token` of a POST (never in the URL, where access logs keep
+ * it), no client authentication. A 200 answer describes a token Google issued and has not
+ * expired or revoked: `active` is true; `exp` is a decimal string made a number (anything else
+ * is refused as `malformed`; absent, the answer lives for INTROSPECTION_CACHE_TTL as in RFC 7662);
+ * `email_verified` "true"/"false" becomes the boolean that OIDC ID tokens carry, so one
+ * REQUIRED_CLAIMS fits both. The answer has no `iss`: the issuer check is skipped, as for any
+ * answer without one, and tokeninfo only answers for Google's own tokens. A 400
+ * (`invalid_token`, "Invalid Value") is how tokeninfo says not active: an unknown, expired or
+ * revoked token, or an ID token sent as an access token.
+ */
+export const googleTokeninfoDialect: IntrospectionDialect = Object.freeze({
+  request: (token: string) => ({ form: new URLSearchParams({ access_token: token }), headers: {} }),
+  refusalReason: "inactive" as const,
+  refusalDetail: "Google's tokeninfo does not know the token as a valid access token",
+  credentialsHint: "",
+  normalise(body: Record<string, unknown>): Record<string, unknown> {
+    const out: Record<string, unknown> = { ...body, active: true };
+    if (body.exp !== undefined) out.exp = decimalSeconds(body.exp);
+    if (body.email_verified === "true") out.email_verified = true;
+    if (body.email_verified === "false") out.email_verified = false;
+    return out;
+  },
+});
+
+/** The dialect INTROSPECTION_FORMAT names, with the credentials it needs. */
+export function dialectOf(
+  config: Pick<
+    Config,
+    | "introspectionFormat"
+    | "introspectionClientId"
+    | "introspectionClientSecret"
+    | "introspectionAuthMethod"
+  >,
+): IntrospectionDialect {
+  const format: IntrospectionFormat = config.introspectionFormat;
+  if (format === "google_tokeninfo") return googleTokeninfoDialect;
+  const clientId = config.introspectionClientId;
+  const secret = config.introspectionClientSecret;
+  if (clientId === undefined || secret === undefined) {
+    throw new TypeError("Introspection is not configured: INTROSPECTION_CLIENT_ID is unset");
+  }
+  return rfc7662Dialect(clientId, secret, config.introspectionAuthMethod);
+}
+
 /** A counting semaphore with a bounded queue; waiters leave when their signal aborts. */
 function createSlots(max: number, maxWaiting: number) {
   let inUse = 0;
@@ -282,14 +385,11 @@ function createSlots(max: number, maxWaiting: number) {
 
 /**
  * Creates the introspector from the INTROSPECTION_* configuration.
- * @throws {TypeError} when introspection is not configured (no INTROSPECTION_CLIENT_ID).
+ * @throws {TypeError} when introspection is not configured (rfc7662 without
+ * INTROSPECTION_CLIENT_ID).
  */
 export function createIntrospector(config: Config, deps: IntrospectorDeps): Introspector {
-  const clientId = config.introspectionClientId;
-  const secret = config.introspectionClientSecret;
-  if (clientId === undefined || secret === undefined) {
-    throw new TypeError("Introspection is not configured: INTROSPECTION_CLIENT_ID is unset");
-  }
+  const dialect = dialectOf(config);
   const doFetch = deps.fetch ?? fetch;
   const now = deps.now ?? Date.now;
   const log = deps.log;
@@ -308,9 +408,6 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       ...base.scopeClaims.filter((c) => !(c.path.length === 1 && c.path[0] === "scope")),
     ],
   });
-  const basic = config.introspectionAuthMethod === "client_secret_basic"
-    ? basicCredentials(clientId, secret)
-    : undefined;
   const cache = createIntrospectionCache();
   const inflight = new Map<string, Promise<VerifiedToken>>();
   const slots = createSlots(
@@ -340,16 +437,12 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
 
   /** One POST to the endpoint (RFC 7662 §2.1): the parsed JSON object, or an Error saying why. */
   const call = async (url: string, token: string, signal: AbortSignal) => {
-    const form = new URLSearchParams({ token, token_type_hint: "access_token" });
+    const { form, headers: own } = dialect.request(token);
     const headers: Record<string, string> = {
       accept: "application/json",
       "content-type": "application/x-www-form-urlencoded",
+      ...own,
     };
-    if (basic) headers.authorization = basic;
-    else {
-      form.set("client_id", clientId);
-      form.set("client_secret", secret);
-    }
     const what = `introspection endpoint "${url}"`;
     const res = await boundedFetch(doFetch, url, {
       init: { method: "POST", headers, body: form.toString() },
@@ -358,19 +451,12 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
       what,
     });
     if (!res.ok && isTokenRefusal(res.status)) {
-      // RFC 7662 §2.3: the endpoint answers 400 (invalid_request) to a request it cannot read,
-      // which a client provokes with its own token (overlong, odd bytes). That refuses this
-      // token only; counting it as the endpoint failing would let one client turn every other
-      // user's new token into a 503.
-      throw invalid(
-        "malformed",
-        `the introspection endpoint refused the token (HTTP ${res.status})`,
-      );
+      // A 4xx about the token refuses this token only; counting it as the endpoint failing
+      // would let one client turn every other user's new token into a 503.
+      throw invalid(dialect.refusalReason, `${dialect.refusalDetail} (HTTP ${res.status})`);
     }
     if (!res.ok) {
-      const hint = res.status === 401 || res.status === 403
-        ? ": check INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET and INTROSPECTION_AUTH_METHOD"
-        : "";
+      const hint = res.status === 401 || res.status === 403 ? dialect.credentialsHint : "";
       throw new Error(`HTTP ${res.status} from ${what}${hint}`);
     }
     const type = res.response.headers.get("content-type") ?? "";
@@ -393,11 +479,7 @@ export function createIntrospector(config: Config, deps: IntrospectorDeps): Intr
     if (typeof body !== "object" || body === null || Array.isArray(body)) {
       throw new Error(`Response from ${what} is not a JSON object`);
     }
-    // RFC 7662 §2.2: `active` is REQUIRED and a boolean; anything else is no answer at all.
-    if (typeof (body as Record<string, unknown>).active !== "boolean") {
-      throw new Error(`Response from ${what} has no boolean "active"`);
-    }
-    return body as Record<string, unknown>;
+    return dialect.normalise(body as Record<string, unknown>, what);
   };
 
   /** Asks the endpoint about `token` and remembers the answer. */

@@ -21,6 +21,7 @@ import {
   displayValue,
   type Env,
   type EnvFile,
+  introspectionEnabled,
   issuerMismatch,
   startupWarnings,
 } from "../config/mod.ts";
@@ -151,7 +152,7 @@ export async function runCheck(config: Config, deps: CheckDeps): Promise<number>
       if (mismatch) failures.push(mismatch.message);
     });
     if (deps.token !== undefined) {
-      const introspected = config.introspectionClientId !== undefined &&
+      const introspected = introspectionEnabled(config) &&
         (config.introspectAll || !isJwsShaped(deps.token));
       if (introspected) {
         // The answer is the authorization server's (RFC 7662), given per call: not judged here.

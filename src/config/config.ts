@@ -91,8 +91,16 @@ export interface Config {
   readonly clockSkewMs: number;
   readonly jwksRefreshIntervalMs: number;
   readonly jwksMinRefreshIntervalMs: number;
-  /** INTROSPECTION_URL, or undefined to use the discovered `introspection_endpoint`. */
+  /**
+   * INTROSPECTION_URL; with google_tokeninfo its default, Google's tokeninfo endpoint; else
+   * undefined to use the discovered `introspection_endpoint`.
+   */
   readonly introspectionUrl?: string;
+  /**
+   * What the introspection endpoint speaks: RFC 7662, or Google's tokeninfo (no client
+   * authentication, its own answer shape; docs/identity-providers.md "Google").
+   */
+  readonly introspectionFormat: IntrospectionFormat;
   /** INTROSPECTION_CLIENT_ID: set = token introspection (RFC 7662) is on. */
   readonly introspectionClientId?: string;
   /** INTROSPECTION_CLIENT_SECRET: a credential, shown redacted. */
@@ -151,6 +159,26 @@ export interface Config {
   readonly tlsCertFile?: string;
   readonly tlsKeyFile?: string;
   readonly logLevel: LogLevel;
+}
+
+/** INTROSPECTION_FORMAT's values. */
+export type IntrospectionFormat = "rfc7662" | "google_tokeninfo";
+
+/**
+ * Google's tokeninfo endpoint: the default INTROSPECTION_URL with google_tokeninfo. It reads the
+ * token from a POST form field, so the token never lands in a URL (nor in an access log).
+ */
+export const GOOGLE_TOKENINFO_URL = "https://oauth2.googleapis.com/tokeninfo";
+
+/**
+ * Whether opaque tokens are introspected: with an INTROSPECTION_CLIENT_ID (RFC 7662), or with
+ * INTROSPECTION_FORMAT=google_tokeninfo, whose endpoint takes no client authentication.
+ */
+export function introspectionEnabled(
+  config: Pick<Config, "introspectionClientId" | "introspectionFormat">,
+): boolean {
+  return config.introspectionClientId !== undefined ||
+    config.introspectionFormat === "google_tokeninfo";
 }
 
 /** The environment as a plain record (main.ts passes `Deno.env.toObject()`). */
@@ -406,6 +434,21 @@ const ROWS = deepFreeze([
       "introspection on for tokens that are not JWTs",
   }),
   row({
+    name: "INTROSPECTION_FORMAT",
+    field: "introspectionFormat",
+    default: text("rfc7662"),
+    parse: (t, fail) => {
+      const f = t.trim();
+      if (f === "rfc7662" || f === "google_tokeninfo") return f;
+      fail("expected rfc7662 or google_tokeninfo");
+      return undefined;
+    },
+    display: "as-is",
+    description: "rfc7662, or google_tokeninfo: Google's opaque access tokens checked at its " +
+      "tokeninfo endpoint, every token (no client id or secret; EXPECTED_AUDIENCE = the OAuth " +
+      "client ID)",
+  }),
+  row({
     name: "INTROSPECTION_CLIENT_SECRET",
     field: "introspectionClientSecret",
     default: fixed(undefined),
@@ -416,7 +459,10 @@ const ROWS = deepFreeze([
   row({
     name: "INTROSPECTION_URL",
     field: "introspectionUrl",
-    default: fixed(undefined, "discovered"),
+    default: derived(
+      `discovered; ${GOOGLE_TOKENINFO_URL} with google_tokeninfo`,
+      (c) => c.introspectionFormat === "google_tokeninfo" ? GOOGLE_TOKENINFO_URL : undefined,
+    ),
     parse: parseJwksUri,
     display: "as-is",
     description: "introspection endpoint (https unless the host is loopback); else the " +
@@ -441,7 +487,11 @@ const ROWS = deepFreeze([
     default: text("false"),
     parse: parseBoolean,
     display: "as-is",
-    description: "introspect JWTs too, so that a revoked token is refused at once",
+    description: "introspect JWTs too, so that a revoked token is refused at once; always " +
+      "on with google_tokeninfo",
+    // Google's JWTs are ID tokens, never access tokens for a resource, and their `aud` is the
+    // OAuth client ID that EXPECTED_AUDIENCE names: only tokeninfo may decide (it refuses them).
+    resolve: (all, c) => all || c.introspectionFormat === "google_tokeninfo",
   }),
   row({
     name: "INTROSPECTION_CACHE_TTL",
@@ -792,6 +842,7 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
     name: "introspection-needs-credentials",
     check({ values, texts }) {
       const problems: ConfigProblem[] = [];
+      if (values.introspectionFormat === "google_tokeninfo") return [];
       if (values.introspectionClientId === undefined) {
         const dependent = ["INTROSPECTION_CLIENT_SECRET", "INTROSPECTION_URL"].filter((n) =>
           texts[n] !== undefined
@@ -809,6 +860,59 @@ export const POST_CHECKS: readonly PostCheck[] = Object.freeze([
           message:
             'Missing "INTROSPECTION_CLIENT_SECRET": required when "INTROSPECTION_CLIENT_ID" is set',
         });
+      }
+      return problems;
+    },
+  },
+  {
+    // Google's tokeninfo (docs/identity-providers.md "Google") takes no client authentication:
+    // a client id or secret would be sent nowhere, so setting one is a mistake to name, not to
+    // ignore. Its tokens carry the OAuth client ID in `aud`, never RESOURCE_URI, so the default
+    // audience would refuse every token. It serves Google alone: every token goes to it
+    // (INTROSPECT_ALL), and another issuer's tokens must not be sent to Google.
+    name: "google-tokeninfo-settings",
+    check({ values, texts }) {
+      if (values.introspectionFormat !== "google_tokeninfo") return [];
+      const why = 'when "INTROSPECTION_FORMAT" is google_tokeninfo (tokeninfo takes no client ' +
+        "authentication)";
+      const problems: ConfigProblem[] = [];
+      if (texts.INTROSPECTION_CLIENT_ID !== undefined) {
+        problems.push(
+          invalidValue(
+            "INTROSPECTION_CLIENT_ID",
+            `expected it unset ${why}`,
+            texts.INTROSPECTION_CLIENT_ID,
+          ),
+        );
+      }
+      if (texts.INTROSPECTION_CLIENT_SECRET !== undefined) {
+        // The secret itself is never echoed.
+        problems.push(
+          invalidValue("INTROSPECTION_CLIENT_SECRET", `expected it unset ${why}`, "[redacted]"),
+        );
+      }
+      const method = texts.INTROSPECTION_AUTH_METHOD;
+      if (method !== undefined && method.trim() !== "client_secret_basic") {
+        problems.push(
+          invalidValue("INTROSPECTION_AUTH_METHOD", `expected it unset ${why}`, method),
+        );
+      }
+      const as = values.authorizationServers;
+      const own = values.issuerAudiences?.some((e) => e.issuer === as?.[0]) ?? false;
+      if (texts.EXPECTED_AUDIENCE === undefined && !own) {
+        problems.push({
+          variable: "EXPECTED_AUDIENCE",
+          message: 'Missing "EXPECTED_AUDIENCE": required when "INTROSPECTION_FORMAT" is ' +
+            "google_tokeninfo (the OAuth client ID, which Google puts in aud; RESOURCE_URI never is)",
+        });
+      }
+      if (as !== undefined && as.length > 1) {
+        problems.push(invalidValue(
+          "INTROSPECTION_FORMAT",
+          'expected rfc7662 when "AUTHORIZATION_SERVER" names several authorization servers ' +
+            "(google_tokeninfo sends every token to Google)",
+          texts.INTROSPECTION_FORMAT ?? "",
+        ));
       }
       return problems;
     },

@@ -1230,6 +1230,7 @@ Deno.test("VARIABLES shows the defaults parseConfig() applies", () => {
     "FORWARD_AUTHORIZATION",
     "INTROSPECTION_AUTH_METHOD",
     "INTROSPECTION_CACHE_TTL",
+    "INTROSPECTION_FORMAT",
     "INTROSPECTION_TIMEOUT",
     "INTROSPECT_ALL",
     "JWKS_MIN_REFRESH_INTERVAL",
@@ -1300,12 +1301,17 @@ Deno.test("CONFIG_ROWS: only the three required rows are required; derived defau
   const kinds = (kind: string) =>
     CONFIG_ROWS.filter((r) => r.default.kind === kind).map((r) => r.name);
   assert.deepEqual(kinds("required"), ["UPSTREAM_URL", "RESOURCE_URI", "AUTHORIZATION_SERVER"]);
-  assert.deepEqual(kinds("derived"), ["EXPECTED_AUDIENCE", "SCOPES_SUPPORTED"]);
+  assert.deepEqual(kinds("derived"), [
+    "EXPECTED_AUDIENCE",
+    "SCOPES_SUPPORTED",
+    "INTROSPECTION_URL",
+  ]);
   assert.deepEqual(POST_CHECKS.map((c) => c.name), [
     "jwks-uri-and-expected-issuer-with-one-issuer",
     "issuer-audiences-name-issuers",
     "tls-files-in-pairs",
     "introspection-needs-credentials",
+    "google-tokeninfo-settings",
     "mirror-needs-one-authorization-server",
     "subject-header-names-its-issuer",
     "introspect-all-needs-one-authorization-server",
