@@ -2,7 +2,8 @@
  * The identity-provider matrix (docs/identity-providers.md): for Keycloak, Auth0, Okta, Entra ID
  * (v2 and v1 tokens), Authentik and Google, tokens shaped exactly as each provider issues them
  * (issuer form and trailing slash, `aud` shape, scope and role claims, header `typ`, `azp`/`cid`,
- * `ver`, `tid`), served by a real local issuer with the provider's path shape, checked by a gate
+ * `ver`, `tid`), served by a real local issuer with the provider's path shape (and, for Google's
+ * opaque tokens, a local endpoint answering as Google's tokeninfo does), checked by a gate
  * running the configuration the guide recommends for that provider (read from the guide's
  * `<!-- matrix: NAME -->` blocks). The right token passes; each usual mistake in the guide's
  * table fails with the log reason the table names; the guide's claim-shape table is checked
@@ -31,11 +32,13 @@ const OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
 const API_APP_ID = "6e74172b-be56-4843-9ff4-e66a39bb12e3";
 const CLIENT_APP_ID = "1950a258-227b-4e31-a9cf-717495945fc2";
 const AK_CLIENT_ID = "Hq3sV1pD0k2mcp";
+const GOOGLE_CLIENT_ID = "1234567890-abc.apps.googleusercontent.com";
 /** Values for the guide's `<...>` placeholders in its configuration blocks. */
 const PLACEHOLDERS: Readonly<Record<string, string>> = {
   "<tenant-id>": TENANT,
   "<api application id>": API_APP_ID,
   "<client id>": AK_CLIENT_ID,
+  "<google client id>": GOOGLE_CLIENT_ID,
 };
 
 /** A token as a provider would issue it: header and claims, before signing. */
@@ -51,21 +54,66 @@ interface Ctx {
   iss: string;
   key: TestKey;
   nowS: number;
+  /** The local tokeninfo: `issue` mints an opaque token it will answer `body` for. */
+  tokeninfo: Tokeninfo;
 }
 
 interface Mistake {
   reason: string;
   token(c: Ctx): Promise<string>;
+  /** Changes to the guide's configuration that make this mistake (undefined removes one). */
+  env?: Record<string, string | undefined>;
 }
 
 interface Provider {
   /** As in the guide's tables and `<!-- matrix: NAME -->` markers. */
   name: string;
-  /** The access token that must pass; none for Google. */
+  /** The JWT access token that must pass. */
   good?(c: Ctx): Shape;
-  /** An opaque access token (Google), for the claim-shape row. */
-  opaque?(): string;
+  /** Or, for an opaque token (Google), its endpoint's answer: the token must pass with it. */
+  goodOpaque?(c: Ctx): Record<string, unknown>;
   mistakes: Record<string, Mistake>;
+}
+
+/**
+ * Google's tokeninfo as it answers (docs/identity-providers.md "Google"): a POST form with
+ * `access_token`; 200 JSON for a token it issued, else 400 `invalid_token` "Invalid Value".
+ * Records every URL asked and every token sent, to show neither a URL nor a log holds a token.
+ */
+interface Tokeninfo extends AsyncDisposable {
+  readonly url: string;
+  readonly urls: string[];
+  readonly tokens: string[];
+  issue(body: Record<string, unknown>): string;
+}
+
+function startTokeninfo(): Tokeninfo {
+  const answers = new Map<string, Record<string, unknown>>();
+  const urls: string[] = [];
+  const tokens: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    urls.push(req.url);
+    const token = req.method === "POST"
+      ? new URLSearchParams(await req.text()).get("access_token")
+      : null;
+    const body = token === null ? undefined : answers.get(token);
+    if (body) return Response.json(body);
+    return Response.json({ error: "invalid_token", error_description: "Invalid Value" }, {
+      status: 400,
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/tokeninfo`,
+    urls,
+    tokens,
+    issue(body) {
+      const token = googleAccessToken();
+      answers.set(token, body);
+      tokens.push(token);
+      return token;
+    },
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
 }
 
 const sign = (c: Ctx, s: Shape, key: TestKey = c.key) =>
@@ -211,9 +259,9 @@ function authentik(c: Ctx): Shape {
   };
 }
 
-/** A Google-style ID token: a JWT, but for the OAuth client, not this resource. */
+/** A Google-style ID token: a JWT for the OAuth client, which is also the access token's `aud`. */
 function googleIdToken(c: Ctx): Shape {
-  const client = "1234567890-abc.apps.googleusercontent.com";
+  const client = GOOGLE_CLIENT_ID;
   return {
     header: { alg: "RS256", typ: "JWT" },
     payload: {
@@ -237,6 +285,22 @@ function auth0Opaque(iss: string): string {
 }
 
 const googleAccessToken = () => `ya29.a0AfB_${b64url(crypto.getRandomValues(new Uint8Array(96)))}`;
+
+/** tokeninfo's answer for a Google access token: times and `email_verified` as strings. */
+function googleTokeninfo(c: Ctx, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    azp: GOOGLE_CLIENT_ID,
+    aud: GOOGLE_CLIENT_ID,
+    sub: "110169484474386276334",
+    scope: "https://www.googleapis.com/auth/userinfo.email openid",
+    exp: String(c.nowS + 3599),
+    expires_in: "3599",
+    email: "alice@example.com",
+    email_verified: "true",
+    access_type: "online",
+    ...extra,
+  };
+}
 
 const PROVIDERS: readonly Provider[] = [
   {
@@ -426,13 +490,41 @@ const PROVIDERS: readonly Provider[] = [
   },
   {
     name: "Google",
-    opaque: googleAccessToken,
+    goodOpaque: googleTokeninfo,
     mistakes: {
-      "the access token (opaque)": {
+      "`INTROSPECTION_FORMAT` left unset: the opaque token is not a JWT": {
         reason: "malformed",
+        env: { INTROSPECTION_FORMAT: undefined, INTROSPECTION_URL: undefined },
+        token: (c) => Promise.resolve(c.tokeninfo.issue(googleTokeninfo(c))),
+      },
+      // Signed by the issuer's own key with the client ID as `aud`: the key-set path would
+      // accept it; every token goes to tokeninfo, which does not know it as an access token.
+      "the ID token sent instead of the access token": {
+        reason: "inactive",
+        token: (c) => sign(c, googleIdToken(c)),
+      },
+      "an access token Google issued to another OAuth client": {
+        reason: "audience",
+        token: (c) =>
+          Promise.resolve(
+            c.tokeninfo.issue(
+              googleTokeninfo(c, {
+                aud: "987654321-xyz.apps.googleusercontent.com",
+                azp: "987654321-xyz.apps.googleusercontent.com",
+              }),
+            ),
+          ),
+      },
+      "an expired or revoked access token": {
+        reason: "inactive",
+        // Google forgets it: tokeninfo answers 400 for it, as for any token it does not know.
         token: () => Promise.resolve(googleAccessToken()),
       },
-      "the ID token": { reason: "audience", token: (c) => sign(c, googleIdToken(c)) },
+      "a user not on the `REQUIRED_CLAIMS` email allow-list": {
+        reason: "claim",
+        token: (c) =>
+          Promise.resolve(c.tokeninfo.issue(googleTokeninfo(c, { email: "mallory@example.com" }))),
+      },
     },
   },
 ];
@@ -520,57 +612,108 @@ async function call(gate: TestGate, token: string): Promise<number> {
   return res.status;
 }
 
-/** Checks the guide's claim-shape row against the token minted for the provider. */
-function checkShapeRow(p: Provider, good: Shape | undefined, docIssuer: string): void {
+/**
+ * Checks the guide's claim-shape row against the token minted for the provider: a JWT's claims,
+ * or an opaque token's endpoint answer (and that the token is not JWS-shaped).
+ */
+function checkShapeRow(p: Provider, good: Shape | undefined, c: Ctx, docIssuer: string): void {
   const [, issCell, audCell, scopesCell, rolesCell, typCell] = SHAPES.get(p.name)!;
   assert.match(docIssuer, issuerPattern(issCell), `${p.name}: the guide's issuer vs its table`);
+  const claims = good?.payload ?? p.goodOpaque!(c);
+  const aud = claims.aud;
+  const kind = Array.isArray(aud) ? "array" : "string";
+  assert.match(audCell, good ? new RegExp(`^${kind}:`) : new RegExp(`^opaque; \\S+ is a ${kind}:`));
   if (!good) {
-    assert.match(audCell, /^opaque:/);
-    assert.notEqual(p.opaque!().split(".").length, 3, `${p.name}: the access token is opaque`);
-    return;
+    assert.notEqual(googleAccessToken().split(".").length, 3, `${p.name}: the token is opaque`);
   }
-  const aud = good.payload.aud;
-  assert.match(audCell, Array.isArray(aud) ? /^array:/ : /^string:/, `${p.name}: aud shape`);
   for (const [name, kind] of [...claimKinds(scopesCell), ...claimKinds(rolesCell)]) {
-    const v = claimAt(good.payload, claimRef(name));
+    const v = claimAt(claims, claimRef(name));
     assert.ok(kind === "array" ? Array.isArray(v) : typeof v === "string", `${p.name}: ${name}`);
   }
-  const typ = good.header.typ;
+  const typ = good?.header.typ;
   assert.equal(typCell, typ === undefined ? "none" : `\`${typ}\``, `${p.name}: header typ`);
+}
+
+/** The guide's configuration with `changes` (undefined removes a variable). */
+function withChanges(
+  env: Record<string, string>,
+  changes: Record<string, string | undefined>,
+): Record<string, string> {
+  const out = { ...env };
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === undefined) delete out[k];
+    else out[k] = v;
+  }
+  return out;
 }
 
 Deno.test("each provider's access token passes the gate the guide configures; each usual mistake fails with the reason the guide names", async (t) => {
   await using upstream = await startUpstream();
   for (const p of PROVIDERS) {
     await t.step(p.name, async () => {
-      const env = guideEnv(p.name);
-      const docIssuer = env.AUTHORIZATION_SERVER;
+      const docEnv = guideEnv(p.name);
+      const docIssuer = docEnv.AUTHORIZATION_SERVER;
       // The local issuer has the provider's path shape, trailing slash included.
       const path = docIssuer.slice(new URL(docIssuer).origin.length);
       await using as = await startTestIssuer({ path });
       assert.equal(as.issuer, as.origin + path);
-      await using gate = await startGate({
-        ...env,
+      await using tokeninfo = startTokeninfo();
+      // Local stand-ins for the provider's URLs; everything else as the guide writes it.
+      const env = {
+        ...docEnv,
         AUTHORIZATION_SERVER: as.issuer,
         UPSTREAM_URL: upstream.url,
-      });
-      await ready(gate);
-      const c: Ctx = { as, iss: as.issuer, key: as.current, nowS: Math.floor(Date.now() / 1000) };
-      const good = p.good?.(c);
-      checkShapeRow(p, good, docIssuer);
-      let n = 0;
-      if (good) {
-        assert.equal(await call(gate, await sign(c, good)), 200, `${p.name}: the access token`);
-        n++;
-      }
-      for (const [mistake, { reason, token }] of Object.entries(p.mistakes)) {
-        const status = await call(gate, await token(c));
-        const line = (await gate.requestLogs(++n))[n - 1];
-        assert.deepEqual(
-          { status, reason: line.reason },
-          { status: reason === "claim" ? 403 : 401, reason },
-          `${p.name}: ${mistake}`,
-        );
+        ...(docEnv.INTROSPECTION_FORMAT === "google_tokeninfo" &&
+          { INTROSPECTION_URL: tokeninfo.url }),
+      };
+      const gates = new Map<string, TestGate>();
+      const gateFor = async (changes: Record<string, string | undefined> = {}) => {
+        const key = JSON.stringify(Object.entries(changes)); // keeps the removals (undefined)
+        let gate = gates.get(key);
+        if (!gate) {
+          gate = await startGate(withChanges(env, changes));
+          gates.set(key, gate);
+          await ready(gate);
+        }
+        return gate;
+      };
+      const calls = new Map<TestGate, number>();
+      const outcome = async (gate: TestGate, token: string) => {
+        const status = await call(gate, token);
+        const n = (calls.get(gate) ?? 0) + 1;
+        calls.set(gate, n);
+        return { status, reason: (await gate.requestLogs(n))[n - 1].reason };
+      };
+      try {
+        const c: Ctx = {
+          as,
+          iss: as.issuer,
+          key: as.current,
+          nowS: Math.floor(Date.now() / 1000),
+          tokeninfo,
+        };
+        const good = p.good?.(c);
+        checkShapeRow(p, good, c, docIssuer);
+        const gate = await gateFor();
+        const token = good ? await sign(c, good) : tokeninfo.issue(p.goodOpaque!(c));
+        const passed = await outcome(gate, token);
+        assert.equal(passed.status, 200, `${p.name}: the access token (${passed.reason})`);
+        for (const [mistake, { reason, token, env: changes }] of Object.entries(p.mistakes)) {
+          assert.deepEqual(
+            await outcome(await gateFor(changes), await token(c)),
+            { status: reason === "claim" ? 403 : 401, reason },
+            `${p.name}: ${mistake}`,
+          );
+        }
+        // The opaque tokens never reach a URL (the form body only) or a log line.
+        for (const sent of tokeninfo.tokens) {
+          assert.ok(!tokeninfo.urls.some((u) => u.includes(sent)), `${p.name}: a URL has a token`);
+          for (const g of gates.values()) {
+            assert.ok(!g.logText().includes(sent), `${p.name}: a log line has a token`);
+          }
+        }
+      } finally {
+        for (const g of gates.values()) await g[Symbol.asyncDispose]();
       }
     });
   }

@@ -306,9 +306,10 @@ function decimalSeconds(value: unknown): number {
  * token in the form field `access_token` of a POST (never in the URL, where access logs keep
  * it), no client authentication. A 200 answer describes a token Google issued and has not
  * expired or revoked: `active` is true; `exp` is a decimal string made a number (anything else
- * is refused as `malformed`; absent, the answer lives for INTROSPECTION_CACHE_TTL as in RFC 7662);
- * `email_verified` "true"/"false" becomes the boolean that OIDC ID tokens carry, so one
- * REQUIRED_CLAIMS fits both. The answer has no `iss`: the issuer check is skipped, as for any
+ * is refused as `malformed`; absent, the answer lives for INTROSPECTION_CACHE_TTL as in RFC 7662).
+ * Every other member stays as Google sends it: `email_verified` is the string "true", which the
+ * `claim=a|b` form of REQUIRED_CLAIMS matches alongside an `email` allow-list (a boolean would
+ * match only the JSON form, which has no any-of). The answer has no `iss`: the issuer check is skipped, as for any
  * answer without one, and tokeninfo only answers for Google's own tokens. A 400
  * (`invalid_token`, "Invalid Value") is how tokeninfo says not active: an unknown, expired or
  * revoked token, or an ID token sent as an access token.
@@ -321,8 +322,6 @@ export const googleTokeninfoDialect: IntrospectionDialect = Object.freeze({
   normalise(body: Record<string, unknown>): Record<string, unknown> {
     const out: Record<string, unknown> = { ...body, active: true };
     if (body.exp !== undefined) out.exp = decimalSeconds(body.exp);
-    if (body.email_verified === "true") out.email_verified = true;
-    if (body.email_verified === "false") out.email_verified = false;
     return out;
   },
 });

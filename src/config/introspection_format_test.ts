@@ -7,6 +7,7 @@ import {
   introspectionEnabled,
   parseConfig,
   redactedConfig,
+  startupWarnings,
 } from "./mod.ts";
 
 const BASE: Env = {
@@ -19,6 +20,7 @@ const GOOGLE: Env = {
   ...BASE,
   INTROSPECTION_FORMAT: "google_tokeninfo",
   EXPECTED_AUDIENCE: "1234567890-abc.apps.googleusercontent.com",
+  SCOPES_SUPPORTED: "openid email",
 };
 
 function problems(env: Env): string[] {
@@ -48,6 +50,10 @@ Deno.test("google_tokeninfo: on without client credentials, Google's tokeninfo b
   assert.equal(config.introspectionUrl, GOOGLE_TOKENINFO_URL);
   assert.equal(config.introspectAll, true);
   assert.equal(redactedConfig(config).introspectionUrl, GOOGLE_TOKENINFO_URL);
+  // The guide says `check` warns that the audience is not the resource, and nothing else here.
+  assert.deepEqual(startupWarnings(config, GOOGLE).map((w) => w.id), [
+    "audience_without_resource",
+  ]);
   // An explicit endpoint (a test double, an egress proxy) is kept.
   const url = "https://egress.example.com/tokeninfo";
   assert.equal(parseConfig({ ...GOOGLE, INTROSPECTION_URL: url }).introspectionUrl, url);
