@@ -239,7 +239,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
             Object.values(byKind).reduce((a, b) => a + b, 0)
           }`,
         );
-        await new Promise((r) => setTimeout(r, Math.min(sampleMs, deadline - performance.now())));
+        await new Promise((r) =>
+          setTimeout(r, Math.max(0, Math.min(sampleMs, deadline - performance.now())))
+        );
       }
       samples.push(await rssBytes(gate.pid));
     })();

@@ -168,10 +168,15 @@ export const REDACTED = "[redacted]";
  */
 const SECRET_QUERY_PARAMS =
   "access_token|refresh_token|id_token|token|password|passwd|pwd|pass|secret|client_secret|" +
-  "api_key|apikey|key|sig|signature|auth";
+  "api_key|apikey|key|sig|signature|auth|" +
+  // Pre-signed object-store URLs (a key set or metadata document served from a bucket).
+  "x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential";
 
-/** `scheme://userinfo@`: the user info runs to the last `@` of the authority (RFC 3986 §3.2). */
-const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@"<>\\]+@/gi;
+/**
+ * `scheme://userinfo@`: the user info runs to the last `@` before the path, query or fragment,
+ * where WHATWG URL parsing splits it too, so a raw `@` inside a password stays hidden.
+ */
+const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#"<>\\]+@/gi;
 /** `?name=value` / `&name=value` for a name of {@linkcode SECRET_QUERY_PARAMS}. */
 const SECRET_QUERY = new RegExp(`([?&;](?:${SECRET_QUERY_PARAMS})=)[^&#\\s"<>\\\\]*`, "gi");
 

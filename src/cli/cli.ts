@@ -192,7 +192,11 @@ async function readEnvFile(
   let text: string;
   try {
     // systemd refuses a file that is not UTF-8, so a strict decoder.
-    text = new TextDecoder("utf-8", { fatal: true }).decode(await Deno.readFile(path));
+    // ignoreBOM: systemd's parser has no byte-order-mark rule, so a BOM stays part of the first
+    // name ("\uFEFFLOG_LEVEL", which the service never sees as LOG_LEVEL); check must read it so.
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
+      await Deno.readFile(path),
+    );
   } catch (err) {
     const why = err instanceof TypeError ? "not UTF-8" : fsReason(err);
     io.stderr(`mcp-gate: check: cannot read env file ${JSON.stringify(path)}: ${why}\n`);

@@ -1,15 +1,14 @@
 /**
- * Review (branch review2, main 9c10997): `mcp-gate check --env-file` must read a file as systemd's
- * EnvironmentFile= does. systemd (src/basic/env-file.c parse_env_file_internal) has no BOM rule:
- * a file saved with a UTF-8 BOM gives its first assignment the name "\uFEFFNAME", which the
- * service never sees as NAME. src/cli/cli.ts readEnvFile decodes with TextDecoder's default
- * (ignoreBOM false), which strips the BOM, so check reports NAME as set from the file.
+ * `mcp-gate check --env-file` reads a file as systemd's EnvironmentFile= does. systemd
+ * (src/basic/env-file.c) has no BOM rule: a file saved with a UTF-8 BOM gives its first assignment
+ * the name "\uFEFFNAME", which the service never sees as NAME, so check must not report NAME as
+ * set from the file. (Found by review; failed before the fix.)
  */
 import assert from "node:assert/strict";
 
 const ROOT = new URL("..", import.meta.url);
 
-Deno.test("review: check --env-file does not take the first assignment of a file with a UTF-8 BOM", async () => {
+Deno.test("check --env-file does not take the first assignment of a file with a UTF-8 BOM", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/mcp-gate.env`;

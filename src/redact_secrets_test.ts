@@ -1,11 +1,10 @@
 /**
- * Review (branch review2, main 9c10997): credential forms redactSecrets() leaves readable.
- * Each step fails on main.
+ * Credential forms redactSecrets() must hide (found by review; each failed before the fix).
  */
 import assert from "node:assert/strict";
 import { REDACTED, redactSecrets } from "./errors.ts";
 
-Deno.test("review: redactSecrets() hides a URL password that contains '@' (WHATWG splits the user info at the last '@')", () => {
+Deno.test("redactSecrets() hides a URL password that contains '@' (WHATWG splits the user info at the last '@')", () => {
   // new URL() accepts this: password "p%40ss", host redis.internal:6379. The regex's user info
   // stops at the first '@', so "ss" is shown.
   const url = "redis://app:p@ss@redis.internal:6379";
@@ -14,7 +13,7 @@ Deno.test("review: redactSecrets() hides a URL password that contains '@' (WHATW
   assert.equal(out, `RATE_LIMIT_REDIS_URL "redis://${REDACTED}@redis.internal:6379" refused`);
 });
 
-Deno.test("review: redactSecrets() hides the signatures of S3 and GCS pre-signed URLs", () => {
+Deno.test("redactSecrets() hides the signatures of S3 and GCS pre-signed URLs", () => {
   // SECRET_QUERY_PARAMS names "signed-URL signatures", but the usual spellings are prefixed.
   const out = redactSecrets(
     "https://b.s3.amazonaws.com/jwks.json?X-Amz-Credential=AKIA&X-Amz-Signature=deadbeef",
