@@ -460,13 +460,13 @@ const ROWS = deepFreeze([
     name: "INTROSPECTION_URL",
     field: "introspectionUrl",
     default: derived(
-      `discovered; ${GOOGLE_TOKENINFO_URL} with google_tokeninfo`,
+      "discovered; Google's tokeninfo with google_tokeninfo",
       (c) => c.introspectionFormat === "google_tokeninfo" ? GOOGLE_TOKENINFO_URL : undefined,
     ),
     parse: parseJwksUri,
     display: "as-is",
     description: "introspection endpoint (https unless the host is loopback); else the " +
-      "discovered introspection_endpoint",
+      `discovered introspection_endpoint, or ${GOOGLE_TOKENINFO_URL} with google_tokeninfo`,
   }),
   row({
     name: "INTROSPECTION_AUTH_METHOD",
