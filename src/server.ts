@@ -364,8 +364,11 @@ function startMetricsListener(
 }
 
 /**
- * The stop sequence, run once however often it is asked for: the key store stops, the gate drains
- * ({@linkcode drainGate}), the forwarder and the metrics listener close, `finished` resolves.
+ * The stop sequence, run once however often it is asked for: the key store stops, both listeners
+ * drain under SHUTDOWN_TIMEOUT ({@linkcode drainListeners}), the forwarder closes, the clients
+ * that outlive the drain close under {@linkcode AFTER_DRAIN_LIMIT_MS} ({@linkcode closeAfterDrain}),
+ * `finished` resolves. The exit so takes at most SHUTDOWN_TIMEOUT + FORCED_CLOSE_GRACE_MS +
+ * AFTER_DRAIN_LIMIT_MS (docs/contract.md §1).
  * With `handleSignals`, SIGTERM and SIGINT start it, and a second one during the drain resolves
  * `finished` at once with `interrupted` (an operator pressing Ctrl-C twice means "now"; the CLI
  * then exits without waiting for open streams).
@@ -410,15 +413,20 @@ function createShutdown(
     stopping ??= (async () => {
       const t0 = performance.now();
       keys.close();
-      const clean = await drainGate(gate, { forwarder, log, timeoutMs: config.shutdownTimeoutMs });
+      const clean = await drainListeners(gate, metricsServer, {
+        forwarder,
+        log,
+        timeoutMs: config.shutdownTimeoutMs,
+      });
       forwarder.close();
-      // After the drain: exchanges still in flight may need an introspection answer.
-      await ctx.introspector?.[Symbol.asyncDispose]();
-      await ctx.asMetadata?.[Symbol.asyncDispose]();
-      await ctx.rateLimiting?.close();
-      // The spans of the drained exchanges are exported before the process goes.
-      await ctx.tracing?.shutdown().catch(() => {});
-      await metricsServer?.shutdown();
+      // After the drain: exchanges still in flight may need an introspection answer, and the
+      // spans of the drained exchanges are exported before the process goes.
+      await closeAfterDrain(log, [
+        ["introspection", () => ctx.introspector?.[Symbol.asyncDispose]()],
+        ["as_metadata", () => ctx.asMetadata?.[Symbol.asyncDispose]()],
+        ["rate_limit_redis", () => ctx.rateLimiting?.close()],
+        ["tracing", () => ctx.tracing?.shutdown()],
+      ]);
       if (ctx.handleSignals) { for (const [s, l] of listeners) Deno.removeSignalListener(s, l); }
       log.info("stopped", { drained: clean, duration_ms: Math.round(performance.now() - t0) });
       log.flush();
@@ -430,40 +438,73 @@ function createShutdown(
 }
 
 /**
- * Stops the gate accepting and waits up to `timeoutMs` for its exchanges to end; then cuts the
- * streams still open and waits a short grace. Resolves true when everything ended in time.
+ * Stops the gate accepting and waits up to `timeoutMs` for its exchanges to end; then the metrics
+ * listener, which served scrapes and probes through the drain, stops under what is left of the
+ * same deadline: Deno's shutdown() waits for every exchange in flight, so one client of
+ * METRICS_ADDR that never finishes its request would otherwise hold the exit for good. Past the
+ * deadline the streams still open are cut and both get a short grace. Resolves true when
+ * everything ended in time.
  */
-async function drainGate(
+async function drainListeners(
   gate: Listener,
+  metricsServer: Listener | undefined,
   ctx: { forwarder: StreamingForwarder; log: Logger; timeoutMs: number },
 ): Promise<boolean> {
   const { forwarder, log } = ctx;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const drained = gate.shutdown().then(() => true);
-  const timedOut = new Promise<boolean>((r) => {
-    timer = setTimeout(() => r(false), ctx.timeoutMs);
+  const deadline = performance.now() + ctx.timeoutMs;
+  const gateDrained = gate.shutdown();
+  await within(gateDrained, ctx.timeoutMs, undefined);
+  const drained = Promise.all([gateDrained, metricsServer?.shutdown()]).then(() => true);
+  if (await within(drained, Math.max(0, deadline - performance.now()), false)) return true;
+  // Cut what is still streaming (Deno's shutdown() waits for open bodies forever): the forwarder
+  // errors each proxied body, which ends the client's response, aborts the upstream request and
+  // writes the exchange's log line (forwarder.close() alone only closes idle connections). Only
+  // proxied bodies stream; the gate's own and the metrics listener's are whole. What still hangs
+  // after a short grace (a request waiting for upstream headers, a metrics client that never
+  // finishes its request body) is left to process exit (the CLI exits).
+  log.warn("shutdown timeout reached, closing open exchanges", {
+    streams: forwarder.streamingCount,
   });
-  const clean = await Promise.race([drained, timedOut]);
-  clearTimeout(timer);
-  if (!clean) {
-    // Cut what is still streaming (Deno's shutdown() waits for open bodies forever): the
-    // forwarder errors each proxied body, which ends the client's response, aborts the
-    // upstream request and writes the exchange's log line (forwarder.close() alone only
-    // closes idle connections). Only proxied bodies stream; the gate's own are whole. What still
-    // hangs after a short grace (a request waiting for upstream headers) is left to process
-    // exit (the CLI exits).
-    log.warn("shutdown timeout reached, closing open exchanges", {
-      streams: forwarder.streamingCount,
-    });
-    forwarder.cutStreams(new DrainCut());
-    let grace: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      drained,
-      new Promise((r) => (grace = setTimeout(r, FORCED_CLOSE_GRACE_MS))),
+  forwarder.cutStreams(new DrainCut());
+  await within(drained, FORCED_CLOSE_GRACE_MS, false);
+  return false;
+}
+
+/** `p`'s value, or `fallback` when `p` has not settled within `ms`; the timer is always cleared. */
+async function within<T, F>(p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<F>((r) => (timer = setTimeout(() => r(fallback), ms))),
     ]);
-    clearTimeout(grace);
+  } finally {
+    clearTimeout(timer);
   }
-  return clean;
+}
+
+/**
+ * Closes the clients that outlive the drain, together, for at most AFTER_DRAIN_LIMIT_MS: a peer
+ * that never answers (an OTLP collector whose exporter waits its own 10 s, a Redis server gone
+ * silent) must not hold the exit. What is cut is named in one warn line and left to process exit.
+ */
+async function closeAfterDrain(
+  log: Logger,
+  closes: [name: string, close: () => PromiseLike<void> | void][],
+): Promise<void> {
+  const pending = new Set<string>();
+  const all = Promise.all(closes.map(async ([name, close]) => {
+    pending.add(name);
+    try {
+      await close();
+    } catch { /* a failed close has nothing left to wait for */ }
+    pending.delete(name);
+  }));
+  if (await within(all.then(() => true), AFTER_DRAIN_LIMIT_MS, false)) return;
+  log.warn("close after the drain cut at its limit", {
+    pending: [...pending],
+    limit_ms: AFTER_DRAIN_LIMIT_MS,
+  });
 }
 
 /** A listener that outlives its accept loop: see {@linkcode superviseListener}. */
@@ -702,3 +743,9 @@ export function runtimeLimits(config: Config, denoVersion: string): RuntimeLimit
 
 /** How long open exchanges get to end after being cut at SHUTDOWN_TIMEOUT. */
 const FORCED_CLOSE_GRACE_MS = 500;
+/**
+ * How long the closes after the drain (introspection, AS metadata, the Redis client, the trace
+ * flush) get together: the exit takes at most SHUTDOWN_TIMEOUT + FORCED_CLOSE_GRACE_MS + this
+ * (docs/contract.md §1; deploy/kubernetes/mcp-gate.yaml's grace period allows for it).
+ */
+const AFTER_DRAIN_LIMIT_MS = 2_000;
