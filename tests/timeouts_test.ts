@@ -15,6 +15,7 @@ import {
   startRawUpstream,
   startUpstream,
 } from "./helpers/upstream.ts";
+import { rawRequest } from "./helpers/raw_http.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -227,6 +228,37 @@ Deno.test("MAX_HEADER_BYTES: a larger request head gets 431 with a JSON body; a 
     assert.equal(upstream.requests.length, 1, "the large head never reached the upstream");
     const lines = await gate.requestLogs(2);
     assert.equal(lines[1].reason, "header_too_large");
+  });
+});
+
+Deno.test("MAX_HEADER_BYTES counts a repeated field line by line, not as Headers joins them", async (t) => {
+  // 100 lines "x-padding-…(60 chars): v" are a 6.5 KB head on the wire; Headers joins them into
+  // one value ("v, v, …", about 360 bytes as one line), and Deno's iteration drops empty values
+  // before a field's first non-empty one (100 empty lines iterate as one).
+  await using upstream = await startUpstream();
+  await withGate(upstream.url, { MAX_HEADER_BYTES: "4KiB" }, async (gate, issuer) => {
+    const token = await issuer.mint({ scope: "mcp:tools" });
+    const name = "x-padding-" + "a".repeat(50);
+    const cases: [string, string[]][] = [["v", ["v"]], ["empty", [""]], ["empty, then v", [
+      "",
+      "v",
+    ]]];
+    for (const [label, values] of cases) {
+      await t.step(label, async () => {
+        const headers: [string, string][] = [["authorization", `Bearer ${token}`]];
+        for (let i = 0; i < 100; i++) headers.push([name, values[i < 99 ? 0 : values.length - 1]]);
+        const wire = headers.reduce((n, [k, v]) => n + k.length + v.length + 4, 0);
+        assert.ok(wire > 4096, `the head sent is ${wire} bytes`);
+        const res = await rawRequest(gate.port, {
+          method: "POST",
+          path: "/mcp",
+          headers,
+          body: "{}",
+        });
+        assert.equal(res.status, 431, `a ${wire}-byte head passed MAX_HEADER_BYTES=4KiB`);
+        assert.equal(upstream.requests.length, 0);
+      });
+    }
   });
 });
 

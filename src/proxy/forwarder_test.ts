@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { claimRef, type Config } from "../config/mod.ts";
 import { Http1HeadError, type Http1Response, parseResponseHead } from "../http1/mod.ts";
 import { GateError } from "../errors.ts";
@@ -9,6 +10,7 @@ import {
   CLIENT_ADDRESS_HEADERS,
   CONSUMED_HEADERS,
   createPlan,
+  fieldLineBytes,
   type ForwardContext,
   GATE_SET_HEADERS,
   HOP_BY_HOP_HEADERS,
@@ -386,7 +388,7 @@ Deno.test("buildHead() frames the body by Transfer-Encoding over Content-Length,
 
 Deno.test("readRequestFields() gives each value as Headers.get() does, and serialises the forwarded fields", () => {
   const plan = createPlan(config());
-  const headers = new Headers([
+  const sent: [string, string][] = [
     ["Authorization", "Bearer a"],
     ["authorization", "Bearer b"],
     ["Origin", "https://app.example"],
@@ -402,7 +404,8 @@ Deno.test("readRequestFields() gives each value as Headers.get() does, and seria
     ["x-multi", "1"],
     ["X-Multi", "2"],
     ["cookie", "c=1"],
-  ]);
+  ];
+  const headers = new Headers(sent);
   const f = readRequestFields(plan, headers);
   const names = [
     ["authorization", f.authorization],
@@ -426,9 +429,9 @@ Deno.test("readRequestFields() gives each value as Headers.get() does, and seria
   );
   assert.equal(f.drop, plan.drop);
 
-  // Every field line as sent ("name: value\r\n"), repeated fields as Headers joins them.
-  let lines = 0;
-  headers.forEach((value, name) => (lines += `${name}: ${value}\r\n`.length));
+  // Every field line as sent ("name: value\r\n"), a repeated field line by line, not as Headers
+  // joins them.
+  const lines = sent.reduce((n, [name, value]) => n + `${name}: ${value}\r\n`.length, 0);
   assert.equal(f.headBytes, lines);
 
   const none = readRequestFields(plan, new Headers());
@@ -440,6 +443,47 @@ Deno.test("readRequestFields() gives each value as Headers.get() does, and seria
   assert.equal(none.forwarded, "");
   assert.equal(none.headBytes, 0);
   assert.ok(none.readAt > 0 && none.readAt <= performance.now());
+});
+
+Deno.test('readRequestFields().headBytes is never below the wire size of the field lines, exact without ", " in a value', () => {
+  const plan = createPlan(config());
+  const tchar = fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789-_!#$%&'*+.^`|~");
+  const name = fc.oneof(
+    fc.string({ unit: tchar, minLength: 1, maxLength: 20 }),
+    fc.constant("cookie"),
+  );
+  // Field values as Deno hands them on: visible ASCII, inner spaces and tabs, no outer ones.
+  const vchar = fc.constantFrom(...'abc,; =\t"/:0123456789');
+  const value = fc.string({ unit: vchar, maxLength: 30 }).map((v) => v.trim());
+  const lines = fc.array(fc.tuple(name, value), { maxLength: 30 }).chain((ls) =>
+    // Repetition: some names sent again.
+    fc.array(fc.nat(Math.max(0, ls.length - 1)), { maxLength: ls.length > 0 ? 20 : 0 })
+      .map((picks) => [...ls, ...picks.map((i) => ls[i])])
+  );
+  fc.assert(fc.property(lines, (sent) => {
+    const headers = new Headers();
+    for (const [n, v] of sent) headers.append(n, v);
+    const measured = readRequestFields(plan, headers).headBytes;
+    const wire = sent.reduce((n, [k, v]) => n + `${k}: ${v}\r\n`.length, 0);
+    assert.ok(measured >= wire, `measured ${measured} < wire ${wire}`);
+    // The over-estimate: name + 2 per ", " a value itself holds ("; " too in a cookie).
+    const extra = sent.reduce((n, [k, v]) => {
+      const seps = v.split(", ").length - 1 + (k === "cookie" ? v.split("; ").length - 1 : 0);
+      return n + seps * (k.length + 2);
+    }, 0);
+    assert.ok(measured <= wire + extra, `measured ${measured} > wire ${wire} + ${extra}`);
+  }));
+});
+
+Deno.test('fieldLineBytes() counts each ", " as a line boundary: name + 2 more bytes', () => {
+  assert.equal(fieldLineBytes("x-a", "v"), "x-a: v\r\n".length);
+  assert.equal(fieldLineBytes("x-a", "v, w, "), "x-a: v\r\nx-a: w\r\nx-a: \r\n".length);
+  assert.equal(fieldLineBytes("x-a", ", "), "x-a: \r\nx-a: \r\n".length);
+  // A "," without the space Headers joins with is a character of one line.
+  assert.equal(fieldLineBytes("x-a", "a,b"), "x-a: a,b\r\n".length);
+  // Deno.serve joins cookie lines with "; ".
+  assert.equal(fieldLineBytes("cookie", "a=1; b=2"), "cookie: a=1\r\ncookie: b=2\r\n".length);
+  assert.equal(fieldLineBytes("x-a", "a=1; b=2"), "x-a: a=1; b=2\r\n".length);
 });
 
 Deno.test("createPlan() gives a frozen plan whose drop set holds every managed name", () => {

@@ -22,18 +22,28 @@ export interface RawResponse {
   body: Uint8Array;
 }
 
+/**
+ * The request head {@linkcode rawRequest} writes, byte for byte (request line, a `host` line
+ * unless `init` has one, the field lines, `content-length` when there is a body,
+ * `connection: close`, the blank line).
+ */
+export function rawHead(port: number, init: RawRequestInit): string {
+  const body = typeof init.body === "string" ? new TextEncoder().encode(init.body) : init.body;
+  const lines = [`${init.method} ${init.path} HTTP/1.1`];
+  const headers = init.headers ?? [];
+  if (!headers.some(([n]) => n.toLowerCase() === "host")) lines.push(`host: 127.0.0.1:${port}`);
+  for (const [n, v] of headers) lines.push(`${n}: ${v}`);
+  if (body) lines.push(`content-length: ${body.length}`);
+  lines.push("connection: close", "", "");
+  return lines.join("\r\n");
+}
+
 /** Sends one request with `Connection: close` and reads the response to the end. */
 export async function rawRequest(port: number, init: RawRequestInit): Promise<RawResponse> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
     const body = typeof init.body === "string" ? new TextEncoder().encode(init.body) : init.body;
-    const lines = [`${init.method} ${init.path} HTTP/1.1`];
-    const headers = init.headers ?? [];
-    if (!headers.some(([n]) => n.toLowerCase() === "host")) lines.push(`host: 127.0.0.1:${port}`);
-    for (const [n, v] of headers) lines.push(`${n}: ${v}`);
-    if (body) lines.push(`content-length: ${body.length}`);
-    lines.push("connection: close", "", "");
-    await writeAll(conn, new TextEncoder().encode(lines.join("\r\n")));
+    await writeAll(conn, new TextEncoder().encode(rawHead(port, init)));
     if (body) await writeAll(conn, body);
     const raw = await readAll(conn);
     return parse(raw, init.method === "HEAD");
