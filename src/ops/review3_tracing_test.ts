@@ -29,7 +29,10 @@ Deno.test("RequestSpan.propagate never holds an empty tracestate when the inboun
       });
       span.end(200);
       const sent = span.propagate.find(([name]) => name === "tracestate");
-      assert.ok(sent === undefined || sent[1] !== "", `tracestate ${JSON.stringify(tracestate)} sent as ""`);
+      assert.ok(
+        sent === undefined || sent[1] !== "",
+        `tracestate ${JSON.stringify(tracestate)} sent as ""`,
+      );
     }
   } finally {
     await tracing.shutdown().catch(() => {});
