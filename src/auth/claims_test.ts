@@ -180,10 +180,20 @@ Deno.test("every claim consumer reads a list the same way, wherever the claim si
             values: anyOf,
           }];
           const want = anyOf.some((v) => have.includes(v));
+          // A claim named in SCOPE_CLAIMS: every shape of the list is the same list.
           for (const shape of shapes(have)) {
-            const got = checkRequiredClaims(at.put(shape), { requiredClaims: required });
+            const got = checkRequiredClaims(at.put(shape), {
+              requiredClaims: required,
+              scopeClaims: [claimRef(at.ref)],
+            });
             assert.equal(got === undefined, want);
           }
+          // Any other claim: an array is a list, a string one whole value (never its words).
+          const [array, ...strings] = shapes(have);
+          const held = (shape: unknown) =>
+            checkRequiredClaims(at.put(shape), { requiredClaims: required }) === undefined;
+          assert.equal(held(array), want);
+          for (const shape of strings) assert.equal(held(shape), anyOf.includes(shape as string));
         },
       ),
     );

@@ -154,16 +154,21 @@ export function checkScopes(
 
 /**
  * Each REQUIRED_CLAIMS entry ({@linkcode RequiredClaim}): `equals`, the claim equals the value
- * (deep JSON equality) or contains it (every element of it, when the value is an array); `anyOf`,
- * the claim's list of strings holds one of the values.
+ * (deep JSON equality) or, being an array, holds it (every element of it, when the value is an
+ * array); `anyOf`, the claim holds one of the values. A string claim is one whole value here,
+ * except a claim named in SCOPE_CLAIMS, whose string is a space-delimited list by definition
+ * (RFC 6749 §3.3, RFC 9068 §2.2.3). Splitting other strings into words would let a value the
+ * user can shape pass: `"x alice@example.com y"@evil.example` is an address, and not alice's;
+ * "evil acme" is not the tenant "acme".
  */
 export function checkRequiredClaims(
   claims: Readonly<Record<string, unknown>>,
-  policy: Pick<Policy, "requiredClaims">,
+  policy: Pick<Policy, "requiredClaims"> & { readonly scopeClaims?: readonly ClaimRef[] },
 ): CheckResult {
   for (const required of policy.requiredClaims) {
     const have = claimAt(claims, required.claim);
-    if (claimSatisfies(have, required)) continue;
+    const words = (policy.scopeClaims ?? []).some((c) => samePath(c.path, required.claim.path));
+    if (claimSatisfies(have, required, words)) continue;
     return new GateError("insufficient_scope", {
       reason: "claim",
       detail: `claim "${required.claim.text.slice(0, 64)}" does not match the required value`,
@@ -172,24 +177,30 @@ export function checkRequiredClaims(
   return undefined;
 }
 
-function claimSatisfies(have: unknown, required: RequiredClaim): boolean {
+function samePath(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((t, i) => t === b[i]);
+}
+
+/**
+ * A claim as the list REQUIRED_CLAIMS tests: {@linkcode claimStrings} (arrays; a scope claim's
+ * string as words), except that any other string is a one-element list.
+ */
+function requiredList(have: unknown, words: boolean): readonly string[] | undefined {
+  return typeof have === "string" && !words ? [have] : claimStrings(have);
+}
+
+function claimSatisfies(have: unknown, required: RequiredClaim, words: boolean): boolean {
   if (required.kind === "anyOf") {
-    const list = claimStrings(have);
+    const list = requiredList(have, words);
     return list !== undefined && required.values.some((v) => list.includes(v));
   }
   const want = required.value;
   if (jsonEqual(have, want)) return true;
-  if (Array.isArray(want)) return want.every((w) => contains(have, w));
-  return contains(have, want);
-}
-
-/**
- * `have` is an array holding `want`. A string claim is not read as words here: the equals form
- * is for single-valued claims (tenant, hd, org), where "evil acme" must not pass for "acme";
- * lists of words are the `claim=a|b` form's, which reads every shape by {@linkcode claimStrings}.
- */
-function contains(have: unknown, want: unknown): boolean {
-  return Array.isArray(have) && have.some((h) => jsonEqual(h, want));
+  const holds = (w: unknown) =>
+    (Array.isArray(have) && have.some((h) => jsonEqual(h, w))) ||
+    (words && typeof w === "string" && (requiredList(have, words)?.includes(w) ?? false));
+  if (Array.isArray(want)) return want.every(holds);
+  return holds(want);
 }
 
 /** Structural equality of JSON values (objects compared by keys, not order). */

@@ -3,7 +3,7 @@
  * reporting every problem through `fail` in the configuration's one voice, and the value types
  * they produce. Pure; no knowledge of variable names beyond what a message quotes.
  */
-import { isReservedForClaims } from "../headers/mod.ts";
+import { isReservedForClaims, managedKey } from "../headers/mod.ts";
 import { type Cidr, isLoopbackHost, parseCidr, parseIp } from "../net/mod.ts";
 
 /** LOG_LEVEL's values, least to most severe. */
@@ -320,11 +320,11 @@ export function parseClaimRefs(text: string, fail: Fail): readonly ClaimRef[] | 
  * REQUIRED_CLAIMS in either of two forms, told apart by the first character (a claim name never
  * starts with "{" in the second form):
  * - a JSON object, `{"tenant":"acme","/realm_access/roles":"mcp"}`: each claim equals the value or
- *   contains it ({@linkcode RequiredClaim} `equals`);
- * - `claim=value|value,claim=value`: each claim's list of strings holds one of the `|`-separated
- *   values ({@linkcode RequiredClaim} `anyOf`). The claim ends at the first "=", so a claim name
- *   with "=" or "," needs the JSON form; a value never holds "|", "," or a space (a claim string
- *   is read as space-separated words).
+ *   is an array holding it ({@linkcode RequiredClaim} `equals`);
+ * - `claim=value|value,claim=value`: each claim holds or equals one of the `|`-separated values
+ *   ({@linkcode RequiredClaim} `anyOf`). The claim ends at the first "=", so a claim name with "="
+ *   or "," needs the JSON form; a value never holds "|", "," or a space (a scope claim's string
+ *   is read as words, so a value with a space could never match one; the JSON form takes any).
  */
 const REQUIRED_CLAIMS_FORMS =
   'expected a JSON object like {"tenant":"acme"} or claim=value|value pairs like groups=admin|ops';
@@ -367,7 +367,7 @@ export function parseRequiredClaims(
     } else if (values.some((v) => /\s/.test(v))) {
       ok = false;
       fail(
-        "expected values without spaces (a claim string is read as space-separated words)",
+        "expected values without spaces (the JSON form takes a value that holds one)",
         entry,
       );
     } else {
@@ -538,8 +538,10 @@ export function parseClaimHeaders(text: string, fail: Fail): readonly ClaimHeade
           "Expect or a client-address header, in any spelling)",
         entry,
       );
-    } else if (out.some((c) => c.header === header)) {
-      fail("expected each header at most once", entry);
+    } else if (out.some((c) => managedKey(c.header) === managedKey(header))) {
+      // CGI, WSGI, Rack and PHP read "-" and "_" as one name (headers/managed.ts): two spellings
+      // would reach them as one variable, and a user-editable claim could stand in for `sub`.
+      fail("expected each header at most once, in any spelling (- and _ are one name)", entry);
     } else out.push({ claim, header });
   }
   return out;

@@ -77,7 +77,9 @@ export function createSdkTracing(opts: TracingOptions): Tracing {
       propagator.inject(trace.setSpan(ROOT_CONTEXT, span), out, defaultTextMapSetter);
       const propagate: TraceContextField[] = [];
       if (out.traceparent !== undefined) propagate.push(["traceparent", out.traceparent]);
-      if (out.tracestate !== undefined) propagate.push(["tracestate", out.tracestate]);
+      // W3C Trace Context §3.3: an empty tracestate is not sent (every inbound member may have
+      // been invalid and dropped).
+      if (out.tracestate) propagate.push(["tracestate", out.tracestate]);
       return {
         propagate,
         annotate: (a) => setAuth(span, a),

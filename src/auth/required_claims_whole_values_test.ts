@@ -1,5 +1,5 @@
 /**
- * Final review (review3): REQUIRED_CLAIMS' claim=a|b form on a single-valued claim.
+ * REQUIRED_CLAIMS' claim=a|b form on a single-valued claim.
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/mod.ts";

@@ -1,5 +1,5 @@
 /**
- * Final review (review3): CLAIM_HEADERS names that reach a CGI-style upstream as one variable.
+ * CLAIM_HEADERS names that reach a CGI-style upstream as one variable.
  */
 import assert from "node:assert/strict";
 import { ConfigError } from "../errors.ts";

@@ -1,5 +1,5 @@
 /**
- * Final review (review3): what the gate's span propagates upstream.
+ * What the gate's span propagates upstream.
  */
 import assert from "node:assert/strict";
 import { createTracing } from "./tracing.ts";
