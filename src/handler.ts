@@ -7,7 +7,7 @@
  * ends). The handler never throws: every failure becomes a response.
  */
 import type { Config } from "./config/mod.ts";
-import { GateError, type RejectReason } from "./errors.ts";
+import { GateError, type GateErrorCode, type RejectReason } from "./errors.ts";
 import {
   annotateAuth,
   jsonNumber,
@@ -312,14 +312,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       maxHeaderBytes: config.maxHeaderBytes,
     });
     if (malformed !== undefined) {
-      const err = new GateError(
-        malformed === "unsupported_transfer_coding"
-          ? "not_implemented"
-          : malformed === "header_too_large"
-          ? "header_too_large"
-          : "bad_request",
-        { reason: malformed },
-      );
+      const err = new GateError(PROBLEM_CODES[malformed] ?? "bad_request", { reason: malformed });
       recordAuth(span, outcomeOf(err.code), malformed);
       const res = reject(err, null);
       done({ route: "rejected", status: res.status, auth: outcomeOf(err.code), reason: malformed });
@@ -506,6 +499,12 @@ function isChunkedOnly(value: string): boolean {
   const codings = splitTokens(value);
   return codings.length === 1 && codings[0] === "chunked";
 }
+
+/** The error a request problem gets, where it is not the default 400 (http/challenge.ts). */
+const PROBLEM_CODES: Partial<Record<RejectReason, GateErrorCode>> = {
+  unsupported_transfer_coding: "not_implemented",
+  header_too_large: "header_too_large",
+};
 
 /**
  * What reaches the upstream is built from the request's URL and fields: the first reason they

@@ -224,14 +224,15 @@ function buildStages(config: Config, deps: ServerDeps, tracing: Tracing | undefi
     config.asMetadataMirror || (introspecting && config.introspectionUrl === undefined)
       ? createAsMetadataSource(config, { log, fetch: deps.fetch })
       : undefined;
+  // Introspection serves the first issuer (docs/identity-providers.md, several issuers), known
+  // from configuration before discovery answers: a good opaque token is never refused for an
+  // issuer that is merely not discovered yet.
+  const firstIssuer = issuersOf(config)[0].issuer;
   const introspector = introspecting
     ? createIntrospector(config, {
       log,
       fetch: deps.fetch,
-      // Introspection serves the first issuer (docs/identity-providers.md, several issuers).
-      // Known from configuration before discovery answers: a good opaque token is never
-      // refused for an issuer that is merely not discovered yet.
-      issuer: () => keys.stores[0].issuer ?? issuersOf(config)[0].issuer,
+      issuer: () => keys.stores[0].issuer ?? firstIssuer,
       metadata: asMetadata,
     })
     : undefined;
